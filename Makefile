@@ -1,0 +1,39 @@
+# PyroSys: `make demo` trains and tests the default experiment; `make test` runs the test suite.
+# Every install goes through constraints.txt, which pins the CPU build of torch.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
+DEMO_CONFIG := configs/digits/lenet5.yaml
+
+.PHONY: demo test install install-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: setup.cfg setup.py constraints.txt | $(BIN)/python
+	$(INSTALL) -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(INSTALL) -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+demo: $(VENV)/.installed
+	$(BIN)/pyrosys-trainer --c $(DEMO_CONFIG) --outdir experiments | tee $(VENV)/demo.log
+	run=$$(sed -n 's/^\[pyrosys\] results: //p' $(VENV)/demo.log | tail -n 1); \
+	$(BIN)/pyrosys-tester --m "$$run/models/best.ckpt"; \
+	echo "Demo done. The experiment folder is $$run (configuration, statistics CSVs, checkpoints, bundle models/best/, testing_*/)."
+
+test: $(VENV)/.installed-dev
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,207 @@
+"""Model: a LightningModule built from named modules, usable without any trainer (Frag Atlas style).
+
+Authors write `get_params()`, `build(params, data_definitions)` and `forward`. `create`, `save`,
+`load` and the training, validation and test steps are this base class's; the steps depend only
+on the objective the worker attaches, never on an architecture.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torchmetrics
+from torch import nn
+
+import pyrosys
+from pyrosys.atomic import atomic_path, write_text_atomic
+from pyrosys.config import dump_yaml, load_yaml
+from pyrosys.data_dict import DataDict
+from pyrosys.errors import ConfigError, did_you_mean
+
+BUNDLE_FILE = "model.yaml"
+WEIGHTS_FILE = "weights.safetensors"
+
+
+def class_path(cls: type) -> str:
+    """The dotted import path of a class (what bundles and checkpoints record)."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class Model(pl.LightningModule):
+    """Base of every model: parameters, named modules, bundle save/load, and the generic steps."""
+
+    @staticmethod
+    def get_params() -> dict:
+        """Hyper-parameters and their defaults, fixed for the model's lifetime."""
+        return {}
+
+    @staticmethod
+    def build(params: Mapping, data_definitions: Mapping) -> dict[str, nn.Module]:
+        """The named modules of the architecture, sized from the parameters and the data definitions."""
+        raise TypeError("a Model subclass must define build(params, data_definitions)")
+
+    def __init__(self, params: Mapping, data_definitions: Mapping) -> None:
+        super().__init__()
+        self.params = copy.deepcopy(dict(params))
+        self.data_definitions = copy.deepcopy(dict(data_definitions))
+        self.models = nn.ModuleDict(self.build(self.params, self.data_definitions))
+        self.objective = None
+        self.configure_optimization: Callable[[Model], Any] | None = None
+        self.configuration: dict | None = None
+
+    # -- use: create, save, load, predict ---------------------------------------------------------
+
+    @classmethod
+    def create(cls, params: Mapping | None = None, data_definitions: Mapping | None = None) -> Model:
+        """A model from (partial) parameters: defaults filled in, unknown keys refused."""
+        defaults = cls.get_params()
+        for key in params or {}:
+            if key not in defaults:
+                raise ConfigError(f"{cls.__name__} has no parameter '{key}'", key=f"model.{key}",
+                                  hint=did_you_mean(key, defaults))
+        return cls({**defaults, **dict(params or {})}, data_definitions or {})
+
+    def description(self) -> dict:
+        """Everything needed to rebuild this architecture: class, parameters, data definitions."""
+        return {"class": class_path(type(self)), "params": copy.deepcopy(self.params),
+                "data_definitions": copy.deepcopy(self.data_definitions),
+                "pyrosys_version": pyrosys.__version__}
+
+    def save(self, folder: str | Path) -> Path:
+        """Write a bundle folder (model.yaml + weights) that `Model.load` rebuilds with nothing else."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.models.state_dict().items()}
+        with atomic_path(folder / WEIGHTS_FILE) as temporary:
+            save_file(weights, str(temporary))
+        write_text_atomic(folder / BUNDLE_FILE, dump_yaml({**self.description(), "weights": WEIGHTS_FILE}))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Model:
+        """Rebuild a saved model from its bundle folder: no trainer, problem or configuration needed."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        from pyrosys.factory import resolve
+
+        folder = Path(folder)
+        description = load_yaml(folder / BUNDLE_FILE)
+        file = str(folder / BUNDLE_FILE)
+        for key in ("class", "params", "data_definitions"):
+            if key not in description:
+                raise ConfigError(f"the bundle description lacks '{key}'", file=file, key=key,
+                                  hint="Is this folder a PyroSys model bundle (written by Model.save)?")
+        model_cls = resolve({"_target_": description["class"]}, "model", file=file, key="class")
+        if not issubclass(model_cls, cls):
+            raise ConfigError(f"the bundle holds a {model_cls.__name__}, not a {cls.__name__}", file=file,
+                              key="class", hint="Load it with Model.load to accept any model")
+        model = model_cls.create(description["params"], description["data_definitions"])
+        weights_file = folder / str(description.get("weights", WEIGHTS_FILE))
+        try:
+            state = load_file(str(weights_file))
+        except (OSError, SafetensorError) as error:
+            raise ConfigError(f"the bundle weights cannot be read ({error})", file=str(weights_file)) from None
+        load_weights(model.models, state, str(weights_file))
+        return model.eval()
+
+    def forward_batch(self, batch: DataDict) -> torch.Tensor:
+        """The model's outputs for a batch; models that read more fields than `inputs` override this."""
+        return self(batch["inputs"])
+
+    @torch.no_grad()
+    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Outputs for inputs in evaluation mode, without gradients (the 'use' side of a model)."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self(inputs)
+        finally:
+            self.train(was_training)
+
+    # -- training, driven by a worker -------------------------------------------------------------
+
+    def attach(self, objective: Any, configure_optimization: Callable[[Model], Any],
+               configuration: Mapping | None = None) -> None:
+        """Hand the model what training needs: the objective, the optimiser recipe, the run's configuration."""
+        self.objective = objective
+        self.configure_optimization = configure_optimization
+        self.configuration = copy.deepcopy(dict(configuration)) if configuration is not None else None
+        # phase -> metric states; ModuleDict keys may not shadow Module attributes such as `train`
+        self.phase_metrics = nn.ModuleDict(
+            {f"{phase}_metrics": objective.metrics(self.data_definitions) for phase in ("train", "val", "test")})
+        self.phase_losses = nn.ModuleDict({f"{phase}_loss": torchmetrics.MeanMetric() for phase in ("val", "test")})
+
+    def _require_objective(self) -> Any:
+        if self.objective is None:
+            raise RuntimeError("this model has no objective: a worker attaches one with model.attach(...)")
+        return self.objective
+
+    def training_step(self, batch: DataDict, batch_index: int) -> dict:
+        outputs = self.forward_batch(batch)
+        loss = self._require_objective().loss(outputs, batch)
+        values = self.phase_metrics["train_metrics"](outputs.detach(), batch["targets"])
+        return {"loss": loss, **{name: value.detach() for name, value in values.items()}}
+
+    def _evaluate(self, batch: DataDict, phase: str) -> dict:
+        outputs = self.forward_batch(batch)
+        loss = self._require_objective().loss(outputs, batch)
+        values = self.phase_metrics[f"{phase}_metrics"](outputs, batch["targets"])
+        size = len(batch["targets"])
+        self.phase_losses[f"{phase}_loss"].update(loss.detach(), size)
+        return {"loss": loss.detach(), **values, "size": size}
+
+    def _log_phase(self, phase: str) -> None:
+        """Log whole-set values as `<phase>_<name>` (what checkpoint monitors and early stopping read)."""
+        metrics = self.phase_metrics[f"{phase}_metrics"]
+        values = dict(metrics.compute())
+        metrics.reset()
+        if f"{phase}_loss" in self.phase_losses:
+            values["loss"] = self.phase_losses[f"{phase}_loss"].compute()
+            self.phase_losses[f"{phase}_loss"].reset()
+        self.log_dict({f"{phase}_{name}": value for name, value in values.items()})
+
+    def on_train_epoch_end(self) -> None:
+        self._log_phase("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_phase("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_phase("test")
+
+    def validation_step(self, batch: DataDict, batch_index: int) -> dict:
+        return self._evaluate(batch, "val")
+
+    def test_step(self, batch: DataDict, batch_index: int) -> dict:
+        return self._evaluate(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        if self.configure_optimization is None:
+            raise RuntimeError("this model has no optimiser recipe: a worker attaches one with model.attach(...)")
+        return self.configure_optimization(self)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Checkpoints carry, as plain data, what rebuilds the model and replays the run."""
+        checkpoint["pyrosys"] = {"model": self.description(), "configuration": copy.deepcopy(self.configuration)}
+
+
+def load_weights(modules: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load a state dict exactly (same names and shapes), or explain what differs."""
+    own = modules.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or shapes:
+        details = "; ".join(filter(None, [
+            f"missing {missing[:3]}" if missing else "", f"unexpected {unexpected[:3]}" if unexpected else "",
+            f"shape differs for {shapes[:3]}" if shapes else ""]))
+        raise ConfigError(f"the weights do not fit this model: {details}", file=source,
+                          hint="The weights were saved from another architecture or other parameters")
+    modules.load_state_dict(state, strict=True)

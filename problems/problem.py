@@ -1,0 +1,131 @@
+"""Problem: the data side of an experiment, a LightningDataModule that describes its own data.
+
+A problem declares its parameters (`get_params`), what its batches hold (`data_definitions`),
+its task and default objective, and hands out a loader per phase (train, val, test).
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from pyrosys.data_dict import DataDict
+from pyrosys.errors import ConfigError, did_you_mean
+
+PHASES = ("train", "val", "test")
+
+
+class Problem(pl.LightningDataModule):
+    """Base of every problem: parameters, data definitions, task, default objective, loaders."""
+
+    task: ClassVar[str] = "classification"
+    default_loss: ClassVar[str] = "cross_entropy"
+    default_metrics: ClassVar[tuple[str, ...]] = ("accuracy",)
+
+    @staticmethod
+    def get_params() -> dict:
+        """Parameters and defaults shared by every problem; subclasses extend this dict."""
+        return {
+            "batch_size": 64,      # samples per batch
+            "split": "train",      # which data split a phase reads (train, val or test)
+            "shuffle": None,       # None: shuffle the training phase only
+            "drop_last": False,
+            "num_workers": 0,
+            "seed": None,          # None: the experiment's seed (filled in by the worker)
+        }
+
+    def __init__(self, params: Mapping, phases: Mapping[str, Mapping] | None = None) -> None:
+        super().__init__()
+        self.params = dict(params)
+        self.phases = {phase: {**self.params, **dict((phases or {}).get(phase, {}))} for phase in PHASES}
+
+    @classmethod
+    def create(cls, params: Mapping | None = None, phases: Mapping[str, Mapping] | None = None) -> Problem:
+        """A problem from (partial) parameters: defaults filled in, unknown keys refused."""
+        defaults = cls.get_params()
+        for where, given in [("problem", params or {})] + [(f"{p}.problem", v) for p, v in (phases or {}).items()]:
+            for key in given:
+                if key not in defaults:
+                    raise ConfigError(f"{cls.__name__} has no parameter '{key}'", key=f"{where}.{key}",
+                                      hint=did_you_mean(key, defaults))
+        return cls({**defaults, **dict(params or {})}, phases)
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @property
+    def data_definitions(self) -> dict:
+        """What a batch holds, field by field (shape, dtype, classes...): what models size themselves from."""
+        raise TypeError(f"{type(self).__name__} must define data_definitions")
+
+    def phase_params(self, phase: str) -> dict:
+        """The parameters of one phase: the shared ones with that phase's overrides over them."""
+        return copy.deepcopy(self.phases[phase])
+
+    def train_dataloader(self) -> Any:
+        return self.loader("train")
+
+    def val_dataloader(self) -> Any:
+        return self.loader("val")
+
+    def test_dataloader(self) -> Any:
+        return self.loader("test")
+
+    def loader(self, phase: str) -> Any:
+        """The iterable of DataDict batches for one phase."""
+        raise TypeError(f"{type(self).__name__} must define loader(phase)")
+
+
+class TensorSplit(Dataset):
+    """One split held as named tensors; a batch is cut by one tensor index, not sample by sample."""
+
+    def __init__(self, fields: Mapping[str, torch.Tensor]) -> None:
+        sizes = {name: len(t) for name, t in fields.items()}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"fields of one split differ in length: {sizes}")
+        self.fields = dict(fields)
+        self.size = next(iter(sizes.values()))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> DataDict:
+        return DataDict({name: t[index] for name, t in self.fields.items()})
+
+    def __getitems__(self, indices: Sequence[int]) -> DataDict:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return DataDict({name: t[index] for name, t in self.fields.items()})
+
+
+def keep_batch(batch: DataDict) -> DataDict:
+    """The collate function for TensorSplit: the batch is already whole."""
+    return batch
+
+
+class InMemoryProblem(Problem):
+    """A problem whose splits fit in memory as tensors; subclasses only write `load_splits`."""
+
+    def load_splits(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Every split ('train', 'val', 'test') as a dict of named tensors of equal length."""
+        raise TypeError(f"{type(self).__name__} must define load_splits()")
+
+    def setup(self, stage: str | None = None) -> None:
+        if getattr(self, "splits", None) is None:
+            self.splits = {name: TensorSplit(fields) for name, fields in self.load_splits().items()}
+
+    def loader(self, phase: str) -> DataLoader:
+        self.setup()
+        params = self.phases[phase]
+        split = params["split"]
+        if split not in self.splits:
+            raise ConfigError(f"{self.name} has no split '{split}'", key=f"{phase}.problem.split",
+                              hint=did_you_mean(str(split), self.splits))
+        shuffle = params["shuffle"] if params["shuffle"] is not None else phase == "train"
+        return DataLoader(self.splits[split], batch_size=int(params["batch_size"]), shuffle=bool(shuffle),
+                          drop_last=bool(params["drop_last"]), num_workers=int(params["num_workers"]),
+                          collate_fn=keep_batch, persistent_workers=int(params["num_workers"]) > 0)

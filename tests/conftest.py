@@ -1,0 +1,53 @@
+"""Shared fixtures: fresh singletons per test, YAML files in a temporary folder, console commands."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pyrosys.app_state import AppState
+from pyrosys.param_registry import ParamRegistry
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+FAST = ["--set", "training.trainer.enable_progress_bar=false"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_singletons():
+    ParamRegistry.reset()
+    AppState.reset()
+    yield
+    ParamRegistry.reset()
+    AppState.reset()
+
+
+@pytest.fixture
+def write(tmp_path):
+    """write('name.yaml', text) -> path of a dedented file under tmp_path."""
+
+    def _write(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    return _write
+
+
+def command(name: str, *args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run an installed console command (pyrosys-trainer, ...) as a user would."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([str(BIN / name), *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """cli(name, *args, cwd=...) runs a console command; cli.FAST turns the progress bar off."""
+    command.FAST = FAST
+    return command

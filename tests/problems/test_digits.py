@@ -1,0 +1,63 @@
+"""pyrosys.problems.digits: bundled data, a split fixed by the seed, batches cut by tensor indexing."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pyrosys.data_dict import DataDict
+from pyrosys.errors import ConfigError
+from pyrosys.problems.digits import Digits
+from pyrosys.problems.problem import TensorSplit
+
+
+def splits(seed: int) -> dict:
+    problem = Digits.create({"seed": seed})
+    problem.setup()
+    return problem.splits
+
+
+def test_split_is_deterministic_for_a_seed_and_changes_with_it():
+    first, again, other = splits(3), splits(3), splits(4)
+    assert torch.equal(first["test"].fields["targets"], again["test"].fields["targets"])
+    assert torch.equal(first["test"].fields["inputs"], again["test"].fields["inputs"])
+    assert not torch.equal(first["test"].fields["inputs"], other["test"].fields["inputs"])
+
+
+def test_splits_partition_all_1797_images_by_the_fractions():
+    parts = splits(0)
+    assert [len(parts[name]) for name in ("train", "val", "test")] == [1258, 269, 270]
+
+
+def test_batches_are_datadicts_shaped_as_the_data_definitions():
+    problem = Digits.create({"seed": 0, "batch_size": 16})
+    batch = next(iter(problem.loader("train")))
+    assert isinstance(batch, DataDict)
+    assert list(batch.inputs.shape) == [16, *problem.data_definitions["inputs"]["shape"]]
+    assert batch.targets.dtype == torch.int64 and int(batch.targets.max()) < 10
+
+
+def test_tensor_split_cuts_a_batch_with_one_index_not_per_sample():
+    split = TensorSplit({"inputs": torch.arange(10.0).reshape(10, 1), "targets": torch.arange(10)})
+    calls = []
+    original = split.__getitem__
+    split.__getitem__ = lambda i: calls.append(i) or original(i)
+    batch = split.__getitems__([3, 1, 4])
+    assert batch.targets.tolist() == [3, 1, 4] and calls == []
+
+
+def test_phase_overrides_apply_to_their_phase_only():
+    problem = Digits.create({"seed": 0, "batch_size": 8}, {"test": {"batch_size": 100, "split": "test"}})
+    assert problem.loader("train").batch_size == 8
+    assert problem.loader("test").batch_size == 100
+
+
+def test_unknown_parameter_is_refused_with_the_nearest_one():
+    with pytest.raises(ConfigError) as caught:
+        Digits.create({"batch_sise": 8})
+    assert "'batch_size'" in caught.value.hint
+
+
+def test_unknown_split_name_is_a_config_error():
+    problem = Digits.create({"seed": 0}, {"val": {"split": "validation"}})
+    with pytest.raises(ConfigError, match="no split 'validation'"):
+        problem.loader("val")

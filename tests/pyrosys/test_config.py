@@ -1,0 +1,120 @@
+"""pyrosys.config: safe YAML, default_configs, several files, overrides, interpolation, errors."""
+from __future__ import annotations
+
+import pytest
+
+from pyrosys.config import COMMAND_LINE, load_configuration, load_yaml, parse_override
+from pyrosys.errors import ConfigError
+
+
+def test_later_file_wins_over_earlier_and_overrides_win_over_files(write):
+    first = write("a.yaml", "model: {name: MLP, dropout: 0.1}\nproblem: {batch_size: 8}\n")
+    second = write("b.yaml", "model: {dropout: 0.2}\n")
+    config = load_configuration([first, second], ["problem.batch_size=16"])
+    assert config.tree["model"] == {"name": "MLP", "dropout": 0.2}
+    assert config.tree["problem"]["batch_size"] == 16
+    assert config.source("model.dropout") == str(second)
+    assert config.source("problem.batch_size") == COMMAND_LINE
+
+
+def test_file_wins_over_its_default_configs_which_load_depth_first_in_order(write):
+    write("defaults/base.yaml", "training: {seed: 1, optimizer: {name: SGD, lr: 0.1}}\n")
+    write("defaults/second.yaml", "default_configs: base.yaml\ntraining: {seed: 2}\n")
+    write("defaults/third.yaml", "training: {optimizer: {lr: 0.3}}\n")
+    experiment = write("exp/run.yaml", "default_configs: [../defaults/second.yaml, ../defaults/third.yaml]\n"
+                                       "training: {seed: 4}\n")
+    tree = load_configuration([experiment]).tree
+    assert tree["training"] == {"seed": 4, "optimizer": {"name": "SGD", "lr": 0.3}}
+    assert "default_configs" not in tree
+
+
+def test_default_configs_accepts_a_comma_separated_string(write):
+    write("one.yaml", "a: 1\n")
+    write("two.yaml", "b: 2\n")
+    tree = load_configuration([write("run.yaml", "default_configs: one.yaml, two.yaml\nc: 3\n")]).tree
+    assert tree == {"a": 1, "b": 2, "c": 3}
+
+
+def test_mi_prometheus_comma_separated_config_list_is_accepted(write):
+    first, second = write("a.yaml", "x: 1\n"), write("b.yaml", "x: 2\n")
+    assert load_configuration([f"{first},{second}"]).tree == {"x": 2}
+
+
+def test_interpolation_resolves_after_merging(write):
+    first = write("a.yaml", "problem: {name: Digits}\nlogging: {run: '${problem.name}-${model.name}'}\n")
+    second = write("b.yaml", "model: {name: MLP}\n")
+    assert load_configuration([first, second]).tree["logging"]["run"] == "Digits-MLP"
+
+
+def test_overrides_are_read_as_yaml_values():
+    assert parse_override("a.b=1.0e-3") == ("a.b", 0.001)
+    assert parse_override("a.b=1e-3") == ("a.b", 0.001)
+    assert parse_override("a=[1, 2]") == ("a", [1, 2])
+    assert parse_override("a=true") == ("a", True)
+    assert parse_override("a.b=text") == ("a.b", "text")
+
+
+def test_override_without_equals_sign_is_a_config_error():
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        parse_override("training.seed")
+
+
+def test_missing_default_configs_file_names_the_including_file(write):
+    path = write("run.yaml", "default_configs: [nowhere.yaml]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_configuration([path])
+    assert caught.value.file == str(path.resolve())
+    assert caught.value.key == "default_configs"
+    assert "nowhere.yaml" in caught.value.message
+
+
+def test_default_configs_cycle_is_detected_and_shown(write):
+    write("a.yaml", "default_configs: b.yaml\n")
+    write("b.yaml", "default_configs: c.yaml\n")
+    write("c.yaml", "default_configs: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle") as caught:
+        load_configuration([write("run.yaml", "default_configs: a.yaml\n")])
+    assert "a.yaml -> " in caught.value.message and caught.value.message.endswith("a.yaml")
+
+
+def test_same_default_included_twice_without_a_cycle_is_fine(write):
+    write("base.yaml", "x: 1\n")
+    write("left.yaml", "default_configs: base.yaml\n")
+    write("right.yaml", "default_configs: base.yaml\n")
+    assert load_configuration([write("run.yaml", "default_configs: [left.yaml, right.yaml]\n")]).tree == {"x": 1}
+
+
+def test_malformed_yaml_reports_line_and_column(write):
+    path = write("bad.yaml", "model:\n  name: MLP\n  sizes: [1, 2\n")
+    with pytest.raises(ConfigError) as caught:
+        load_yaml(path)
+    assert f"{path}, line 4, column 1" in caught.value.paragraph()
+
+
+def test_python_tags_are_refused(write):
+    path = write("evil.yaml", "model: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(ConfigError, match="Python tags"):
+        load_yaml(path)
+
+
+def test_duplicate_key_in_one_mapping_is_refused(write):
+    with pytest.raises(ConfigError, match="duplicate key 'name'"):
+        load_yaml(write("dup.yaml", "model:\n  name: MLP\n  name: LeNet5\n"))
+
+
+def test_top_level_that_is_not_a_mapping_is_refused(write):
+    with pytest.raises(ConfigError, match="not a mapping"):
+        load_yaml(write("list.yaml", "- a\n- b\n"))
+
+
+def test_broken_interpolation_names_key_and_file(write):
+    path = write("run.yaml", "logging: {run: '${model.nme}'}\nmodel: {name: MLP}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_configuration([path])
+    assert caught.value.key == "logging.run"
+    assert caught.value.file == str(path)
+
+
+def test_missing_config_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_configuration([tmp_path / "absent.yaml"])

@@ -1,0 +1,95 @@
+"""Resolve and build the components a configuration names: its problem (with per-phase overrides)
+and its model. Every key read here is a key the configuration may hold."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyrosys.errors import ConfigError
+from pyrosys.factory import resolve
+from pyrosys.param_registry import ParamInterface, ParamRegistry
+
+# phase of a problem -> the configuration section that holds its overrides
+PHASE_SECTIONS = {"train": "training", "val": "validation", "test": "testing"}
+CLASS_KEYS = ("name", "_target_")
+
+
+def plain(value: Any) -> Any:
+    """Plain data from a registry value (a section view becomes a dict, read whole)."""
+    return value.to_dict() if isinstance(value, ParamInterface) else value
+
+
+@dataclass
+class ComponentPlan:
+    """A component class and the parameters it will be created with."""
+
+    cls: type
+    params: dict
+    phases: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.cls.__name__
+
+
+def _class_spec(section: ParamInterface) -> dict:
+    return {key: section[key] for key in CLASS_KEYS if key in section and section.get(key) is not None}
+
+
+def resolve_problem(registry: ParamRegistry, seed: int | None = None) -> ComponentPlan:
+    """The problem class (one for every phase), its shared parameters and each phase's overrides."""
+    sections = {"problem": registry.section("problem")}
+    for phase, name in PHASE_SECTIONS.items():
+        if "problem" in registry.section(name):
+            sections[f"{name}.problem"] = registry.section(f"{name}.problem")
+    named = {path: _class_spec(section) for path, section in sections.items()}
+    named = {path: spec for path, spec in named.items() if spec}
+    if not named:
+        raise ConfigError("no problem is named", file=registry.configuration.source("problem"), key="problem.name",
+                          hint="Add 'problem: {name: Digits}' or '_target_: package.module.ProblemClass'")
+    path, spec = next(iter(named.items()))
+    problem_cls = resolve(spec, "problem", file=sections[path].source(), key=path)
+    for other, other_spec in named.items():
+        if resolve(other_spec, "problem", file=sections[other].source(), key=other) is not problem_cls:
+            raise ConfigError(f"'{other}' names another problem class than '{path}'",
+                              file=sections[other].source(), key=other,
+                              hint="One problem class serves every phase; phases may only change its parameters")
+    defaults = problem_cls.get_params()
+    shared = sections["problem"]
+    shared.add_default_params(defaults)
+    if seed is not None and shared.get("seed") is None:
+        shared.add_config_params({"seed": seed})
+    params = {key: plain(shared[key]) for key in defaults}
+    phases = {}
+    for phase, name in PHASE_SECTIONS.items():
+        section = sections.get(f"{name}.problem")
+        phases[phase] = {key: plain(section[key]) for key in defaults if section is not None and key in section}
+    return ComponentPlan(problem_cls, params, phases)
+
+
+def resolve_model(registry: ParamRegistry) -> ComponentPlan:
+    """The model class and its parameters, defaults filled in from its get_params()."""
+    section = registry.section("model")
+    spec = _class_spec(section)
+    if not spec:
+        raise ConfigError("no model is named", file=section.source(), key="model.name",
+                          hint="Add 'model: {name: LeNet5}' or '_target_: package.module.ModelClass'")
+    model_cls = resolve(spec, "model", file=section.source(), key="model")
+    defaults = model_cls.get_params()
+    section.add_default_params(defaults)
+    return ComponentPlan(model_cls, {key: plain(section[key]) for key in defaults})
+
+
+def build_problem(plan: ComponentPlan) -> Any:
+    """The problem, created and set up (so that data errors surface before an experiment starts)."""
+    problem = plan.cls.create(plan.params, plan.phases)
+    problem.setup()
+    for phase in PHASE_SECTIONS:
+        problem.loader(phase)
+    return problem
+
+
+def build_model(plan: ComponentPlan, data_definitions: Mapping) -> Any:
+    """The model, sized from the problem's data definitions."""
+    return plan.cls.create(plan.params, data_definitions)

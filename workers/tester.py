@@ -1,0 +1,119 @@
+"""pyrosys-tester: rebuild problem and model from a checkpoint alone and run the test split.
+
+    pyrosys-tester --m experiments/Digits/LeNet5/<time>/models/best.ckpt [--set testing.problem.batch_size=256]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pyrosys.config import COMMAND_LINE, Configuration, dump_yaml, load_configuration, parse_override
+from pyrosys.errors import ConfigError
+from pyrosys.param_registry import ParamRegistry
+from pyrosys.workers.worker import base_parser, run
+
+CHECKPOINT = "the checkpoint"
+
+
+def test_model(model: Any, problem: Any, folder: Path) -> dict:
+    """Run the test phase into `folder/testing_<time>/`; the whole-set statistics are returned."""
+    import pytorch_lightning as pl
+
+    from pyrosys.app_state import AppState
+    from pyrosys.atomic import write_text_atomic
+    from pyrosys.experiment import create_unique_folder, timestamp
+    from pyrosys.statistics import StatisticsCollector
+
+    test_folder = create_unique_folder(Path(folder), f"testing_{timestamp()}")
+    collector = StatisticsCollector(folder, test_folder=test_folder)
+    trainer = pl.Trainer(accelerator=AppState().accelerator, devices=1, logger=False, enable_checkpointing=False,
+                         enable_model_summary=False, enable_progress_bar=False, callbacks=[collector])
+    trainer.test(model, datamodule=problem, verbose=False)
+    write_text_atomic(test_folder / "testing_configuration.yaml", dump_yaml(model.configuration or {}))
+    return {**collector.results["test"], "folder": str(test_folder)}
+
+
+def _configuration(checkpoint: dict, args: argparse.Namespace) -> Configuration:
+    """The checkpoint's configuration, with the files and overrides of this command merged over it."""
+    from omegaconf import OmegaConf
+
+    from pyrosys.config import leaf_paths, resolve_interpolations
+
+    tree = checkpoint["pyrosys"].get("configuration")
+    if not isinstance(tree, dict):
+        raise ConfigError("the checkpoint carries no configuration", file=args.model, key="--m",
+                          hint="Give a checkpoint written by pyrosys-trainer")
+    sources = {leaf: CHECKPOINT for leaf in leaf_paths(tree)}
+    merged = OmegaConf.create(tree)
+    if args.config:
+        extra = load_configuration(args.config)
+        merged = OmegaConf.merge(merged, OmegaConf.create(extra.tree))
+        sources.update(extra.sources)
+    for item in args.overrides:
+        key, value = parse_override(item)
+        OmegaConf.update(merged, key, value, merge=True, force_add=True)
+        sources[key] = COMMAND_LINE
+    return Configuration(tree=resolve_interpolations(merged, sources), sources=sources, files=[args.model])
+
+
+def test(args: argparse.Namespace) -> int:
+    """Load -> rebuild -> test -> print."""
+    from pyrosys.checkpoint import read_checkpoint
+    from pyrosys.factory import resolve
+    from pyrosys.models.model import load_weights
+    from pyrosys.objectives import Objective
+    from pyrosys.workers.components import build_problem, resolve_problem
+
+    checkpoint = read_checkpoint(args.model)
+    ParamRegistry.reset()
+    registry = ParamRegistry()
+    registry.load(_configuration(checkpoint, args))
+    problem_plan = resolve_problem(registry)
+    loss = registry.section("training").get("loss")
+    registry.freeze()
+    registry.check_unread(exclude_source=CHECKPOINT)
+    if args.print_config:
+        print(dump_yaml(registry.to_dict()), end="")
+        return 0
+
+    description = checkpoint["pyrosys"]["model"]
+    model_cls = resolve({"_target_": description.get("class")}, "model", file=args.model, key="pyrosys.model.class")
+    model = model_cls.create(description.get("params"), description.get("data_definitions"))
+    load_weights(model, checkpoint["state_dict"], args.model)
+    problem = build_problem(problem_plan)
+    if problem.data_definitions != model.data_definitions:
+        raise ConfigError("the problem's data definitions differ from those the model was trained on",
+                          file=args.model, key="problem",
+                          hint="Test on the problem the model was trained on, or one with the same inputs and targets")
+    objective = Objective(loss or problem.default_loss, problem.default_metrics)
+    model.attach(objective, lambda _: None, registry.to_dict())
+    checkpoint_dir = Path(args.model).resolve().parent
+    run_folder = checkpoint_dir.parent if checkpoint_dir.name == "models" else checkpoint_dir
+    folder = Path(args.outdir) if args.outdir else run_folder
+    results = test_model(model, problem, folder)
+    print(f"[pyrosys] test loss: {results['loss']:.6f}" + "".join(
+        f"  test {name}: {results[name]:.6f}" for name in objective.metric_names))
+    print(f"[pyrosys] results: {results['folder']}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The tester's flags: the common ones plus --m (and optional --c files over the checkpoint's configuration)."""
+    result = base_parser("pyrosys-tester", "Test a trained model, rebuilt from its checkpoint alone.")
+    result.add_argument("--m", "--model", dest="model", metavar="CHECKPOINT", required=True,
+                        help="a checkpoint written by pyrosys-trainer (e.g. <experiment>/models/best.ckpt)")
+    result.add_argument("--c", "--config", dest="config", metavar="FILE", nargs="+", action="extend", default=[],
+                        help="configuration files merged over the checkpoint's configuration")
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of pyrosys-tester."""
+    return run(test, parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,353 @@
+"""pyrosys-trainer: resolve a configuration, build problem and model, fit, test the best model, record.
+
+    pyrosys-trainer --c configs/digits/lenet5.yaml [--c more.yaml] [--set key=value ...]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyrosys.config import dump_yaml, load_configuration
+from pyrosys.errors import ConfigError
+from pyrosys.param_registry import ParamInterface, ParamRegistry
+from pyrosys.seeds import resolve_seed
+from pyrosys.workers.components import ComponentPlan, plain, resolve_model, resolve_problem
+from pyrosys.workers.worker import base_parser, run
+
+log = logging.getLogger("pyrosys.trainer")
+
+# Keys of pl.Trainer that PyroSys sets from its own sections.
+DERIVED_TRAINER_KEYS = {
+    "max_epochs": "training.terminal_conditions.epoch_limit",
+    "max_steps": "training.terminal_conditions.episode_limit",
+    "callbacks": "training.callbacks", "logger": "logging", "default_root_dir": "--outdir",
+    "val_check_interval": "validation.interval", "check_val_every_n_epoch": "validation.interval",
+    "plugins": "(PyroSys's atomic checkpoint I/O)", "enable_checkpointing": "(always on)",
+}
+
+
+def get_params() -> dict:
+    """The trainer's sections and their defaults (the problem and model bring their own)."""
+    return {
+        "training": {
+            "seed": -1,                 # -1 or null: drawn at random and recorded
+            "seed_torch": None,         # MI-Prometheus: separate seeds (default: seed)
+            "seed_numpy": None,
+            "problem": {"split": "train"},
+            "optimizer": {"name": "Adam", "lr": 1.0e-3},
+            "scheduler": None,
+            "loss": None,               # null: the problem's default loss
+            "terminal_conditions": {"epoch_limit": 10, "episode_limit": -1, "loss_stop": None,
+                                    "early_stopping": None},
+            "gradient_clipping": None,  # MI-Prometheus: clip gradients to this norm
+            "trainer": {},              # more pl.Trainer arguments (precision, devices, strategy...)
+            "callbacks": [],            # Lightning callbacks as {_target_: ..., arg: ...}
+        },
+        "validation": {"problem": {"split": "val"}, "interval": 1.0, "monitor": "val_loss", "mode": "min"},
+        "testing": {"problem": {"split": "test"}},
+        "logging": {"interval": 50},
+    }
+
+
+@dataclass
+class TrainingPlan:
+    """Everything the configuration asks of one training run, read and checked, as plain values."""
+
+    configuration: dict
+    problem: ComponentPlan
+    model: ComponentPlan
+    seed_torch: int
+    seed_numpy: int
+    loss: str | None
+    optimizer: dict
+    scheduler: dict | None
+    epoch_limit: int | None
+    episode_limit: int | None
+    loss_stop: float | None
+    early_stopping: dict | None
+    gradient_clipping: float | None
+    trainer: dict
+    callbacks: list
+    validation_interval: float | int
+    monitor: str
+    mode: str
+    logging_interval: int
+
+
+def _number(section: ParamInterface, key: str, kind: type, *, minimum: float, allow_off: bool) -> Any:
+    """A positive limit, interval or threshold; -1 / null switch it off where `allow_off`."""
+    value = section.get(key)
+    off = value is None or (allow_off and value == -1)
+    if off and allow_off:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= minimum
+    if kind is int:
+        ok = ok and float(value).is_integer()
+    if not ok:
+        wanted = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"must be {wanted} >= {minimum}" + (" (or -1 / null for none)" if allow_off else "")
+                          + f", not {value!r}", file=section.source(key), key=f"{section.path}.{key}")
+    return kind(value)
+
+
+def _seed(section: ParamInterface, key: str, fallback: int | None = None) -> int:
+    value = section.get(key)
+    if value is None and fallback is not None:
+        return fallback
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < -1):
+        raise ConfigError(f"a seed is a whole number >= 0, or -1 / null for a random one, not {value!r}",
+                          file=section.source(key), key=f"{section.path}.{key}")
+    return resolve_seed(value)
+
+
+def _spec(section: ParamInterface, key: str) -> dict | None:
+    value = plain(section.get(key))
+    if value is not None and not isinstance(value, dict):
+        raise ConfigError(f"must be a mapping with 'name' or '_target_', not {value!r}",
+                          file=section.source(key), key=f"{section.path}.{key}")
+    return value
+
+
+def resolve(args: argparse.Namespace) -> TrainingPlan:
+    """Configuration files and flags -> a checked TrainingPlan; the registry is then frozen."""
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides.append(f"training.seed={args.seed}")
+    if args.logging_interval is not None:
+        overrides.append(f"logging.interval={args.logging_interval}")
+    ParamRegistry.reset()
+    registry = ParamRegistry()
+    registry.load(load_configuration(args.config, overrides))
+    registry.section().add_default_params(get_params())
+
+    training = registry.section("training")
+    seed_torch = _seed(training, "seed_torch", fallback=_seed(training, "seed"))
+    seed_numpy = _seed(training, "seed_numpy", fallback=seed_torch)
+    training.add_config_params({"seed": training["seed"] if training["seed"] not in (None, -1) else seed_torch,
+                                "seed_torch": seed_torch, "seed_numpy": seed_numpy})
+    problem = resolve_problem(registry, seed=seed_numpy)
+    model = resolve_model(registry)
+
+    limits = training["terminal_conditions"]
+    validation, logging_section = registry.section("validation"), registry.section("logging")
+    loss = training.get("loss")
+    if loss is not None and not isinstance(loss, str):
+        raise ConfigError(f"the loss is named by a string, not {loss!r}", file=training.source("loss"),
+                          key="training.loss")
+    trainer = plain(training["trainer"])
+    for key, instead in DERIVED_TRAINER_KEYS.items():
+        if key in trainer:
+            raise ConfigError(f"PyroSys sets pl.Trainer's '{key}' itself", file=training.source("trainer"),
+                              key=f"training.trainer.{key}", hint=f"Use {instead} instead")
+    callbacks = plain(training["callbacks"])
+    if not isinstance(callbacks, list):
+        raise ConfigError("must be a list of callbacks, each {_target_: ..., arg: ...}",
+                          file=training.source("callbacks"), key="training.callbacks")
+    interval = validation["interval"]
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0 \
+            or (isinstance(interval, float) and interval > 1.0):
+        raise ConfigError(f"the validation interval is a fraction of an epoch in (0, 1] or a whole number of "
+                          f"episodes, not {interval!r}", file=validation.source("interval"), key="validation.interval")
+    mode = validation["mode"]
+    if mode not in ("min", "max"):
+        raise ConfigError(f"mode is 'min' or 'max', not {mode!r}", file=validation.source("mode"),
+                          key="validation.mode")
+    plan = TrainingPlan(
+        configuration={}, problem=problem, model=model, seed_torch=seed_torch, seed_numpy=seed_numpy,
+        loss=loss, optimizer=_spec(training, "optimizer") or {}, scheduler=_spec(training, "scheduler"),
+        epoch_limit=_number(limits, "epoch_limit", int, minimum=1, allow_off=True),
+        episode_limit=_number(limits, "episode_limit", int, minimum=1, allow_off=True),
+        loss_stop=_number(limits, "loss_stop", float, minimum=0, allow_off=True),
+        early_stopping=plain(limits.get("early_stopping")),
+        gradient_clipping=_number(training, "gradient_clipping", float, minimum=0, allow_off=True),
+        trainer=trainer, callbacks=callbacks, validation_interval=interval, monitor=str(validation["monitor"]),
+        mode=mode, logging_interval=_number(logging_section, "interval", int, minimum=1, allow_off=False))
+    if plan.epoch_limit is None and plan.episode_limit is None:
+        raise ConfigError("training has no limit: both epoch_limit and episode_limit are off",
+                          file=limits.source(), key="training.terminal_conditions",
+                          hint="Set epoch_limit or episode_limit to a positive number")
+    if plan.early_stopping is not None and not isinstance(plan.early_stopping, dict):
+        raise ConfigError("early_stopping is a mapping such as {monitor: val_loss, patience: 5}",
+                          file=limits.source("early_stopping"), key="training.terminal_conditions.early_stopping")
+    registry.freeze()
+    registry.check_unread()
+    plan.configuration = registry.to_dict()
+    return plan
+
+
+def build_callbacks(plan: TrainingPlan) -> list:
+    """Terminal conditions and the configured callbacks, each checked to be a Lightning callback."""
+    from pyrosys.factory import instantiate
+    from pyrosys.terminal_conditions import LossStop
+
+    source = ParamRegistry().configuration.source
+    callbacks: list = []
+    if plan.loss_stop is not None:
+        callbacks.append(LossStop(plan.loss_stop, plan.logging_interval))
+    if plan.early_stopping is not None:
+        spec = {"name": "EarlyStopping", "monitor": plan.monitor, "mode": plan.mode, **plan.early_stopping}
+        key = "training.terminal_conditions.early_stopping"
+        callbacks.append(instantiate(spec, "callback", file=source(key), key=key))
+    for index, spec in enumerate(plan.callbacks):
+        key = f"training.callbacks.{index}"
+        callbacks.append(instantiate(spec, "callback", file=source(key), key=key))
+    return callbacks
+
+
+def checkpointing(plan: TrainingPlan, models_dir: Path) -> Any:
+    """models/best.ckpt by the monitored value, and models/last.ckpt at every validation."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    return ModelCheckpoint(dirpath=models_dir, filename="best", monitor=plan.monitor, mode=plan.mode,
+                           save_top_k=1, save_last=True, auto_insert_metric_name=False,
+                           enable_version_counter=False)
+
+
+def optimization(plan: TrainingPlan, model: Any) -> Any:
+    """The optimiser (and scheduler) the configuration names, built now so that mistakes show early."""
+    from pyrosys.factory import instantiate
+
+    source = ParamRegistry().configuration.source
+    optimizer = instantiate(plan.optimizer, "optimizer", model.parameters(), given=("params",),
+                            file=source("training.optimizer"), key="training.optimizer")
+    if plan.scheduler is None:
+        return lambda _: optimizer
+    scheduler = instantiate(plan.scheduler, "scheduler", optimizer, given=("optimizer",),
+                            file=source("training.scheduler"), key="training.scheduler")
+    return lambda _: {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": plan.monitor}}
+
+
+def trainer_arguments(plan: TrainingPlan) -> dict:
+    """pl.Trainer's arguments from the plan: limits, validation schedule, clipping, the user's own."""
+    import pytorch_lightning as pl
+
+    from pyrosys.app_state import AppState
+    from pyrosys.factory import check_arguments
+
+    interval = plan.validation_interval
+    arguments: dict[str, Any] = {
+        "accelerator": AppState().accelerator, "devices": 1, "logger": False, "num_sanity_val_steps": 0,
+        "enable_model_summary": False, "max_epochs": plan.epoch_limit or -1, "max_steps": plan.episode_limit or -1,
+        "val_check_interval": interval, "check_val_every_n_epoch": None if isinstance(interval, int) else 1,
+        "gradient_clip_val": plan.gradient_clipping,
+    }
+    user = dict(plan.trainer)
+    source = ParamRegistry().configuration.source("training.trainer")
+    if "gradient_clip_val" in user and plan.gradient_clipping is not None:
+        raise ConfigError("gradient clipping is set twice", file=source, key="training.trainer.gradient_clip_val",
+                          hint="Keep either training.gradient_clipping or training.trainer.gradient_clip_val")
+    check_arguments(pl.Trainer, user, file=source, key="training.trainer")
+    return {**arguments, **user}
+
+
+def configuration_header() -> str:
+    """YAML comments recording the PyroSys version and, when the configs live in git, the commit."""
+    import subprocess
+
+    import pyrosys
+
+    lines = [f"# resolved by pyrosys {pyrosys.__version__}"]
+    for file in ParamRegistry().configuration.files[:1]:
+        try:
+            commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(file).parent, capture_output=True,
+                                    text=True, timeout=5)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if commit.returncode == 0:
+            lines.append(f"# configuration files at git commit {commit.stdout.strip()}")
+    return "\n".join(lines) + "\n"
+
+
+def train(args: argparse.Namespace) -> int:
+    """resolve -> build -> fit -> test -> record."""
+    plan = resolve(args)
+    if args.print_config:
+        print(dump_yaml(plan.configuration), end="")
+        return 0
+
+    import pytorch_lightning as pl
+
+    from pyrosys.app_state import AppState
+    from pyrosys.atomic import write_text_atomic
+    from pyrosys.checkpoint import AtomicCheckpointIO, read_checkpoint
+    from pyrosys.experiment import Experiment, now_iso
+    from pyrosys.objectives import Objective
+    from pyrosys.seeds import apply_seeds
+    from pyrosys.statistics import StatisticsCollector
+    from pyrosys.terminal_conditions import stop_reason
+    from pyrosys.workers.components import build_model, build_problem
+    from pyrosys.workers.tester import test_model
+
+    app = AppState()
+    if args.gpu:
+        app.use_gpu()
+    app.seed, app.log_level = plan.seed_torch, args.log_level
+    apply_seeds(plan.seed_torch, plan.seed_numpy)
+
+    # build: every configuration mistake surfaces here, before the experiment folder exists
+    problem = build_problem(plan.problem)
+    model = build_model(plan.model, problem.data_definitions)
+    objective = Objective(plan.loss or problem.default_loss, problem.default_metrics)
+    model.attach(objective, optimization(plan, model), plan.configuration)
+    callbacks, arguments = build_callbacks(plan), trainer_arguments(plan)
+    experiment = Experiment.create(args.outdir or "experiments", plan.problem.name, plan.model.name, args.savetag)
+    collector = StatisticsCollector(experiment.folder, plan.logging_interval)
+    trainer = pl.Trainer(**arguments, default_root_dir=str(experiment.folder), plugins=[AtomicCheckpointIO()],
+                         callbacks=[collector, checkpointing(plan, experiment.models_dir), *callbacks])
+
+    app.experiment_dir = experiment.folder
+    handler = experiment.start_logging(args.log_level)
+    write_text_atomic(experiment.folder / "training_configuration.yaml", configuration_header() + dump_yaml(plan.configuration))
+    experiment.write_status(status="running", started=now_iso(), command=" ".join(sys.argv),
+                            seed_torch=plan.seed_torch, seed_numpy=plan.seed_numpy)
+    print(f"[pyrosys] experiment folder: {experiment.folder}", flush=True)
+    try:
+        started = time.perf_counter()
+        pl.seed_everything(plan.seed_torch, verbose=False)
+        trainer.fit(model, datamodule=problem)                                                    # fit
+        reason = stop_reason(trainer, plan.epoch_limit, plan.episode_limit)
+        best = experiment.models_dir / "best.ckpt"
+        model.load_state_dict(read_checkpoint(best, key="models/best.ckpt")["state_dict"])
+        model.save(experiment.models_dir / "best")                                                # bundle
+        results = test_model(model, problem, experiment.folder)                                    # test
+        experiment.write_status(status="completed", finished=now_iso(), reason=reason,
+                                epoch=trainer.current_epoch, episode=trainer.global_step,
+                                seconds=round(time.perf_counter() - started, 3),
+                                best_checkpoint=str(best), validation=collector.results.get("val", {}),
+                                testing=results)                                                   # record
+    except BaseException as error:
+        experiment.write_status(status="failed", finished=now_iso(), reason=f"{type(error).__name__}: {error}")
+        log.exception("training failed")
+        raise
+    finally:
+        Experiment.stop_logging(handler)
+    log.info("training ended: %s", reason)
+    print(f"[pyrosys] training ended: {reason}")
+    print(f"[pyrosys] test loss: {results['loss']:.6f}" + "".join(
+        f"  test {name}: {results[name]:.6f}" for name in objective.metric_names))
+    print(f"[pyrosys] results: {experiment.folder}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The trainer's flags: the common ones plus --c, --seed."""
+    result = base_parser("pyrosys-trainer", "Train a model on a problem, both named in YAML configuration files.")
+    result.add_argument("--c", "--config", dest="config", metavar="FILE", nargs="+", action="extend",
+                        required=True, help="configuration files, later ones winning (also a,b,c)")
+    result.add_argument("--seed", type=int, default=None, help="the seed (training.seed); -1 draws one")
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of pyrosys-trainer."""
+    return run(train, parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Worker basics: the common flags (MI-Prometheus compatible), and the run wrapper that turns a
+ConfigError into one paragraph on stderr and exit status 2."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from pyrosys.errors import ConfigError
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """Flags every worker shares."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--outdir", metavar="DIR", default=None,
+                        help="folder of experiment outputs (default: ./experiments)")
+    parser.add_argument("--savetag", metavar="TAG", default=None,
+                        help="suffix of the experiment folder name")
+    parser.add_argument("--set", dest="overrides", metavar="KEY=VALUE", nargs="+", action="extend", default=[],
+                        help="override configuration keys, e.g. --set training.optimizer.lr=0.01 "
+                             "(values are read as YAML)")
+    parser.add_argument("--gpu", action="store_true", help="run on the first CUDA device")
+    parser.add_argument("--ll", dest="log_level", metavar="LEVEL", default="INFO", type=str.upper,
+                        choices=LOG_LEVELS, help="log level: DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    parser.add_argument("--li", dest="logging_interval", metavar="INTERVAL", type=int, default=None,
+                        help="episodes between statistics rows (logging.interval)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved configuration, defaults included, and exit")
+    return parser
+
+
+def configure_console_logging(level: str) -> None:
+    """PyroSys's own messages on stderr at the chosen level; Lightning's banners only at DEBUG."""
+    import warnings
+
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(
+        logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\).*")
+    logger = logging.getLogger("pyrosys")
+    if not any(getattr(h, "_pyrosys_console", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[pyrosys] %(levelname)s: %(message)s"))
+        handler._pyrosys_console = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+def run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser,
+        argv: Sequence[str] | None = None) -> int:
+    """Parse the flags and run `main`; a ConfigError becomes one paragraph on stderr and status 2."""
+    args = parser.parse_args(argv)
+    configure_console_logging(args.log_level)
+    try:
+        return main(args)
+    except ConfigError as error:
+        print(error.paragraph(), file=sys.stderr)
+        return 2
