@@ -8,11 +8,14 @@ from torch import nn
 
 from pyrosys.factory import register
 from pyrosys.models.model import Model
+from pyrosys.models.modules import Conv2dEncoder, MLPEncoder, head_for
 
 
 @register("model")
 class LeNet5(Model):
-    """Conv(5x5)-pool-conv(5x5)-pool, then three fully connected layers; sized from the image shape."""
+    """Conv(5x5)-pool-conv(5x5)-pool, then fully connected layers; sized from the image shape."""
+
+    input_kinds = ("image",)
 
     @staticmethod
     def get_params() -> dict:
@@ -20,23 +23,11 @@ class LeNet5(Model):
 
     @staticmethod
     def build(params: Mapping, data_definitions: Mapping) -> dict[str, nn.Module]:
-        shape = list(data_definitions["inputs"]["shape"])
-        in_channels, height, width = shape if len(shape) == 3 else [1, *shape]
-        first, second = (int(c) for c in params["channels"])
-        features = nn.Sequential(
-            nn.Conv2d(in_channels, first, kernel_size=5, padding=2), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
-            nn.Conv2d(first, second, kernel_size=5, padding=2), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
-            nn.Flatten())
-        with torch.no_grad():
-            flat = features(torch.zeros(1, in_channels, height, width)).shape[1]
-        layers: list[nn.Module] = []
-        for size in params["hidden_sizes"]:
-            layers += [nn.Linear(flat, int(size)), nn.ReLU(), nn.Dropout(float(params["dropout"]))]
-            flat = int(size)
-        classes = data_definitions["targets"]["num_classes"]
-        return {"features": features, "classifier": nn.Sequential(*layers, nn.Linear(flat, classes))}
+        features = Conv2dEncoder(data_definitions["inputs"]["shape"], params["channels"], kernel_size=5)
+        hidden = MLPEncoder(features.out_features, params["hidden_sizes"], params["dropout"])
+        targets = data_definitions["targets"]
+        return {"features": features,
+                "classifier": nn.Sequential(hidden, head_for(targets["task"], hidden.out_features, targets))}
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if inputs.dim() == 3:
-            inputs = inputs.unsqueeze(1)
         return self.models["classifier"](self.models["features"](inputs))

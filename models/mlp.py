@@ -9,11 +9,12 @@ from torch import nn
 
 from pyrosys.factory import register
 from pyrosys.models.model import Model
+from pyrosys.models.modules import MLPEncoder, head_for
 
 
 @register("model")
 class MLP(Model):
-    """Flatten the inputs, then hidden layers with ReLU and dropout, then one logit per class."""
+    """Flatten the inputs, hidden layers with ReLU and dropout, then a classification or regression head."""
 
     @staticmethod
     def get_params() -> dict:
@@ -21,13 +22,10 @@ class MLP(Model):
 
     @staticmethod
     def build(params: Mapping, data_definitions: Mapping) -> dict[str, nn.Module]:
-        in_features = math.prod(data_definitions["inputs"]["shape"])
-        out_features = data_definitions["targets"].get("num_classes", 1)
-        layers: list[nn.Module] = [nn.Flatten()]
-        for width in params["hidden_sizes"]:
-            layers += [nn.Linear(in_features, int(width)), nn.ReLU(), nn.Dropout(float(params["dropout"]))]
-            in_features = int(width)
-        return {"encoder": nn.Sequential(*layers), "head": nn.Linear(in_features, out_features)}
+        encoder = MLPEncoder(math.prod(data_definitions["inputs"]["shape"]), params["hidden_sizes"],
+                             params["dropout"])
+        targets = data_definitions["targets"]
+        return {"encoder": encoder, "head": head_for(targets["task"], encoder.out_features, targets)}
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.models["head"](self.models["encoder"](inputs))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
@@ -19,7 +19,7 @@ from torch import nn
 import pyrosys
 from pyrosys.atomic import atomic_path, write_text_atomic
 from pyrosys.config import dump_yaml, load_yaml
-from pyrosys.data_dict import DataDict
+from pyrosys.data_dict import DataDict, batch_size
 from pyrosys.errors import ConfigError, did_you_mean
 
 BUNDLE_FILE = "model.yaml"
@@ -33,6 +33,12 @@ def class_path(cls: type) -> str:
 
 class Model(pl.LightningModule):
     """Base of every model: parameters, named modules, bundle save/load, and the generic steps."""
+
+    input_kinds: ClassVar[tuple[str, ...]] = ("vector", "image")        # what `inputs` it reads
+    tasks: ClassVar[tuple[str, ...]] = ("classification", "regression")  # which task interfaces it serves
+    target_field: ClassVar[str] = "targets"   # the batch field its outputs are compared with
+    default_loss: ClassVar[str | None] = None  # None: the problem's default (autoencoders set their own)
+    default_metrics: ClassVar[tuple[str, ...] | None] = None
 
     @staticmethod
     def get_params() -> dict:
@@ -57,13 +63,29 @@ class Model(pl.LightningModule):
 
     @classmethod
     def create(cls, params: Mapping | None = None, data_definitions: Mapping | None = None) -> Model:
-        """A model from (partial) parameters: defaults filled in, unknown keys refused."""
+        """A model from (partial) parameters: defaults filled in, unknown keys refused, data checked."""
         defaults = cls.get_params()
         for key in params or {}:
             if key not in defaults:
                 raise ConfigError(f"{cls.__name__} has no parameter '{key}'", key=f"model.{key}",
                                   hint=did_you_mean(key, defaults))
-        return cls({**defaults, **dict(params or {})}, data_definitions or {})
+        data_definitions = dict(data_definitions or {})
+        cls.check_fit(data_definitions)
+        return cls({**defaults, **dict(params or {})}, data_definitions)
+
+    @classmethod
+    def check_fit(cls, data_definitions: Mapping, problem: str = "the data") -> None:
+        """Refuse data this model cannot read or a task it cannot serve, naming both sides."""
+        inputs, targets = data_definitions.get("inputs", {}), data_definitions.get("targets", {})
+        kind, task = inputs.get("kind"), targets.get("task")
+        if kind not in cls.input_kinds:
+            raise ConfigError(f"the model {cls.__name__} reads {' or '.join(cls.input_kinds)} inputs, but "
+                              f"{problem} gives {kind or 'undescribed'} inputs", key="model.name",
+                              hint="Choose a model made for these inputs (see the README's table of models)")
+        if cls.target_field == "targets" and task not in cls.tasks:
+            raise ConfigError(f"the model {cls.__name__} serves {' or '.join(cls.tasks)} tasks, but {problem} "
+                              f"is a {task or 'undescribed'} task", key="model.name",
+                              hint="Choose a model that serves this task")
 
     def description(self) -> dict:
         """Everything needed to rebuild this architecture: class, parameters, data definitions."""
@@ -115,15 +137,33 @@ class Model(pl.LightningModule):
         """The model's outputs for a batch; models that read more fields than `inputs` override this."""
         return self(batch["inputs"])
 
+    @property
+    def task(self) -> str:
+        """The task interface this model instance serves (from its data definitions)."""
+        return "autoencoding" if self.target_field == "inputs" else self.data_definitions["targets"]["task"]
+
     @torch.no_grad()
-    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Outputs for inputs in evaluation mode, without gradients (the 'use' side of a model)."""
+    def predict(self, inputs: torch.Tensor, **fields: torch.Tensor) -> torch.Tensor:
+        """Outputs for inputs in evaluation mode, without gradients (the 'use' side of a model).
+
+        Other batch fields a model reads (`masks` for padded sequences) are passed by name.
+        """
         was_training = self.training
         self.eval()
         try:
-            return self(inputs)
+            return self.forward_batch(DataDict(inputs=inputs, **fields))
         finally:
             self.train(was_training)
+
+    @torch.no_grad()
+    def predict_proba(self, inputs: torch.Tensor, **fields: torch.Tensor) -> torch.Tensor:
+        """Classification interface: class probabilities (softmax of the logits)."""
+        return self.predict(inputs, **fields).softmax(dim=-1)
+
+    @torch.no_grad()
+    def classify(self, inputs: torch.Tensor, **fields: torch.Tensor) -> torch.Tensor:
+        """Classification interface: the most probable class of each sample."""
+        return self.predict(inputs, **fields).argmax(dim=-1)
 
     # -- training, driven by a worker -------------------------------------------------------------
 
@@ -144,16 +184,18 @@ class Model(pl.LightningModule):
         return self.objective
 
     def training_step(self, batch: DataDict, batch_index: int) -> dict:
+        objective = self._require_objective()
         outputs = self.forward_batch(batch)
-        loss = self._require_objective().loss(outputs, batch)
-        values = self.phase_metrics["train_metrics"](outputs.detach(), batch["targets"])
+        loss = objective.loss(outputs, batch)
+        values = self.phase_metrics["train_metrics"](*objective.metric_inputs(outputs.detach(), batch))
         return {"loss": loss, **{name: value.detach() for name, value in values.items()}}
 
     def _evaluate(self, batch: DataDict, phase: str) -> dict:
+        objective = self._require_objective()
         outputs = self.forward_batch(batch)
-        loss = self._require_objective().loss(outputs, batch)
-        values = self.phase_metrics[f"{phase}_metrics"](outputs, batch["targets"])
-        size = len(batch["targets"])
+        loss = objective.loss(outputs, batch)
+        values = self.phase_metrics[f"{phase}_metrics"](*objective.metric_inputs(outputs, batch))
+        size = batch_size(batch)
         self.phase_losses[f"{phase}_loss"].update(loss.detach(), size)
         return {"loss": loss.detach(), **values, "size": size}
 

@@ -18,9 +18,8 @@ class Digits(InMemoryProblem):
         return {**InMemoryProblem.get_params(),
                 "fractions": [0.7, 0.15, 0.15]}   # train, val, test shares of the 1,797 images
 
-    @property
-    def data_definitions(self) -> dict:
-        return {"inputs": {"shape": [1, 8, 8], "dtype": "float32"},
+    def define_data(self) -> dict:
+        return {"inputs": {"kind": "image", "shape": [1, 8, 8], "dtype": "float32"},
                 "targets": {"shape": [], "dtype": "int64", "num_classes": 10,
                             "classes": [str(d) for d in range(10)]}}
 

@@ -60,8 +60,15 @@ class Problem(pl.LightningDataModule):
 
     @property
     def data_definitions(self) -> dict:
-        """What a batch holds, field by field (shape, dtype, classes...): what models size themselves from."""
-        raise TypeError(f"{type(self).__name__} must define data_definitions")
+        """What a batch holds, field by field (kind, shape, dtype, classes...): what models size themselves
+        from. The targets' definition also names the task."""
+        definitions = self.define_data()
+        definitions["targets"] = {"task": self.task, **definitions["targets"]}
+        return definitions
+
+    def define_data(self) -> dict:
+        """Subclasses describe their fields here: {'inputs': {...}, 'targets': {...}, ...}."""
+        raise TypeError(f"{type(self).__name__} must define define_data()")
 
     def phase_params(self, phase: str) -> dict:
         """The parameters of one phase: the shared ones with that phase's overrides over them."""

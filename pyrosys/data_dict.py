@@ -22,3 +22,8 @@ class DataDict(dict):
     def to(self, device: Any) -> DataDict:
         """A copy with every tensor field moved to `device`."""
         return DataDict({k: v.to(device) if hasattr(v, "to") else v for k, v in self.items()})
+
+
+def batch_size(batch: Any) -> int:
+    """The number of samples in a batch: the length of its first field."""
+    return len(next(iter(batch.values())))

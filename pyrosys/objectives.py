@@ -1,72 +1,247 @@
 """Objectives: losses and metrics by name, kept apart from both models and workers.
 
-The problem names its default objective; `training.loss` overrides the loss. A model never
-hard-codes its loss: the worker hands it an `Objective`.
+The problem names its default objective; `training.loss` and `training.metrics` override it.
+A model never hard-codes its loss: the worker hands it an `Objective`. Losses and metrics read
+the fields they need from the batch by name (`targets`, `masks`); the field compared with the
+outputs is `targets`, or `inputs` for autoencoding.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 import torchmetrics
+from torch import nn
 
 from pyrosys.errors import ConfigError, did_you_mean
 
-LossFn = Callable[[torch.Tensor, Mapping], torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
-def cross_entropy(outputs: torch.Tensor, batch: Mapping) -> torch.Tensor:
-    """Mean cross-entropy of class logits against integer targets."""
-    return F.cross_entropy(outputs, batch["targets"])
+# -- losses: (outputs, targets, masks) -> scalar ----------------------------------------------------
+
+def _class_targets(outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1).long()
 
 
-def mse(outputs: torch.Tensor, batch: Mapping) -> torch.Tensor:
-    """Mean squared error against float targets of the same shape."""
-    return F.mse_loss(outputs, batch["targets"].to(outputs.dtype).reshape(outputs.shape))
+def _like(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return targets.to(outputs.dtype).reshape(outputs.shape)
 
 
-LOSSES: dict[str, LossFn] = {"cross_entropy": cross_entropy, "mse": mse}
+def _masked_mean(elementwise: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Mean over the positions a mask keeps; the mask covers the leading dimensions of the values."""
+    weights = masks.to(elementwise.dtype)
+    while weights.dim() < elementwise.dim():
+        weights = weights.unsqueeze(-1)
+    weights = weights.expand_as(elementwise)
+    return (elementwise * weights).sum() / weights.sum().clamp_min(1.0)
 
 
-def _accuracy(data_definitions: Mapping) -> torchmetrics.Metric:
-    return torchmetrics.classification.MulticlassAccuracy(
-        num_classes=int(data_definitions["targets"]["num_classes"]), average="micro")
+def cross_entropy(outputs, targets, masks=None):
+    """Cross-entropy of class logits [..., K] against integer targets [...]."""
+    return F.cross_entropy(*_class_targets(outputs, targets))
 
 
-def _mean_absolute_error(data_definitions: Mapping) -> torchmetrics.Metric:
-    return torchmetrics.MeanAbsoluteError()
+def bce_with_logits(outputs, targets, masks=None):
+    """Binary cross-entropy of logits against 0/1 targets of the same shape."""
+    return F.binary_cross_entropy_with_logits(outputs, _like(outputs, targets))
 
 
-METRICS: dict[str, Callable[[Mapping], torchmetrics.Metric]] = {
-    "accuracy": _accuracy, "mae": _mean_absolute_error,
+def mse(outputs, targets, masks=None):
+    """Mean squared error."""
+    return F.mse_loss(outputs, _like(outputs, targets))
+
+
+def l1(outputs, targets, masks=None):
+    """Mean absolute error."""
+    return F.l1_loss(outputs, _like(outputs, targets))
+
+
+def huber(outputs, targets, masks=None):
+    """Huber (smooth L1, delta 1) loss."""
+    return F.huber_loss(outputs, _like(outputs, targets))
+
+
+def masked_cross_entropy(outputs, targets, masks):
+    """Cross-entropy over the positions `masks` keeps (padded sequences)."""
+    flat_outputs, flat_targets = _class_targets(outputs, targets)
+    values = F.cross_entropy(flat_outputs, flat_targets, reduction="none")
+    return _masked_mean(values, masks.reshape(-1))
+
+
+def masked_bce_with_logits(outputs, targets, masks):
+    """Binary cross-entropy over the positions `masks` keeps."""
+    return _masked_mean(F.binary_cross_entropy_with_logits(outputs, _like(outputs, targets), reduction="none"),
+                        masks)
+
+
+def masked_mse(outputs, targets, masks):
+    """Squared error over the positions `masks` keeps."""
+    return _masked_mean(F.mse_loss(outputs, _like(outputs, targets), reduction="none"), masks)
+
+
+def masked_l1(outputs, targets, masks):
+    """Absolute error over the positions `masks` keeps."""
+    return _masked_mean(F.l1_loss(outputs, _like(outputs, targets), reduction="none"), masks)
+
+
+def masked_huber(outputs, targets, masks):
+    """Huber loss over the positions `masks` keeps."""
+    return _masked_mean(F.huber_loss(outputs, _like(outputs, targets), reduction="none"), masks)
+
+
+LOSSES: dict[str, LossFn] = {
+    "cross_entropy": cross_entropy, "bce_with_logits": bce_with_logits, "mse": mse, "l1": l1, "huber": huber,
+    "masked_cross_entropy": masked_cross_entropy, "masked_bce_with_logits": masked_bce_with_logits,
+    "masked_mse": masked_mse, "masked_l1": masked_l1, "masked_huber": masked_huber,
 }
 
 
-def loss_by_name(name: str, *, file: str | None = None, key: str = "training.loss") -> LossFn:
-    """The loss function registered under `name`."""
-    if name not in LOSSES:
-        raise ConfigError(f"there is no loss named {name!r}", file=file, key=key, hint=did_you_mean(name, LOSSES))
-    return LOSSES[name]
+# -- metrics ----------------------------------------------------------------------------------------
+
+class SequenceAccuracy(torchmetrics.Metric):
+    """Share of sequences whose every kept position is right (bits by sign of the logit, classes by argmax)."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("correct", default=torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("total", default=torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor | None = None) -> None:
+        if outputs.dim() == targets.dim() + 1:          # class logits per position
+            right = outputs.argmax(-1) == targets
+        else:                                            # one logit per bit
+            right = (outputs > 0) == (targets > 0.5)
+        if masks is not None:
+            keep = masks.bool()
+            while keep.dim() < right.dim():
+                keep = keep.unsqueeze(-1)
+            right = right | ~keep
+        self.correct += right.reshape(right.shape[0], -1).all(dim=1).sum()
+        self.total += right.shape[0]
+
+    def compute(self) -> torch.Tensor:
+        return self.correct / self.total.clamp_min(1.0)
+
+
+def _num_classes(target: Mapping) -> int | None:
+    return int(target["num_classes"]) if "num_classes" in target else None
+
+
+def _accuracy(target: Mapping) -> torchmetrics.Metric:
+    classes = _num_classes(target)
+    if classes is None:
+        return torchmetrics.classification.BinaryAccuracy()
+    return torchmetrics.classification.MulticlassAccuracy(num_classes=classes, average="micro")
+
+
+def _f1(target: Mapping) -> torchmetrics.Metric:
+    classes = _num_classes(target)
+    if classes is None:
+        return torchmetrics.classification.BinaryF1Score()
+    return torchmetrics.classification.MulticlassF1Score(num_classes=classes, average="macro")
+
+
+def _auroc(target: Mapping) -> torchmetrics.Metric:
+    classes = _num_classes(target)
+    if classes is None:
+        return torchmetrics.classification.BinaryAUROC()
+    return torchmetrics.classification.MulticlassAUROC(num_classes=classes)
+
+
+METRICS: dict[str, Callable[[Mapping], torchmetrics.Metric]] = {
+    "accuracy": _accuracy, "f1": _f1, "auroc": _auroc,
+    "mse": lambda target: torchmetrics.MeanSquaredError(),
+    "mae": lambda target: torchmetrics.MeanAbsoluteError(),
+    "r2": lambda target: torchmetrics.R2Score(),
+    "sequence_accuracy": lambda target: SequenceAccuracy(),
+}
+CLASSIFICATION_METRICS = {"accuracy", "f1", "auroc"}
+
+
+class BatchMetrics(nn.Module):
+    """The metrics of one phase: fed (outputs, targets, masks) per batch, computed over the phase."""
+
+    def __init__(self, metrics: Mapping[str, torchmetrics.Metric]) -> None:
+        super().__init__()
+        self.metrics = nn.ModuleDict(dict(metrics))
+
+    @staticmethod
+    def _arguments(name: str, metric: torchmetrics.Metric, outputs: torch.Tensor, targets: torch.Tensor,
+                   masks: torch.Tensor | None) -> tuple:
+        if isinstance(metric, SequenceAccuracy):
+            return outputs, targets, masks
+        if masks is not None:                         # keep the positions the mask keeps
+            keep = masks.bool()
+            outputs, targets = outputs[keep], targets[keep]
+        if name in CLASSIFICATION_METRICS:
+            if outputs.dim() == targets.dim() + 1 and outputs.shape[-1] > 1:
+                return outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1).long()
+            return outputs.reshape(-1), targets.reshape(-1).long()
+        return outputs.reshape(-1).float(), targets.reshape(-1).float()
+
+    def forward(self, outputs: torch.Tensor, targets: torch.Tensor,
+                masks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Update every metric and return its value on this batch alone."""
+        return {name: metric(*self._arguments(name, metric, outputs, targets, masks))
+                for name, metric in self.metrics.items()}
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor | None = None) -> None:
+        for name, metric in self.metrics.items():
+            metric.update(*self._arguments(name, metric, outputs, targets, masks))
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        return {name: metric.compute() for name, metric in self.metrics.items()}
+
+    def reset(self) -> None:
+        for metric in self.metrics.values():
+            metric.reset()
 
 
 @dataclass
 class Objective:
-    """What a model is trained and judged on: one loss and named metrics."""
+    """What a model is trained and judged on: one loss and named metrics, comparing outputs with a field."""
 
     loss_name: str
     metric_names: tuple[str, ...] = ()
-    loss: LossFn = field(init=False, repr=False)
+    target_field: str = "targets"
 
     def __post_init__(self) -> None:
-        self.loss = loss_by_name(self.loss_name)
-        for name in self.metric_names:
-            if name not in METRICS:
-                raise ConfigError(f"there is no metric named {name!r}", key="metrics",
-                                  hint=did_you_mean(name, METRICS))
+        self.metric_names = tuple(self.metric_names)
+        check_objective(self.loss_name, self.metric_names, file=None)
+        self.masked = self.loss_name.startswith("masked_")
 
-    def metrics(self, data_definitions: Mapping) -> torchmetrics.MetricCollection:
-        """Fresh metric states for one phase (train, val or test) of a problem."""
-        return torchmetrics.MetricCollection(
-            {name: METRICS[name](data_definitions) for name in self.metric_names})
+    def loss(self, outputs: torch.Tensor, batch: Mapping) -> torch.Tensor:
+        """The loss of a batch."""
+        masks = batch.get("masks") if self.masked else None
+        if self.masked and masks is None:
+            raise ConfigError(f"the loss {self.loss_name!r} needs a 'masks' field in the batch", key="training.loss",
+                              hint="Use the loss without 'masked_', or a problem whose batches carry masks")
+        return LOSSES[self.loss_name](outputs, batch[self.target_field], masks)
+
+    def metrics(self, data_definitions: Mapping) -> BatchMetrics:
+        """Fresh metric states for one phase (train, val or test)."""
+        target = data_definitions.get(self.target_field, {})
+        return BatchMetrics({name: METRICS[name](target) for name in self.metric_names})
+
+    def metric_inputs(self, outputs: torch.Tensor, batch: Mapping) -> tuple:
+        """What the phase metrics are fed with for a batch: outputs, the target field and the masks."""
+        return outputs, batch[self.target_field], batch.get("masks")
+
+
+def check_objective(loss: str, metrics: Sequence[str], *, file: str | None) -> None:
+    """Refuse unknown loss or metric names from a configuration, naming the nearest ones."""
+    if not isinstance(loss, str) or loss not in LOSSES:
+        raise ConfigError(f"there is no loss named {loss!r}", file=file, key="training.loss",
+                          hint=did_you_mean(loss, LOSSES))
+    if isinstance(metrics, str) or not isinstance(metrics, Sequence):
+        raise ConfigError(f"metrics are a list of names, not {metrics!r}", file=file, key="training.metrics",
+                          hint="Write for example 'metrics: [accuracy, f1]'")
+    for name in metrics:
+        if not isinstance(name, str) or name not in METRICS:
+            raise ConfigError(f"there is no metric named {name!r}", file=file, key="training.metrics",
+                              hint=did_you_mean(str(name), METRICS))

@@ -15,6 +15,7 @@ import torch
 
 from pyrosys.atomic import write_text_atomic
 from pyrosys.config import dump_yaml
+from pyrosys.data_dict import batch_size
 
 
 class PhaseBuffer:
@@ -88,7 +89,7 @@ class StatisticsCollector(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
         buffer = self.buffers["train"]
-        buffer.add({**outputs, "size": len(batch["targets"])})
+        buffer.add({**outputs, "size": batch_size(batch)})
         episode = trainer.global_step
         if episode % self.interval == 0 or episode == 1:
             append_csv(self.folder / "training_statistics.csv",

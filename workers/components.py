@@ -90,6 +90,16 @@ def build_problem(plan: ComponentPlan) -> Any:
     return problem
 
 
-def build_model(plan: ComponentPlan, data_definitions: Mapping) -> Any:
-    """The model, sized from the problem's data definitions."""
-    return plan.cls.create(plan.params, data_definitions)
+def build_model(plan: ComponentPlan, problem: Any) -> Any:
+    """The model, checked to fit the problem's data and task, then sized from its data definitions."""
+    plan.cls.check_fit(problem.data_definitions, problem=f"the problem {problem.name}")
+    return plan.cls.create(plan.params, problem.data_definitions)
+
+
+def make_objective(model: Any, problem: Any, loss: str | None, metrics: list | None) -> Any:
+    """The objective: the configuration's loss and metrics, else the model's (autoencoders), else the problem's."""
+    from pyrosys.objectives import Objective
+
+    return Objective(loss or model.default_loss or problem.default_loss,
+                     tuple(metrics if metrics is not None else model.default_metrics or problem.default_metrics),
+                     target_field=model.target_field)

@@ -64,15 +64,15 @@ def test(args: argparse.Namespace) -> int:
     from pyrosys.checkpoint import read_checkpoint
     from pyrosys.factory import resolve
     from pyrosys.models.model import load_weights
-    from pyrosys.objectives import Objective
-    from pyrosys.workers.components import build_problem, resolve_problem
+    from pyrosys.workers.components import build_problem, make_objective, plain, resolve_problem
 
     checkpoint = read_checkpoint(args.model)
     ParamRegistry.reset()
     registry = ParamRegistry()
     registry.load(_configuration(checkpoint, args))
     problem_plan = resolve_problem(registry)
-    loss = registry.section("training").get("loss")
+    training = registry.section("training")
+    loss, metrics = training.get("loss"), plain(training.get("metrics"))
     registry.freeze()
     registry.check_unread(exclude_source=CHECKPOINT)
     if args.print_config:
@@ -88,7 +88,7 @@ def test(args: argparse.Namespace) -> int:
         raise ConfigError("the problem's data definitions differ from those the model was trained on",
                           file=args.model, key="problem",
                           hint="Test on the problem the model was trained on, or one with the same inputs and targets")
-    objective = Objective(loss or problem.default_loss, problem.default_metrics)
+    objective = make_objective(model, problem, loss, metrics)
     model.attach(objective, lambda _: None, registry.to_dict())
     checkpoint_dir = Path(args.model).resolve().parent
     run_folder = checkpoint_dir.parent if checkpoint_dir.name == "models" else checkpoint_dir

@@ -42,7 +42,8 @@ def get_params() -> dict:
             "problem": {"split": "train"},
             "optimizer": {"name": "Adam", "lr": 1.0e-3},
             "scheduler": None,
-            "loss": None,               # null: the problem's default loss
+            "loss": None,               # null: the model's or the problem's default loss
+            "metrics": None,            # null: the model's or the problem's default metrics
             "terminal_conditions": {"epoch_limit": 10, "episode_limit": -1, "loss_stop": None,
                                     "early_stopping": None},
             "gradient_clipping": None,  # MI-Prometheus: clip gradients to this norm
@@ -65,6 +66,7 @@ class TrainingPlan:
     seed_torch: int
     seed_numpy: int
     loss: str | None
+    metrics: list | None
     optimizer: dict
     scheduler: dict | None
     epoch_limit: int | None
@@ -136,10 +138,11 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
 
     limits = training["terminal_conditions"]
     validation, logging_section = registry.section("validation"), registry.section("logging")
-    loss = training.get("loss")
-    if loss is not None and not isinstance(loss, str):
-        raise ConfigError(f"the loss is named by a string, not {loss!r}", file=training.source("loss"),
-                          key="training.loss")
+    from pyrosys.objectives import check_objective
+
+    loss, metrics = training.get("loss"), plain(training.get("metrics"))
+    check_objective(loss if loss is not None else "mse", metrics if metrics is not None else [],
+                    file=training.source("loss" if loss is not None else "metrics"))
     trainer = plain(training["trainer"])
     for key, instead in DERIVED_TRAINER_KEYS.items():
         if key in trainer:
@@ -160,7 +163,7 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
                           key="validation.mode")
     plan = TrainingPlan(
         configuration={}, problem=problem, model=model, seed_torch=seed_torch, seed_numpy=seed_numpy,
-        loss=loss, optimizer=_spec(training, "optimizer") or {}, scheduler=_spec(training, "scheduler"),
+        loss=loss, metrics=metrics, optimizer=_spec(training, "optimizer") or {}, scheduler=_spec(training, "scheduler"),
         epoch_limit=_number(limits, "epoch_limit", int, minimum=1, allow_off=True),
         episode_limit=_number(limits, "episode_limit", int, minimum=1, allow_off=True),
         loss_stop=_number(limits, "loss_stop", float, minimum=0, allow_off=True),
@@ -277,11 +280,10 @@ def train(args: argparse.Namespace) -> int:
     from pyrosys.atomic import write_text_atomic
     from pyrosys.checkpoint import AtomicCheckpointIO, read_checkpoint
     from pyrosys.experiment import Experiment, now_iso
-    from pyrosys.objectives import Objective
     from pyrosys.seeds import apply_seeds
     from pyrosys.statistics import StatisticsCollector
     from pyrosys.terminal_conditions import stop_reason
-    from pyrosys.workers.components import build_model, build_problem
+    from pyrosys.workers.components import build_model, build_problem, make_objective
     from pyrosys.workers.tester import test_model
 
     app = AppState()
@@ -292,8 +294,8 @@ def train(args: argparse.Namespace) -> int:
 
     # build: every configuration mistake surfaces here, before the experiment folder exists
     problem = build_problem(plan.problem)
-    model = build_model(plan.model, problem.data_definitions)
-    objective = Objective(plan.loss or problem.default_loss, problem.default_metrics)
+    model = build_model(plan.model, problem)
+    objective = make_objective(model, problem, plan.loss, plan.metrics)
     model.attach(objective, optimization(plan, model), plan.configuration)
     callbacks, arguments = build_callbacks(plan), trainer_arguments(plan)
     experiment = Experiment.create(args.outdir or "experiments", plan.problem.name, plan.model.name, args.savetag)

@@ -17,7 +17,7 @@ def test_create_fills_defaults_and_sizes_from_data_definitions():
     model = MLP.create({"hidden_sizes": [32]}, DIGITS)
     assert model.params == {"hidden_sizes": [32], "dropout": 0.0}
     assert model.models["encoder"][1].in_features == 64
-    assert model.models["head"].out_features == 10
+    assert model.models["head"][-1].out_features == 10
 
 
 def test_lenet5_sizes_itself_for_8x8_images():

@@ -1,0 +1,35 @@
+"""Heads: features -> the answer of a task (class logits, regression values)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from torch import nn
+
+
+def output_size(target: Mapping) -> int:
+    """How many outputs a target needs: its classes, else its number of values (1 for a scalar)."""
+    if "num_classes" in target:
+        return int(target["num_classes"])
+    return math.prod(target.get("shape", [])) or 1
+
+
+class ClassificationHead(nn.Sequential):
+    """Dropout then Linear to one logit per class."""
+
+    def __init__(self, in_features: int, num_classes: int, dropout: float = 0.0) -> None:
+        super().__init__(nn.Dropout(float(dropout)), nn.Linear(in_features, int(num_classes)))
+
+
+class RegressionHead(nn.Sequential):
+    """Dropout then Linear to the target's values."""
+
+    def __init__(self, in_features: int, outputs: int, dropout: float = 0.0) -> None:
+        super().__init__(nn.Dropout(float(dropout)), nn.Linear(in_features, int(outputs)))
+
+
+def head_for(task: str, in_features: int, target: Mapping, dropout: float = 0.0) -> nn.Module:
+    """The head a task needs, sized from the target's data definition."""
+    if task == "classification":
+        return ClassificationHead(in_features, output_size(target), dropout)
+    return RegressionHead(in_features, output_size(target), dropout)

@@ -1,0 +1,39 @@
+"""ProteinCNN: 1D convolutions over amino-acid embeddings, max-pooled over the sequence, then a head."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from pyrosys.data_dict import DataDict
+from pyrosys.factory import register
+from pyrosys.models.model import Model
+from pyrosys.models.modules import Conv1dEncoder, TokenEmbedding, head_for, masked_max
+
+
+@register("model")
+class ProteinCNN(Model):
+    """Token embedding, Conv1d-ReLU stages keeping the length, masked max pool, classification/regression head."""
+
+    input_kinds = ("tokens",)
+
+    @staticmethod
+    def get_params() -> dict:
+        return {"embedding_dim": 32, "channels": [64, 64], "kernel_size": 5, "dropout": 0.1}
+
+    @staticmethod
+    def build(params: Mapping, data_definitions: Mapping) -> dict[str, nn.Module]:
+        embedding = TokenEmbedding(len(data_definitions["inputs"]["vocabulary"]), params["embedding_dim"])
+        encoder = Conv1dEncoder(embedding.out_features, params["channels"], int(params["kernel_size"]),
+                                params["dropout"])
+        targets = data_definitions["targets"]
+        return {"embedding": embedding, "encoder": encoder,
+                "head": head_for(targets["task"], encoder.out_features, targets, params["dropout"])}
+
+    def forward(self, inputs: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.models["encoder"](self.models["embedding"](inputs), masks)
+        return self.models["head"](masked_max(features, masks))
+
+    def forward_batch(self, batch: DataDict) -> torch.Tensor:
+        return self(batch["inputs"], batch.get("masks"))

@@ -1,0 +1,79 @@
+"""pyrosys.objectives: losses by name (masked ones ignore padding) and metrics through torchmetrics."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pyrosys.errors import ConfigError
+from pyrosys.objectives import LOSSES, Objective, SequenceAccuracy
+
+
+def test_plain_losses_match_torch():
+    outputs, targets = torch.randn(6, 1), torch.randn(6)
+    assert torch.isclose(LOSSES["mse"](outputs, targets, None), F.mse_loss(outputs.squeeze(1), targets))
+    assert torch.isclose(LOSSES["l1"](outputs, targets, None), F.l1_loss(outputs.squeeze(1), targets))
+    assert torch.isclose(LOSSES["huber"](outputs, targets, None), F.huber_loss(outputs.squeeze(1), targets))
+    logits, labels = torch.randn(6, 4), torch.randint(0, 4, (6,))
+    assert torch.isclose(LOSSES["cross_entropy"](logits, labels, None), F.cross_entropy(logits, labels))
+
+
+@pytest.mark.parametrize("name", ["masked_bce_with_logits", "masked_mse", "masked_l1", "masked_huber"])
+def test_masked_losses_ignore_padded_positions(name):
+    outputs, targets = torch.randn(3, 5, 4), torch.randint(0, 2, (3, 5, 4)).float()
+    masks = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]).bool()
+    changed = outputs.clone()
+    changed[~masks] = 100.0
+    loss = LOSSES[name](outputs, targets, masks)
+    assert torch.isclose(loss, LOSSES[name](changed, targets, masks))
+    plain = LOSSES[name.removeprefix("masked_")](outputs[masks], targets[masks], None)
+    assert torch.isclose(loss, plain)
+
+
+def test_masked_cross_entropy_ignores_padded_positions():
+    logits, labels = torch.randn(2, 4, 3), torch.randint(0, 3, (2, 4))
+    masks = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 0]]).bool()
+    assert torch.isclose(LOSSES["masked_cross_entropy"](logits, labels, masks),
+                         F.cross_entropy(logits[masks], labels[masks]))
+
+
+def test_sequence_accuracy_counts_whole_sequences_within_the_mask():
+    targets = torch.tensor([[[1.0], [0.0], [1.0]], [[1.0], [1.0], [0.0]]])
+    outputs = torch.where(targets > 0.5, 5.0, -5.0)
+    outputs[1, 2, 0] = 5.0                             # one wrong bit, in the second sequence
+    metric = SequenceAccuracy()
+    metric.update(outputs, targets, torch.tensor([[1, 1, 1], [1, 1, 1]]).bool())
+    assert metric.compute() == 0.5
+    metric.reset()
+    metric.update(outputs, targets, torch.tensor([[1, 1, 1], [1, 1, 0]]).bool())   # the wrong bit is padding
+    assert metric.compute() == 1.0
+
+
+def test_objective_metrics_compute_over_a_phase():
+    objective = Objective("cross_entropy", ("accuracy", "f1", "auroc"))
+    metrics = objective.metrics({"targets": {"num_classes": 3}})
+    logits = torch.eye(3).repeat(2, 1) * 10
+    batch = {"targets": torch.tensor([0, 1, 2, 0, 1, 2])}
+    metrics(*objective.metric_inputs(logits, batch))
+    values = metrics.compute()
+    assert values["accuracy"] == 1.0 and values["f1"] == 1.0 and values["auroc"] == 1.0
+
+
+def test_regression_metrics():
+    objective = Objective("mse", ("mse", "mae", "r2"))
+    metrics = objective.metrics({"targets": {"shape": []}})
+    targets = torch.arange(8.0)
+    values = metrics(targets.unsqueeze(1), targets)
+    assert values["mse"] == 0 and values["mae"] == 0 and values["r2"] == 1
+
+
+def test_unknown_loss_or_metric_is_refused_with_the_nearest_names():
+    with pytest.raises(ConfigError, match="cross_entropy"):
+        Objective("cross_entropi")
+    with pytest.raises(ConfigError, match="accuracy"):
+        Objective("mse", ("acuracy",))
+
+
+def test_masked_loss_without_masks_in_the_batch_is_a_config_error():
+    with pytest.raises(ConfigError, match="masks"):
+        Objective("masked_mse").loss(torch.zeros(2, 1), {"targets": torch.zeros(2)})
