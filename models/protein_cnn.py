@@ -9,7 +9,8 @@ from torch import nn
 from pyrosys.data_dict import DataDict
 from pyrosys.factory import register
 from pyrosys.models.model import Model
-from pyrosys.models.modules import Conv1dEncoder, TokenEmbedding, head_for, masked_max
+from pyrosys.errors import ConfigError
+from pyrosys.models.modules import Conv1dEncoder, TokenEmbedding, head_for, masked_max, masked_mean
 
 
 @register("model")
@@ -20,10 +21,13 @@ class ProteinCNN(Model):
 
     @staticmethod
     def get_params() -> dict:
-        return {"embedding_dim": 32, "channels": [64, 64], "kernel_size": 5, "dropout": 0.1}
+        return {"embedding_dim": 32, "channels": [64, 64], "kernel_size": 5, "dropout": 0.1,
+                "pooling": "max"}   # max: motifs anywhere; mean: composition-like properties
 
     @staticmethod
     def build(params: Mapping, data_definitions: Mapping) -> dict[str, nn.Module]:
+        if params["pooling"] not in ("max", "mean"):
+            raise ConfigError(f"pooling is 'max' or 'mean', not {params['pooling']!r}", key="model.pooling")
         embedding = TokenEmbedding(len(data_definitions["inputs"]["vocabulary"]), params["embedding_dim"])
         encoder = Conv1dEncoder(embedding.out_features, params["channels"], int(params["kernel_size"]),
                                 params["dropout"])
@@ -33,7 +37,8 @@ class ProteinCNN(Model):
 
     def forward(self, inputs: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
         features = self.models["encoder"](self.models["embedding"](inputs), masks)
-        return self.models["head"](masked_max(features, masks))
+        pool = masked_mean if self.params["pooling"] == "mean" else masked_max
+        return self.models["head"](pool(features, masks))
 
     def forward_batch(self, batch: DataDict) -> torch.Tensor:
         return self(batch["inputs"], batch.get("masks"))

@@ -18,13 +18,20 @@ from pyrosys.errors import ConfigError, did_you_mean
 
 PHASES = ("train", "val", "test")
 
+# task -> (default loss, default metrics)
+DEFAULT_OBJECTIVES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "classification": ("cross_entropy", ("accuracy",)),
+    "regression": ("mse", ("mse", "mae", "r2")),
+    "sequence": ("masked_bce_with_logits", ("accuracy", "sequence_accuracy")),
+}
+
 
 class Problem(pl.LightningDataModule):
     """Base of every problem: parameters, data definitions, task, default objective, loaders."""
 
     task: ClassVar[str] = "classification"
-    default_loss: ClassVar[str] = "cross_entropy"
-    default_metrics: ClassVar[tuple[str, ...]] = ("accuracy",)
+    path_params: ClassVar[tuple[str, ...]] = ()      # parameters naming files, taken relative to their YAML file
+    curriculum: ClassVar[dict | None] = None         # curriculum_learning parameters and defaults, if supported
 
     @staticmethod
     def get_params() -> dict:
@@ -57,6 +64,28 @@ class Problem(pl.LightningDataModule):
     @property
     def name(self) -> str:
         return type(self).__name__
+
+    @property
+    def default_loss(self) -> str:
+        """The loss of this problem's task (a configuration may name another)."""
+        return DEFAULT_OBJECTIVES[self.task][0]
+
+    @property
+    def default_metrics(self) -> tuple[str, ...]:
+        """The metrics of this problem's task (a configuration may name others)."""
+        return DEFAULT_OBJECTIVES[self.task][1]
+
+    def set_curriculum(self, params: Mapping) -> None:
+        """Take curriculum_learning parameters (problems with a `curriculum` only)."""
+        raise ConfigError(f"the problem {self.name} has no curriculum to learn", key="training.curriculum_learning",
+                          hint="Remove curriculum_learning, or use a problem that grows its difficulty")
+
+    def update_curriculum(self, episode: int) -> None:
+        """Set the difficulty for the coming episode (problems that generate their samples call this)."""
+
+    def curriculum_end(self) -> int:
+        """The episode from which the curriculum has reached full difficulty (0 without a curriculum)."""
+        return 0
 
     @property
     def data_definitions(self) -> dict:

@@ -144,8 +144,27 @@ def _to_omegaconf(data: dict, file: str) -> DictConfig:
                           file=file) from None
 
 
+def _class_of(spec: Mapping) -> tuple:
+    return spec.get("name"), spec.get("_target_")
+
+
+def _drop_replaced_specs(base: DictConfig, top: Mapping) -> None:
+    """A mapping that names another class than the one before it replaces it whole: parameters of the
+    old class (an Adam's betas, a LeNet5's channels) must not leak into the new one."""
+    for key, value in top.items():
+        if not isinstance(value, Mapping) or key not in base or not isinstance(base[key], DictConfig):
+            continue
+        old = OmegaConf.to_container(base[key], resolve=False)
+        if ("name" in value or "_target_" in value) and _class_of(old) != _class_of(value):
+            del base[key]
+        else:
+            _drop_replaced_specs(base[key], value)
+
+
 def _merge(base: DictConfig, top: DictConfig, file: str) -> DictConfig:
     try:
+        base = base.copy()
+        _drop_replaced_specs(base, OmegaConf.to_container(top, resolve=False))
         return OmegaConf.merge(base, top)
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None) or None
@@ -212,6 +231,10 @@ def load_configuration(paths: Sequence[str | Path], overrides: Sequence[str] = (
     for item in overrides:
         key, value = parse_override(item)
         try:
+            parent, _, leaf = key.rpartition(".")
+            node = OmegaConf.select(merged, parent) if parent else merged
+            if isinstance(node, DictConfig) and isinstance(value, dict):
+                _drop_replaced_specs(node, {leaf: value})
             OmegaConf.update(merged, key, value, merge=True, force_add=True)
         except OmegaConfBaseException as error:
             raise ConfigError(f"the override cannot be applied: {_first_line(error)}",

@@ -30,6 +30,7 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "model": Kind("model", "pyrosys.models.model:Model", packages=("pyrosys.models",)),
     "problem": Kind("problem", "pyrosys.problems.problem:Problem", packages=("pyrosys.problems",)),
+    "loader": Kind("loader", "pyrosys.problems.manifest:Loader", packages=("pyrosys.problems",)),
     "optimizer": Kind("optimizer", "torch.optim:Optimizer", namespaces=("torch.optim",)),
     "scheduler": Kind("scheduler", "torch.optim.lr_scheduler:LRScheduler",
                       namespaces=("torch.optim.lr_scheduler",)),

@@ -181,7 +181,8 @@ class BatchMetrics(nn.Module):
         if name in CLASSIFICATION_METRICS:
             if outputs.dim() == targets.dim() + 1 and outputs.shape[-1] > 1:
                 return outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1).long()
-            return outputs.reshape(-1), targets.reshape(-1).long()
+            # binary: outputs are logits; probabilities, so that torchmetrics never mistakes them for ones
+            return outputs.reshape(-1).sigmoid(), targets.reshape(-1).long()
         return outputs.reshape(-1).float(), targets.reshape(-1).float()
 
     def forward(self, outputs: torch.Tensor, targets: torch.Tensor,
@@ -229,8 +230,9 @@ class Objective:
         return BatchMetrics({name: METRICS[name](target) for name in self.metric_names})
 
     def metric_inputs(self, outputs: torch.Tensor, batch: Mapping) -> tuple:
-        """What the phase metrics are fed with for a batch: outputs, the target field and the masks."""
-        return outputs, batch[self.target_field], batch.get("masks")
+        """What the phase metrics are fed with: outputs, the target field, and the masks when the loss
+        is a masked one (masks of padded inputs say nothing about the targets of other losses)."""
+        return outputs, batch[self.target_field], batch.get("masks") if self.masked else None
 
 
 def check_objective(loss: str, metrics: Sequence[str], *, file: str | None) -> None:

@@ -58,6 +58,8 @@ def resolve_problem(registry: ParamRegistry, seed: int | None = None) -> Compone
     defaults = problem_cls.get_params()
     shared = sections["problem"]
     shared.add_default_params(defaults)
+    for path, section in sections.items():
+        absolute_paths(section, problem_cls.path_params)
     if seed is not None and shared.get("seed") is None:
         shared.add_config_params({"seed": seed})
     params = {key: plain(shared[key]) for key in defaults}
@@ -66,6 +68,19 @@ def resolve_problem(registry: ParamRegistry, seed: int | None = None) -> Compone
         section = sections.get(f"{name}.problem")
         phases[phase] = {key: plain(section[key]) for key in defaults if section is not None and key in section}
     return ComponentPlan(problem_cls, params, phases)
+
+
+def absolute_paths(section: ParamInterface, keys: tuple[str, ...]) -> None:
+    """Make relative file parameters absolute, taken from the folder of the YAML file that set them."""
+    from pathlib import Path
+
+    for key in keys:
+        value = section.get(key) if key in section else None
+        if not isinstance(value, str) or not value or Path(value).is_absolute():
+            continue
+        source = section.source(key)
+        base = Path(source).parent if source and Path(source).is_file() else Path.cwd()
+        section.add_config_params({key: str((base / value).resolve())})
 
 
 def resolve_model(registry: ParamRegistry) -> ComponentPlan:

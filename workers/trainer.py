@@ -47,6 +47,7 @@ def get_params() -> dict:
             "terminal_conditions": {"epoch_limit": 10, "episode_limit": -1, "loss_stop": None,
                                     "early_stopping": None},
             "gradient_clipping": None,  # MI-Prometheus: clip gradients to this norm
+            "curriculum_learning": None,  # problems that grow their difficulty: {interval: ..., must_finish: ...}
             "trainer": {},              # more pl.Trainer arguments (precision, devices, strategy...)
             "callbacks": [],            # Lightning callbacks as {_target_: ..., arg: ...}
         },
@@ -74,6 +75,7 @@ class TrainingPlan:
     loss_stop: float | None
     early_stopping: dict | None
     gradient_clipping: float | None
+    curriculum: dict | None
     trainer: dict
     callbacks: list
     validation_interval: float | int
@@ -106,6 +108,21 @@ def _seed(section: ParamInterface, key: str, fallback: int | None = None) -> int
         raise ConfigError(f"a seed is a whole number >= 0, or -1 / null for a random one, not {value!r}",
                           file=section.source(key), key=f"{section.path}.{key}")
     return resolve_seed(value)
+
+
+def _curriculum(registry: ParamRegistry, problem: ComponentPlan) -> dict | None:
+    """MI-Prometheus's curriculum_learning, with the problem's defaults and must_finish (default true)."""
+    training = registry.section("training")
+    if training.get("curriculum_learning") is None:
+        return None
+    if problem.cls.curriculum is None:
+        raise ConfigError(f"the problem {problem.name} has no curriculum to learn",
+                          file=training.source("curriculum_learning"), key="training.curriculum_learning",
+                          hint="Remove curriculum_learning, or use a problem that grows its difficulty")
+    section = registry.section("training.curriculum_learning")
+    defaults = {**problem.cls.curriculum, "must_finish": True}
+    section.add_default_params(defaults)
+    return {key: section[key] for key in defaults}
 
 
 def _spec(section: ParamInterface, key: str) -> dict | None:
@@ -169,6 +186,7 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
         loss_stop=_number(limits, "loss_stop", float, minimum=0, allow_off=True),
         early_stopping=plain(limits.get("early_stopping")),
         gradient_clipping=_number(training, "gradient_clipping", float, minimum=0, allow_off=True),
+        curriculum=_curriculum(registry, problem),
         trainer=trainer, callbacks=callbacks, validation_interval=interval, monitor=str(validation["monitor"]),
         mode=mode, logging_interval=_number(logging_section, "interval", int, minimum=1, allow_off=False))
     if plan.epoch_limit is None and plan.episode_limit is None:
@@ -249,6 +267,23 @@ def trainer_arguments(plan: TrainingPlan) -> dict:
     return {**arguments, **user}
 
 
+def dry_run(model: Any, problem: Any) -> int:
+    """One training batch forward and backward, the model summary and its size; nothing is written."""
+    from pytorch_lightning.utilities.model_summary import ModelSummary
+
+    from pyrosys.data_dict import batch_size
+
+    batch = next(iter(problem.loader("train")))
+    loss = model.objective.loss(model.forward_batch(batch), batch)
+    loss.backward()
+    gradients = sum(p.grad is not None for p in model.parameters() if p.requires_grad)
+    print(ModelSummary(model, max_depth=2))
+    print(f"[pyrosys] dry run: {model.__class__.__name__} on {problem.name}, one batch of "
+          f"{batch_size(batch)}: loss {float(loss.detach()):.6f}, gradients for {gradients} parameter tensors; "
+          f"nothing was trained or written")
+    return 0
+
+
 def configuration_header() -> str:
     """YAML comments recording the PyroSys version and, when the configs live in git, the commit."""
     import subprocess
@@ -294,10 +329,16 @@ def train(args: argparse.Namespace) -> int:
 
     # build: every configuration mistake surfaces here, before the experiment folder exists
     problem = build_problem(plan.problem)
+    if plan.curriculum is not None:
+        problem.set_curriculum({k: v for k, v in plan.curriculum.items() if k != "must_finish"})
+        if plan.curriculum["must_finish"] and plan.episode_limit is not None:
+            plan.episode_limit = max(plan.episode_limit, problem.curriculum_end())
     model = build_model(plan.model, problem)
     objective = make_objective(model, problem, plan.loss, plan.metrics)
     model.attach(objective, optimization(plan, model), plan.configuration)
     callbacks, arguments = build_callbacks(plan), trainer_arguments(plan)
+    if args.dry_run:
+        return dry_run(model, problem)
     experiment = Experiment.create(args.outdir or "experiments", plan.problem.name, plan.model.name, args.savetag)
     collector = StatisticsCollector(experiment.folder, plan.logging_interval)
     trainer = pl.Trainer(**arguments, default_root_dir=str(experiment.folder), plugins=[AtomicCheckpointIO()],
@@ -343,6 +384,8 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--c", "--config", dest="config", metavar="FILE", nargs="+", action="extend",
                         required=True, help="configuration files, later ones winning (also a,b,c)")
     result.add_argument("--seed", type=int, default=None, help="the seed (training.seed); -1 draws one")
+    result.add_argument("--dry-run", action="store_true",
+                        help="resolve, build, one batch forward and backward, print the model summary; no training")
     return result
 
 

@@ -40,6 +40,7 @@ def configure_console_logging(level: str) -> None:
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(
         logging.DEBUG if level == "DEBUG" else logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*IterableDataset. has .__len__. defined.*")
     warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\).*")
     logger = logging.getLogger("pyrosys")
     if not any(getattr(h, "_pyrosys_console", False) for h in logger.handlers):

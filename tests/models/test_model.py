@@ -8,7 +8,7 @@ from pyrosys.errors import ConfigError
 from pyrosys.models.lenet5 import LeNet5
 from pyrosys.models.mlp import MLP
 from pyrosys.models.model import Model
-from pyrosys.problems.digits import Digits
+from pyrosys.problems.scikit_learn import Digits
 
 DIGITS = Digits.create({"seed": 0}).data_definitions
 

@@ -118,3 +118,13 @@ def test_broken_interpolation_names_key_and_file(write):
 def test_missing_config_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_configuration([tmp_path / "absent.yaml"])
+
+
+def test_a_mapping_naming_another_class_replaces_the_earlier_one_whole(write):
+    first = write("a.yaml", "model: {name: LeNet5, channels: [4, 8]}\ntraining: {optimizer: {name: Adam, betas: [0.8, 0.9]}}\n")
+    second = write("b.yaml", "model: {name: MLP}\ntraining: {optimizer: {name: Adam, lr: 0.1}}\n")
+    tree = load_configuration([first, second], ["training.optimizer={_target_: torch.optim.SGD, lr: 0.5}"]).tree
+    assert tree["model"] == {"name": "MLP"}
+    assert tree["training"]["optimizer"] == {"_target_": "torch.optim.SGD", "lr": 0.5}
+    tree = load_configuration([first, second]).tree
+    assert tree["training"]["optimizer"] == {"name": "Adam", "betas": [0.8, 0.9], "lr": 0.1}

@@ -1,4 +1,4 @@
-"""pyrosys.problems.digits: bundled data, a split fixed by the seed, batches cut by tensor indexing."""
+"""pyrosys.problems.scikit_learn: bundled data, a split fixed by the seed, batches cut by tensor indexing."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 from pyrosys.data_dict import DataDict
 from pyrosys.errors import ConfigError
-from pyrosys.problems.digits import Digits
+from pyrosys.problems.scikit_learn import Digits
 from pyrosys.problems.problem import TensorSplit
 
 
@@ -61,3 +61,30 @@ def test_unknown_split_name_is_a_config_error():
     problem = Digits.create({"seed": 0}, {"val": {"split": "validation"}})
     with pytest.raises(ConfigError, match="no split 'validation'"):
         problem.loader("val")
+
+
+def test_tabular_features_are_standardised_with_training_statistics_only():
+    from pyrosys.problems.scikit_learn import BreastCancer
+
+    problem = BreastCancer.create({"seed": 1})
+    problem.setup()
+    train = problem.splits["train"].fields["inputs"]
+    assert torch.allclose(train.mean(0), torch.zeros(30), atol=1e-4)
+    assert torch.allclose(train.std(0, unbiased=False), torch.ones(30), atol=1e-3)
+    val = problem.splits["val"].fields["inputs"]
+    assert not torch.allclose(val.mean(0), torch.zeros(30), atol=1e-2)
+    definition = problem.data_definitions["inputs"]
+    assert definition["kind"] == "vector" and len(definition["standardize"]["mean"]) == 30
+    assert problem.data_definitions["targets"]["num_classes"] == 2
+
+
+def test_diabetes_is_a_regression_with_standardised_targets():
+    from pyrosys.problems.scikit_learn import Diabetes
+
+    problem = Diabetes.create({"seed": 1})
+    problem.setup()
+    definitions = problem.data_definitions
+    assert definitions["targets"]["task"] == "regression" and "standardize" in definitions["targets"]
+    assert problem.default_loss == "mse" and "r2" in problem.default_metrics
+    assert problem.splits["train"].fields["targets"].dtype == torch.float32
+    assert sum(len(split) for split in problem.splits.values()) == 442

@@ -1,0 +1,222 @@
+"""Manifest: a serotiny-style CSV that describes a data set, one row a sample, a column for the split,
+and a loader per field (`inputs`, `targets`, ...) that turns rows into a tensor.
+
+    problem:
+      name: Manifest
+      path: cells.csv
+      loaders:
+        inputs: {name: LoadColumns, startswith: feature_}
+        targets: {name: LoadClass, column: label}
+"""
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pyrosys.errors import ConfigError
+from pyrosys.factory import instantiate, register, resolve
+from pyrosys.problems.problem import InMemoryProblem
+
+SPLITS = ("train", "val", "test")
+
+
+class Loader:
+    """Turns the rows of a manifest into one tensor, and says what that tensor holds."""
+
+    task: str | None = None    # the task a loader implies when it loads the targets
+
+    def load(self, rows: Sequence[dict], manifest: Path) -> tuple[torch.Tensor, dict]:
+        """(tensor with one entry per row, its data definition)."""
+        raise TypeError(f"{type(self).__name__} must define load(rows, manifest)")
+
+
+def _kind(shape: Sequence[int]) -> str:
+    return {0: "vector", 1: "vector", 2: "sequence", 3: "image"}.get(len(shape), "tensor")
+
+
+@register("loader")
+class LoadColumns(Loader):
+    """Numeric columns chosen by names, a prefix or a regular expression, as float features."""
+
+    task = "regression"
+
+    def __init__(self, columns: list | None = None, startswith: str | None = None, regex: str | None = None) -> None:
+        self.columns, self.startswith, self.regex = columns, startswith, regex
+
+    def chosen(self, header: Sequence[str], manifest: Path) -> list[str]:
+        if self.columns is not None:
+            missing = [c for c in self.columns if c not in header]
+            if missing:
+                raise ConfigError(f"the manifest has no column {missing[0]!r} (columns: {', '.join(header)})",
+                                  file=str(manifest), key="problem.loaders")
+            return list(self.columns)
+        chosen = [c for c in header if (self.startswith is not None and c.startswith(self.startswith))
+                  or (self.regex is not None and re.search(self.regex, c))]
+        if not chosen:
+            raise ConfigError("no manifest column matches the loader (give columns, startswith or regex)",
+                              file=str(manifest), key="problem.loaders")
+        return chosen
+
+    def load(self, rows: Sequence[dict], manifest: Path) -> tuple[torch.Tensor, dict]:
+        columns = self.chosen(list(rows[0]), manifest)
+        values = np.zeros((len(rows), len(columns)), dtype=np.float32)
+        for i, row in enumerate(rows):
+            for j, column in enumerate(columns):
+                try:
+                    values[i, j] = float(row[column])
+                except (TypeError, ValueError):
+                    raise ConfigError(f"line {i + 2}, column '{column}': {row[column]!r} is not a number",
+                                      file=str(manifest), key="problem.loaders") from None
+        tensor = torch.from_numpy(values)
+        shape = [len(columns)]
+        if len(columns) == 1 and self.columns is not None:
+            tensor, shape = tensor[:, 0], []
+        return tensor, {"kind": "vector", "shape": shape, "dtype": "float32", "columns": columns}
+
+
+@register("loader")
+class LoadClass(Loader):
+    """One column of class labels, numbered in sorted order (or the order of `classes`)."""
+
+    task = "classification"
+
+    def __init__(self, column: str, classes: list | None = None) -> None:
+        self.column, self.classes = column, classes
+
+    def load(self, rows: Sequence[dict], manifest: Path) -> tuple[torch.Tensor, dict]:
+        if self.column not in rows[0]:
+            raise ConfigError(f"the manifest has no column {self.column!r}", file=str(manifest),
+                              key="problem.loaders")
+        labels = [row[self.column] for row in rows]
+        classes = [str(c) for c in self.classes] if self.classes else sorted(set(labels))
+        index = {label: i for i, label in enumerate(classes)}
+        for i, label in enumerate(labels):
+            if label not in index:
+                raise ConfigError(f"line {i + 2}, column '{self.column}': {label!r} is not one of the classes",
+                                  file=str(manifest), key="problem.loaders")
+        return (torch.tensor([index[label] for label in labels]),
+                {"shape": [], "dtype": "int64", "num_classes": len(classes), "classes": classes})
+
+
+class LoadFile(Loader):
+    """One file per row, named (relative to the manifest) in a path column; all of one shape."""
+
+    def __init__(self, column: str) -> None:
+        self.column = column
+
+    def read(self, path: Path) -> torch.Tensor:
+        raise TypeError(f"{type(self).__name__} must define read(path)")
+
+    def load(self, rows: Sequence[dict], manifest: Path) -> tuple[torch.Tensor, dict]:
+        if self.column not in rows[0]:
+            raise ConfigError(f"the manifest has no column {self.column!r}", file=str(manifest),
+                              key="problem.loaders")
+        tensors = []
+        for i, row in enumerate(rows):
+            path = manifest.parent / row[self.column]
+            if not path.is_file():
+                raise ConfigError(f"line {i + 2}, column '{self.column}': the file {row[self.column]!r} does not "
+                                  f"exist (looked for {path})", file=str(manifest), key="problem.loaders")
+            try:
+                tensors.append(self.read(path))
+            except (OSError, ValueError, RuntimeError) as error:
+                raise ConfigError(f"line {i + 2}, column '{self.column}': {path.name} cannot be read ({error})",
+                                  file=str(manifest), key="problem.loaders") from None
+            if tensors[-1].shape != tensors[0].shape:
+                raise ConfigError(f"line {i + 2}: {path.name} has shape {list(tensors[-1].shape)}, the first file "
+                                  f"{list(tensors[0].shape)}", file=str(manifest), key="problem.loaders")
+        tensor = torch.stack(tensors).float()
+        shape = list(tensor.shape[1:])
+        return tensor, {"kind": _kind(shape), "shape": shape, "dtype": "float32"}
+
+
+@register("loader")
+class LoadNumpy(LoadFile):
+    """An .npy array per row (loaded without pickles)."""
+
+    def read(self, path: Path) -> torch.Tensor:
+        return torch.from_numpy(np.load(path, allow_pickle=False))
+
+
+@register("loader")
+class LoadTensor(LoadFile):
+    """A tensor saved with torch.save per row (loaded weights-only)."""
+
+    def read(self, path: Path) -> torch.Tensor:
+        value = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"holds a {type(value).__name__}, not a tensor")
+        return value
+
+
+@register("problem")
+class Manifest(InMemoryProblem):
+    """Any data set described by a CSV manifest with a split column and a loader per field."""
+
+    path_params = ("path",)
+
+    @staticmethod
+    def get_params() -> dict:
+        return {**InMemoryProblem.get_params(),
+                "path": None,             # the manifest CSV; relative to its YAML file
+                "split_column": "split",  # values train, val, test
+                "loaders": {}}            # field -> {name: LoadColumns | LoadClass | LoadNumpy | LoadTensor, ...}
+
+    @property
+    def task(self) -> str:  # type: ignore[override]
+        """Classification when the targets' loader reads class labels, regression otherwise."""
+        spec = self.params["loaders"].get("targets") if isinstance(self.params["loaders"], Mapping) else None
+        loader_cls = resolve(spec, "loader", key="problem.loaders.targets") if spec else None
+        return getattr(loader_cls, "task", None) or "regression"
+
+    def prepared(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
+        if getattr(self, "_prepared", None) is None:
+            self._prepared = self.prepare()
+        return self._prepared
+
+    def prepare(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
+        """Every field loaded and cut into the splits the manifest names."""
+        params = self.params
+        if not params["path"]:
+            raise ConfigError("no manifest is named", key="problem.path", hint="Set problem.path to a CSV manifest")
+        manifest = Path(params["path"])
+        if not manifest.is_file():
+            raise ConfigError("the manifest does not exist", file=str(manifest), key="problem.path")
+        loaders = params["loaders"]
+        if not isinstance(loaders, Mapping) or "inputs" not in loaders or "targets" not in loaders:
+            raise ConfigError("loaders must name at least an 'inputs' and a 'targets' loader", file=str(manifest),
+                              key="problem.loaders", hint="e.g. loaders: {inputs: {name: LoadColumns, startswith: "
+                                                          "feature_}, targets: {name: LoadClass, column: label}}")
+        with open(manifest, encoding="utf-8", newline="") as stream:
+            rows = list(csv.DictReader(stream))
+        if not rows:
+            raise ConfigError("the manifest holds no rows", file=str(manifest), key="problem.path")
+        split_column = params["split_column"]
+        if split_column not in rows[0]:
+            raise ConfigError(f"the manifest has no split column {split_column!r}", file=str(manifest),
+                              key="problem.split_column")
+        for i, row in enumerate(rows):
+            if row[split_column] not in SPLITS:
+                raise ConfigError(f"line {i + 2}: split value {row[split_column]!r} is not train, val or test",
+                                  file=str(manifest), key="problem.split_column")
+        fields, definitions = {}, {}
+        for field, spec in loaders.items():
+            loader = instantiate(spec, "loader", file=str(manifest), key=f"problem.loaders.{field}")
+            fields[field], definitions[field] = loader.load(rows, manifest)
+        splits = {}
+        for name in SPLITS:
+            index = torch.tensor([i for i, row in enumerate(rows) if row[split_column] == name], dtype=torch.long)
+            splits[name] = {field: tensor[index] for field, tensor in fields.items()}
+        return splits, definitions
+
+    def load_splits(self) -> dict[str, dict[str, torch.Tensor]]:
+        return self.prepared()[0]
+
+    def define_data(self) -> dict[str, Any]:
+        return {field: dict(definition) for field, definition in self.prepared()[1].items()}

@@ -1,0 +1,210 @@
+"""ProteinSequences: amino-acid sequences from FASTA or CSV/TSV, as padded token ids with a mask.
+
+FASTA labels come from the header (`>P12345 label=1`); tables have a sequence column and a label
+column. The 20 amino acids and the ambiguous letters X, B, Z, U, O are accepted (any case);
+anything else is refused with its file, line and column.
+"""
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pyrosys.errors import ConfigError
+from pyrosys.factory import register
+from pyrosys.problems.problem import InMemoryProblem
+from pyrosys.problems.scikit_learn import split_indices, standardise
+
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
+AMBIGUOUS = "XBZUO"
+VOCABULARY = ["<pad>", *AMINO_ACIDS, *AMBIGUOUS]
+TOKEN = {letter: index for index, letter in enumerate(VOCABULARY) if index}
+SPLITS = ("train", "val", "test")
+
+
+class Record:
+    """One sequence read from a file, with where it was found (for error messages)."""
+
+    __slots__ = ("identifier", "label", "split", "line", "parts", "field")
+
+    def __init__(self, identifier: str, label: str | None, split: str | None, line: int,
+                 parts: list[tuple[str, int]], field: str | None = None) -> None:
+        self.identifier, self.label, self.split, self.line = identifier, label, split, line
+        self.parts = parts      # (text, line number) of every line holding the sequence
+        self.field = field      # the table column holding the sequence; None for FASTA
+
+    @property
+    def sequence(self) -> str:
+        return "".join(text for text, _ in self.parts)
+
+    def where(self, offset: int) -> str:
+        """'line L, column C' of the letter at `offset` in the sequence."""
+        for text, number in self.parts:
+            if offset < len(text):
+                if self.field is None:
+                    return f"line {number}, column {offset + 1}"
+                return f"line {number}, column '{self.field}', letter {offset + 1}"
+            offset -= len(text)
+        return f"line {self.line}"
+
+
+def read_fasta(path: Path, label_key: str) -> list[Record]:
+    """Records of a FASTA file; the label is `label_key=value` in the header."""
+    records: list[Record] = []
+    header: tuple[str, str | None, int] | None = None
+    parts: list[tuple[str, int]] = []
+
+    def close() -> None:
+        if header is not None:
+            records.append(Record(header[0], header[1], None, header[2], parts))
+
+    with open(path, encoding="utf-8") as stream:
+        for number, line in enumerate(stream, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith(">"):
+                close()
+                fields = line[1:].split()
+                labels = dict(field.split("=", 1) for field in fields[1:] if "=" in field)
+                header, parts = (fields[0] if fields else f"record{len(records) + 1}", labels.get(label_key),
+                                 number), []
+            elif header is None:
+                raise ConfigError(f"line {number}: sequence data before the first '>' header", file=str(path),
+                                  key="problem.path", hint="A FASTA record starts with a '>identifier' line")
+            else:
+                parts.append((line, number))
+    close()
+    return records
+
+
+def read_table(path: Path, sequence_column: str, label_column: str | None, split_column: str | None) -> list[Record]:
+    """Records of a CSV or TSV table with a sequence column (and label and split columns)."""
+    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    with open(path, encoding="utf-8", newline="") as stream:
+        reader = csv.DictReader(stream, delimiter=delimiter)
+        columns = reader.fieldnames or []
+        for wanted, key in ((sequence_column, "sequence_column"), (label_column, "label_column"),
+                            (split_column, "split_column")):
+            if wanted is not None and wanted not in columns:
+                raise ConfigError(f"the table has no column '{wanted}' (columns: {', '.join(columns) or 'none'})",
+                                  file=str(path), key=f"problem.{key}", hint="Name an existing column")
+        return [Record(row.get("id") or f"row {number}", row[label_column] if label_column else None,
+                       row[split_column] if split_column else None, number,
+                       [((row[sequence_column] or "").strip(), number)], sequence_column)
+                for number, row in enumerate(reader, start=2)]
+
+
+def encode(record: Record, path: Path, max_length: int) -> list[int]:
+    """Token ids of a sequence (truncated to max_length), refusing letters that are not amino acids."""
+    ids = []
+    for offset, letter in enumerate(record.sequence.upper()):
+        if letter not in TOKEN:
+            raise ConfigError(f"{record.where(offset)}: '{letter}' in {record.identifier} is not an amino-acid letter",
+                              file=str(path), key="problem.path",
+                              hint=f"Sequences may hold {AMINO_ACIDS} and the ambiguous letters {AMBIGUOUS}")
+        ids.append(TOKEN[letter])
+    return ids[:max_length]
+
+
+@register("problem")
+class ProteinSequences(InMemoryProblem):
+    """Classify or regress a property of protein sequences read from FASTA, CSV or TSV."""
+
+    path_params = ("path",)
+
+    @staticmethod
+    def get_params() -> dict:
+        return {**InMemoryProblem.get_params(),
+                "path": None,                 # FASTA (.fasta/.fa), CSV or TSV; relative to its YAML file
+                "task": "classification",     # or regression
+                "sequence_column": "sequence",
+                "label_column": "label",      # tables: the label column; FASTA: the header key (label=...)
+                "split_column": None,         # a column holding train / val / test; null: seeded fractions
+                "fractions": [0.8, 0.1, 0.1],
+                "max_length": 512,            # longer sequences are truncated
+                "standardize": True}          # regression targets standardised with training statistics
+
+    @property
+    def task(self) -> str:  # type: ignore[override]
+        return self.params["task"]
+
+    def read(self) -> list[Record]:
+        """Every record of the file, checked."""
+        params = self.params
+        if params["task"] not in ("classification", "regression"):
+            raise ConfigError(f"task is classification or regression, not {params['task']!r}", key="problem.task")
+        if not params["path"]:
+            raise ConfigError("no sequence file is named", key="problem.path",
+                              hint="Set problem.path to a FASTA, CSV or TSV file")
+        path = Path(params["path"])
+        if not path.is_file():
+            raise ConfigError("the sequence file does not exist", file=str(path), key="problem.path")
+        if path.suffix.lower() in (".fasta", ".fa", ".faa", ".fas"):
+            records = read_fasta(path, params["label_column"])
+        else:
+            records = read_table(path, params["sequence_column"], params["label_column"], params["split_column"])
+        if not records:
+            raise ConfigError("the file holds no sequences", file=str(path), key="problem.path")
+        for record in records:
+            if not record.sequence:
+                raise ConfigError(f"line {record.line}: {record.identifier} has an empty sequence", file=str(path),
+                                  key="problem.path")
+            if record.label in (None, ""):
+                raise ConfigError(f"line {record.line}: {record.identifier} has no label", file=str(path),
+                                  key="problem.label_column", hint="Every sequence needs a label")
+            if params["split_column"] and record.split not in SPLITS:
+                raise ConfigError(f"line {record.line}: split value {record.split!r} is not train, val or test",
+                                  file=str(path), key="problem.split_column")
+        return records
+
+    def prepared(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
+        if getattr(self, "_prepared", None) is None:
+            self._prepared = self.prepare()
+        return self._prepared
+
+    def prepare(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
+        """Token ids, masks and targets of every split, and the data definitions."""
+        params, path = self.params, Path(self.params["path"] or ".")
+        records = self.read()
+        encoded = [encode(record, path, int(params["max_length"])) for record in records]
+        length = max(len(ids) for ids in encoded)
+        inputs = torch.zeros(len(records), length, dtype=torch.long)
+        for row, ids in enumerate(encoded):
+            inputs[row, :len(ids)] = torch.tensor(ids)
+        masks = inputs != 0
+        if params["split_column"]:
+            parts = [np.array([i for i, r in enumerate(records) if r.split == name], dtype=int) for name in SPLITS]
+        else:
+            parts = split_indices(len(records), params["fractions"], params["seed"])
+        targets_definition: dict = {"shape": []}
+        if self.task == "classification":
+            classes = sorted({r.label for r in records})
+            index = {label: i for i, label in enumerate(classes)}
+            targets = torch.tensor([index[r.label] for r in records])
+            targets_definition.update(dtype="int64", num_classes=len(classes), classes=classes)
+        else:
+            try:
+                values = np.array([float(r.label) for r in records])
+            except ValueError as error:
+                raise ConfigError(f"a regression label is not a number ({error})", file=str(path),
+                                  key="problem.label_column") from None
+            if params["standardize"]:
+                values, mean, std = standardise(values, parts[0])
+                targets_definition["standardize"] = {"mean": mean, "std": std}
+            targets = torch.tensor(values, dtype=torch.float32)
+            targets_definition["dtype"] = "float32"
+        definitions = {"inputs": {"kind": "tokens", "shape": [length], "dtype": "int64", "vocabulary": VOCABULARY},
+                       "targets": targets_definition, "masks": {"shape": [length], "dtype": "bool"}}
+        splits = {name: {"inputs": inputs[torch.from_numpy(idx)], "targets": targets[torch.from_numpy(idx)],
+                         "masks": masks[torch.from_numpy(idx)]} for name, idx in zip(SPLITS, parts)}
+        return splits, definitions
+
+    def load_splits(self) -> dict[str, dict[str, torch.Tensor]]:
+        return self.prepared()[0]
+
+    def define_data(self) -> dict:
+        return {field: dict(definition) for field, definition in self.prepared()[1].items()}

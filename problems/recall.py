@@ -1,0 +1,151 @@
+"""Algorithmic recall problems generated on the fly, after MI-Prometheus: SerialRecall and ReverseRecall.
+
+A sample of length L is: a store marker, L random data words, a recall marker, then L blank
+steps during which the model must answer with the stored words (in order, or reversed). The
+`masks` field marks the answer steps; only they count in the loss and the metrics. All samples
+of a batch share one length, drawn between the minimum and the current maximum length, which
+`curriculum_learning` grows during training.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from pyrosys.data_dict import DataDict
+from pyrosys.errors import ConfigError
+from pyrosys.factory import register
+from pyrosys.problems.problem import Problem
+
+PHASE_SEEDS = {"train": 0, "val": 1, "test": 2}
+
+
+class GeneratedBatches(IterableDataset):
+    """`episodes` batches from a problem's `generate(length, generator)`, drawn from a seeded generator."""
+
+    def __init__(self, problem: RecallProblem, phase: str) -> None:
+        self.problem, self.phase = problem, phase
+        self.draws = 0
+
+    def __len__(self) -> int:
+        return int(self.problem.phases[self.phase]["episodes"])
+
+    def __iter__(self) -> Iterator[DataDict]:
+        params = self.problem.phases[self.phase]
+        generator = torch.Generator().manual_seed(int(params["seed"] or 0) * 7919 + PHASE_SEEDS[self.phase]
+                                                  + (self.draws * 104729 if self.phase == "train" else 0))
+        self.draws += 1
+        for _ in range(len(self)):
+            if self.phase == "train":
+                self.problem.update_curriculum(self.problem.episodes_generated)
+                self.problem.episodes_generated += 1
+            high = self.problem.current_max_length if self.phase == "train" else params["max_sequence_length"]
+            length = int(torch.randint(params["min_sequence_length"], high + 1, (1,), generator=generator))
+            yield self.problem.generate(int(params["batch_size"]), length, generator)
+
+
+class RecallProblem(Problem):
+    """Store a sequence of bit words, then recall it; subclasses choose the order of the answer."""
+
+    task = "sequence"
+    curriculum = {"initial_max_sequence_length": 2, "interval": 500}
+
+    @staticmethod
+    def get_params() -> dict:
+        return {**Problem.get_params(), "control_bits": 2, "data_bits": 8, "min_sequence_length": 1,
+                "max_sequence_length": 10, "episodes": 1000}
+
+    def __init__(self, params: Mapping, phases: Mapping[str, Mapping] | None = None) -> None:
+        super().__init__(params, phases)
+        self.schedule: dict | None = None
+        self.current_max_length = int(self.phases["train"]["max_sequence_length"])
+        self.episodes_generated = 0
+
+    def define_data(self) -> dict:
+        params = self.params
+        return {"inputs": {"kind": "sequence", "shape": [None, params["control_bits"] + params["data_bits"]],
+                           "dtype": "float32"},
+                "targets": {"shape": [None, params["data_bits"]], "dtype": "float32"},
+                "masks": {"shape": [None], "dtype": "bool"}}
+
+    def answer(self, data: torch.Tensor) -> torch.Tensor:
+        """The words the model must give back, from the stored words [N, L, B]."""
+        raise TypeError(f"{type(self).__name__} must define answer(data)")
+
+    def generate(self, batch_size: int, length: int, generator: torch.Generator) -> DataDict:
+        """One batch of samples of `length` words."""
+        control, bits = int(self.params["control_bits"]), int(self.params["data_bits"])
+        data = torch.randint(0, 2, (batch_size, length, bits), generator=generator).float()
+        steps = 2 * length + 2
+        inputs = torch.zeros(batch_size, steps, control + bits)
+        inputs[:, 0, 0] = 1.0                                   # store marker
+        inputs[:, 1:length + 1, control:] = data
+        inputs[:, length + 1, 1] = 1.0                          # recall marker
+        targets = torch.zeros(batch_size, steps, bits)
+        targets[:, length + 2:] = self.answer(data)
+        masks = torch.zeros(batch_size, steps, dtype=torch.bool)
+        masks[:, length + 2:] = True
+        return DataDict(inputs=inputs, targets=targets, masks=masks)
+
+    def check(self) -> None:
+        """Refuse lengths and sizes that cannot produce a sample."""
+        for phase, params in self.phases.items():
+            low, high = params["min_sequence_length"], params["max_sequence_length"]
+            for key in ("control_bits", "data_bits", "min_sequence_length", "max_sequence_length", "episodes"):
+                value = params[key]
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1 or (key == "control_bits"
+                                                                                          and value < 2):
+                    raise ConfigError(f"{key} must be a whole number >= {2 if key == 'control_bits' else 1}, "
+                                      f"not {value!r}", key=f"problem.{key}")
+            if low > high:
+                raise ConfigError(f"min_sequence_length {low} is above max_sequence_length {high}",
+                                  key="problem.min_sequence_length")
+
+    def setup(self, stage: str | None = None) -> None:
+        self.check()
+
+    def loader(self, phase: str) -> DataLoader:
+        self.check()
+        return DataLoader(GeneratedBatches(self, phase), batch_size=None)
+
+    def set_curriculum(self, params: Mapping) -> None:
+        """Start at `initial_max_sequence_length` and grow by one every `interval` episodes."""
+        for key in ("initial_max_sequence_length", "interval"):
+            value = params[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{key} must be a whole number >= 1, not {value!r}",
+                                  key=f"training.curriculum_learning.{key}")
+        self.schedule = dict(params)
+        self.update_curriculum(0)
+
+    def update_curriculum(self, episode: int) -> None:
+        if self.schedule is None:
+            return
+        high = int(self.phases["train"]["max_sequence_length"])
+        low = int(self.phases["train"]["min_sequence_length"])
+        grown = int(self.schedule["initial_max_sequence_length"]) + episode // int(self.schedule["interval"])
+        self.current_max_length = max(low, min(high, grown))
+
+    def curriculum_end(self) -> int:
+        """The episode from which the curriculum has reached the full maximum length (0 without one)."""
+        if self.schedule is None:
+            return 0
+        missing = int(self.phases["train"]["max_sequence_length"]) - int(self.schedule["initial_max_sequence_length"])
+        return max(0, missing) * int(self.schedule["interval"])
+
+
+@register("problem")
+class SerialRecall(RecallProblem):
+    """Recall the stored words in the order they were given."""
+
+    def answer(self, data: torch.Tensor) -> torch.Tensor:
+        return data
+
+
+@register("problem")
+class ReverseRecall(RecallProblem):
+    """Recall the stored words in reverse order."""
+
+    def answer(self, data: torch.Tensor) -> torch.Tensor:
+        return data.flip(1)
+

@@ -1,0 +1,66 @@
+"""Every built-in problem trains for one short epoch with a model that fits it; misfits are refused."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pyrosys.workers import trainer
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+SHORT = ["--set", "training.terminal_conditions.epoch_limit=1", "training.trainer.enable_progress_bar=false",
+         "training.trainer.limit_train_batches=3", "training.trainer.limit_val_batches=2",
+         "training.trainer.limit_test_batches=2", "training.curriculum_learning=null"]
+
+
+@pytest.mark.parametrize("config, extra", [
+    ("digits/lenet5.yaml", []),
+    ("digits/mlp.yaml", []),
+    ("digits/autoencoder.yaml", []),
+    ("digits/lenet5.yaml", ["model.name=SimpleCNN", "model.channels=[8]"]),
+    ("tabular/breast_cancer.yaml", []),
+    ("tabular/diabetes.yaml", []),
+    ("recall/serial_recall.yaml", ["problem.episodes=3"]),
+    ("recall/reverse_recall.yaml", ["problem.episodes=3", "model.cell=gru"]),
+    ("protein/gravy_regression.yaml", []),
+    ("protein/charge_classification.yaml", ["model={name: TransformerClassifier, layers: 1}"]),
+    ("protein/charge_classification.yaml", ["model={name: SequenceRNN, bidirectional: true}"]),
+    ("manifest/wine.yaml", []),
+])
+def test_builtin_problem_trains_one_short_epoch(config, extra, tmp_path, capsys):
+    argv = ["--c", str(CONFIGS / config), "--outdir", str(tmp_path), *SHORT, *extra]
+    status = trainer.main(argv)
+    assert status == 0, capsys.readouterr().err[-3000:]
+    (status_file,) = tmp_path.glob("*/*/*/status.json")
+    assert json.loads(status_file.read_text())["status"] == "completed"
+
+
+@pytest.mark.parametrize("config, override, words", [
+    ("protein/charge_classification.yaml", "model={name: LeNet5}",
+     ["LeNet5 reads image inputs", "the problem ProteinSequences gives tokens inputs"]),
+    ("digits/mlp.yaml", "model={name: SequenceRNN}", ["SequenceRNN reads", "Digits gives image inputs"]),
+    ("recall/serial_recall.yaml", "model={name: MLP}", ["MLP reads vector or image inputs", "sequence inputs"]),
+    ("tabular/diabetes.yaml", "training.curriculum_learning={interval: 5}", ["Diabetes has no curriculum"]),
+])
+def test_a_model_or_setting_that_cannot_fit_the_problem_is_refused_before_training(config, override, words,
+                                                                                  tmp_path, capsys):
+    status = trainer.main(["--c", str(CONFIGS / config), "--outdir", str(tmp_path / "out"), "--set", override])
+    error = capsys.readouterr().err
+    assert status == 2, error
+    for word in words:
+        assert word in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_does_one_batch_and_writes_nothing(tmp_path, capsys):
+    status = trainer.main(["--c", str(CONFIGS / "digits/lenet5.yaml"), "--dry-run", "--outdir", str(tmp_path / "o")])
+    printed = capsys.readouterr().out
+    assert status == 0 and "Trainable params" in printed and "dry run: LeNet5 on Digits" in printed
+    assert not (tmp_path / "o").exists()
+
+
+def test_relative_data_paths_are_taken_from_their_yaml_file(tmp_path, capsys):
+    status = trainer.main(["--c", str(CONFIGS / "manifest/wine.yaml"), "--print-config"])
+    printed = capsys.readouterr().out
+    assert status == 0 and f"path: {CONFIGS / 'manifest/data/wine_manifest.csv'}" in printed
