@@ -27,6 +27,7 @@ class ComponentPlan:
     cls: type
     params: dict
     phases: dict[str, dict] = field(default_factory=dict)
+    load: dict | None = None     # models: weights to adapt in ({from, modules, freeze})
 
     @property
     def name(self) -> str:
@@ -92,8 +93,30 @@ def resolve_model(registry: ParamRegistry) -> ComponentPlan:
                           hint="Add 'model: {name: LeNet5}' or '_target_: package.module.ModelClass'")
     model_cls = resolve(spec, "model", file=section.source(), key="model")
     defaults = model_cls.get_params()
+    if "load" in defaults:
+        raise TypeError(f"{model_cls.__name__}.get_params() may not use 'load': it names weights to adapt in")
     section.add_default_params(defaults)
-    return ComponentPlan(model_cls, {key: plain(section[key]) for key in defaults})
+    return ComponentPlan(model_cls, {key: plain(section[key]) for key in defaults}, load=_weights_to_load(section))
+
+
+def _weights_to_load(model: ParamInterface) -> dict | None:
+    """`model.load: {from: PATH, modules: [...], freeze: [...]}`: weights adapted in by structure."""
+    if model.get("load") is None:
+        return None
+    section = model["load"]
+    if not isinstance(section, ParamInterface):
+        raise ConfigError("model.load is a mapping such as {from: run/models/best, modules: [encoder]}",
+                          file=model.source("load"), key="model.load")
+    section.add_default_params({"from": None, "modules": None, "freeze": None})
+    absolute_paths(section, ("from",))
+    load = {key: section[key] for key in ("from", "modules", "freeze")}
+    if not load["from"]:
+        raise ConfigError("model.load names no source", file=section.source(), key="model.load.from",
+                          hint="Set 'from' to a bundle folder or a checkpoint")
+    for key in ("modules", "freeze"):
+        if load[key] is not None and (not isinstance(load[key], list) or not all(isinstance(m, str) for m in load[key])):
+            raise ConfigError(f"{key} is a list of sub-module names", file=section.source(key), key=f"model.load.{key}")
+    return load
 
 
 def build_problem(plan: ComponentPlan) -> Any:
@@ -106,9 +129,22 @@ def build_problem(plan: ComponentPlan) -> Any:
 
 
 def build_model(plan: ComponentPlan, problem: Any) -> Any:
-    """The model, checked to fit the problem's data and task, then sized from its data definitions."""
+    """The model, checked to fit the problem's data and task, sized from its data definitions, and given
+    the weights `model.load` names (through the Adapter)."""
+    import logging
+
+    from pyrosys.models.adapter import adapt
+
     plan.cls.check_fit(problem.data_definitions, problem=f"the problem {problem.name}")
-    return plan.cls.create(plan.params, problem.data_definitions)
+    model = plan.cls.create(plan.params, problem.data_definitions)
+    if plan.load is not None:
+        report = adapt(model, plan.load["from"], plan.load["modules"], plan.load["freeze"])
+        if not report.matched:
+            raise ConfigError("no tensor of the source fits this model", file=str(plan.load["from"]),
+                              key="model.load.from", hint=report.summary())
+        logging.getLogger("pyrosys.adapter").info(report.summary())
+        model.adapter_report = report
+    return model
 
 
 def make_objective(model: Any, problem: Any, loss: str | None, metrics: list | None) -> Any:

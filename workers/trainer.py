@@ -349,6 +349,10 @@ def train(args: argparse.Namespace) -> int:
     write_text_atomic(experiment.folder / "training_configuration.yaml", configuration_header() + dump_yaml(plan.configuration))
     experiment.write_status(status="running", started=now_iso(), command=" ".join(sys.argv),
                             seed_torch=plan.seed_torch, seed_numpy=plan.seed_numpy)
+    if getattr(model, "adapter_report", None) is not None:
+        log.info(model.adapter_report.summary())
+        experiment.write_status(weights_loaded={"from": str(plan.model.load["from"]),
+                                                "summary": model.adapter_report.summary()})
     print(f"[pyrosys] experiment folder: {experiment.folder}", flush=True)
     try:
         started = time.perf_counter()

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+
+import torch
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,24 @@ def test_relative_data_paths_are_taken_from_their_yaml_file(tmp_path, capsys):
     status = trainer.main(["--c", str(CONFIGS / "manifest/wine.yaml"), "--print-config"])
     printed = capsys.readouterr().out
     assert status == 0 and f"path: {CONFIGS / 'manifest/data/wine_manifest.csv'}" in printed
+
+
+def test_model_load_adapts_trained_weights_and_freezes_from_yaml(tmp_path, write, capsys):
+    first = ["--c", str(CONFIGS / "digits/mlp.yaml"), "--outdir", str(tmp_path / "a"), *SHORT]
+    assert trainer.main(first) == 0
+    (bundle,) = (tmp_path / "a").glob("*/*/*/models/best")
+    config = write("transfer.yaml", f"""
+        default_configs: {CONFIGS / 'digits/mlp.yaml'}
+        model:
+          load: {{from: {bundle}, modules: [encoder], freeze: [encoder]}}
+        """)
+    assert trainer.main(["--c", str(config), "--outdir", str(tmp_path / "b"), *SHORT]) == 0
+    from pyrosys.models.model import Model
+
+    (run,) = (tmp_path / "b").glob("*/*/*")
+    before, after = Model.load(bundle), Model.load(run / "models" / "best")
+    assert torch.equal(before.models["encoder"][1].weight, after.models["encoder"][1].weight)
+    assert not torch.equal(before.models["head"][-1].weight, after.models["head"][-1].weight)
+    status = json.loads((run / "status.json").read_text())
+    assert status["weights_loaded"]["summary"].startswith("adapter: 4 tensors copied")
+    assert "adapter: 4 tensors copied" in (run / "pyrosys.log").read_text()
