@@ -9,7 +9,7 @@ PIP := $(BIN)/python -m pip
 INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 DEMO_CONFIG := configs/digits/lenet5.yaml
 
-.PHONY: demo test install install-dev clean
+.PHONY: demo test accuracy install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest -q
+
+accuracy: $(VENV)/.installed-dev
+	$(BIN)/pytest -q -s -m accuracy
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -92,6 +92,29 @@ def masked_huber(outputs, targets, masks):
     return _masked_mean(F.huber_loss(outputs, _like(outputs, targets), reduction="none"), masks)
 
 
+# The kinds of comparison a loss or metric makes, and the tasks whose targets allow it.
+CLASS_LABELS = {"classification"}                          # integer class targets, one logit per class
+VALUES = {"regression", "autoencoding", "sequence"}        # float targets of the outputs' shape
+BINARY = {"sequence"}                                      # 0/1 float targets, one logit per value
+LOSS_TASKS = {"cross_entropy": CLASS_LABELS, "masked_cross_entropy": CLASS_LABELS,
+              "bce_with_logits": BINARY, "masked_bce_with_logits": BINARY}
+METRIC_TASKS = {"accuracy": CLASS_LABELS | BINARY, "f1": CLASS_LABELS | BINARY, "auroc": CLASS_LABELS | BINARY,
+                "sequence_accuracy": BINARY | CLASS_LABELS, "mse": VALUES, "mae": VALUES, "r2": VALUES}
+
+
+def check_task(loss: str, metrics: Sequence[str], task: str, problem: str) -> None:
+    """Refuse a loss or metric that cannot compare a model's outputs with this task's targets."""
+    allowed = LOSS_TASKS.get(loss, VALUES)
+    if task not in allowed:
+        raise ConfigError(f"the loss {loss!r} suits {' or '.join(sorted(allowed))} tasks, but {problem} is a "
+                          f"{task} task", key="training.loss", hint="Remove training.loss to use the task's default")
+    for name in metrics:
+        if task not in METRIC_TASKS[name]:
+            raise ConfigError(f"the metric {name!r} suits {' or '.join(sorted(METRIC_TASKS[name]))} tasks, but "
+                              f"{problem} is a {task} task", key="training.metrics",
+                              hint="Remove training.metrics to use the task's defaults")
+
+
 LOSSES: dict[str, LossFn] = {
     "cross_entropy": cross_entropy, "bce_with_logits": bce_with_logits, "mse": mse, "l1": l1, "huber": huber,
     "masked_cross_entropy": masked_cross_entropy, "masked_bce_with_logits": masked_bce_with_logits,

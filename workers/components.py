@@ -139,18 +139,26 @@ def build_model(plan: ComponentPlan, problem: Any) -> Any:
     model = plan.cls.create(plan.params, problem.data_definitions)
     if plan.load is not None:
         report = adapt(model, plan.load["from"], plan.load["modules"], plan.load["freeze"])
-        if not report.matched:
-            raise ConfigError("no tensor of the source fits this model", file=str(plan.load["from"]),
-                              key="model.load.from", hint=report.summary())
+        if report.shape_mismatched or not report.matched:
+            first = report.shape_mismatched[0] if report.shape_mismatched else None
+            detail = (f": its {first[0]} has shape {first[2]}, the model {plan.name}'s {first[1]} on the problem "
+                      f"{problem.name} needs {first[3]}" if first else "")
+            raise ConfigError(f"the weights to load do not fit{detail}", file=str(plan.load["from"]),
+                              key="model.load.from",
+                              hint=report.summary() + "; load only the sub-modules that fit with modules: [...]")
         logging.getLogger("pyrosys.adapter").info(report.summary())
         model.adapter_report = report
     return model
 
 
 def make_objective(model: Any, problem: Any, loss: str | None, metrics: list | None) -> Any:
-    """The objective: the configuration's loss and metrics, else the model's (autoencoders), else the problem's."""
-    from pyrosys.objectives import Objective
+    """The objective: the configuration's loss and metrics, else the model's (autoencoders), else the
+    problem's; checked to suit the task the model serves on this problem."""
+    from pyrosys.objectives import Objective, check_task
 
-    return Objective(loss or model.default_loss or problem.default_loss,
-                     tuple(metrics if metrics is not None else model.default_metrics or problem.default_metrics),
-                     target_field=model.target_field)
+    objective = Objective(loss or model.default_loss or problem.default_loss,
+                          tuple(metrics if metrics is not None else model.default_metrics or problem.default_metrics),
+                          target_field=model.target_field)
+    check_task(objective.loss_name, objective.metric_names, model.task,
+               f"the model {type(model).__name__} on the problem {problem.name}")
+    return objective

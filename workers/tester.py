@@ -13,7 +13,7 @@ from typing import Any
 from pyrosys.config import COMMAND_LINE, Configuration, dump_yaml, load_configuration, parse_override
 from pyrosys.errors import ConfigError
 from pyrosys.param_registry import ParamRegistry
-from pyrosys.workers.worker import base_parser, run
+from pyrosys.workers.worker import add_configuration_flags, add_run_flags, base_parser, run
 
 CHECKPOINT = "the checkpoint"
 
@@ -67,6 +67,10 @@ def test(args: argparse.Namespace) -> int:
     from pyrosys.workers.components import build_problem, make_objective, plain, resolve_problem
 
     checkpoint = read_checkpoint(args.model)
+    if args.gpu:
+        from pyrosys.app_state import AppState
+
+        AppState().use_gpu()
     ParamRegistry.reset()
     registry = ParamRegistry()
     registry.load(_configuration(checkpoint, args))
@@ -107,6 +111,8 @@ def parser() -> argparse.ArgumentParser:
                         help="a checkpoint written by pyrosys-trainer (e.g. <experiment>/models/best.ckpt)")
     result.add_argument("--c", "--config", dest="config", metavar="FILE", nargs="+", action="extend", default=[],
                         help="configuration files merged over the checkpoint's configuration")
+    add_configuration_flags(result)
+    add_run_flags(result, savetag=False)
     return result
 
 

@@ -18,7 +18,7 @@ from pyrosys.errors import ConfigError
 from pyrosys.param_registry import ParamInterface, ParamRegistry
 from pyrosys.seeds import resolve_seed
 from pyrosys.workers.components import ComponentPlan, plain, resolve_model, resolve_problem
-from pyrosys.workers.worker import base_parser, run
+from pyrosys.workers.worker import add_configuration_flags, add_run_flags, base_parser, run
 
 log = logging.getLogger("pyrosys.trainer")
 
@@ -387,6 +387,10 @@ def parser() -> argparse.ArgumentParser:
     result = base_parser("pyrosys-trainer", "Train a model on a problem, both named in YAML configuration files.")
     result.add_argument("--c", "--config", dest="config", metavar="FILE", nargs="+", action="extend",
                         required=True, help="configuration files, later ones winning (also a,b,c)")
+    add_configuration_flags(result)
+    add_run_flags(result, savetag=True)
+    result.add_argument("--li", dest="logging_interval", metavar="INTERVAL", type=int, default=None,
+                        help="episodes between statistics rows (logging.interval)")
     result.add_argument("--seed", type=int, default=None, help="the seed (training.seed); -1 draws one")
     result.add_argument("--dry-run", action="store_true",
                         help="resolve, build, one batch forward and backward, print the model summary; no training")

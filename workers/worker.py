@@ -13,24 +13,42 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """Flags every worker shares."""
+    """The flag every worker has (--ll); workers add the groups below that they honour."""
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--outdir", metavar="DIR", default=None,
-                        help="folder of experiment outputs (default: ./experiments)")
-    parser.add_argument("--savetag", metavar="TAG", default=None,
-                        help="suffix of the experiment folder name")
+    parser.add_argument("--ll", dest="log_level", metavar="LEVEL", default="INFO", type=str.upper,
+                        choices=LOG_LEVELS, help="log level: DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return parser
+
+
+def add_configuration_flags(parser: argparse.ArgumentParser) -> None:
+    """--set overrides and --print-config."""
     parser.add_argument("--set", dest="overrides", metavar="KEY=VALUE", nargs="+", action="extend", default=[],
                         help="override configuration keys, e.g. --set training.optimizer.lr=0.01 "
                              "(values are read as YAML)")
-    parser.add_argument("--gpu", action="store_true", help="run on the first CUDA device")
-    parser.add_argument("--ll", dest="log_level", metavar="LEVEL", default="INFO", type=str.upper,
-                        choices=LOG_LEVELS, help="log level: DEBUG, INFO, WARNING, ERROR or CRITICAL")
-    parser.add_argument("--li", dest="logging_interval", metavar="INTERVAL", type=int, default=None,
-                        help="episodes between statistics rows (logging.interval)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved configuration, defaults included, and exit")
-    return parser
+
+
+def add_run_flags(parser: argparse.ArgumentParser, *, savetag: bool) -> None:
+    """Where outputs go, and the device."""
+    parser.add_argument("--outdir", metavar="DIR", default=None,
+                        help="folder of outputs (default: ./experiments for the trainer)")
+    if savetag:
+        parser.add_argument("--savetag", metavar="TAG", default=None, help="suffix of the experiment folder name")
+    parser.add_argument("--gpu", action="store_true", help="run on the first CUDA device")
+
+
+class CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each record (workers may run many times in one process)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 def configure_console_logging(level: str) -> None:
@@ -44,7 +62,7 @@ def configure_console_logging(level: str) -> None:
     warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\).*")
     logger = logging.getLogger("pyrosys")
     if not any(getattr(h, "_pyrosys_console", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("[pyrosys] %(levelname)s: %(message)s"))
         handler._pyrosys_console = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

@@ -87,3 +87,32 @@ def test_model_load_adapts_trained_weights_and_freezes_from_yaml(tmp_path, write
     status = json.loads((run / "status.json").read_text())
     assert status["weights_loaded"]["summary"].startswith("adapter: 4 tensors copied")
     assert "adapter: 4 tensors copied" in (run / "pyrosys.log").read_text()
+
+
+@pytest.mark.parametrize("config, override, words", [
+    ("digits/mlp.yaml", "training.loss=mse", ["the loss 'mse' suits", "Digits is a classification task"]),
+    ("tabular/diabetes.yaml", "training.loss=cross_entropy", ["'cross_entropy' suits classification",
+                                                                "Diabetes is a regression task"]),
+    ("tabular/diabetes.yaml", "training.metrics=[accuracy]", ["the metric 'accuracy'", "regression task"]),
+])
+def test_an_objective_that_cannot_compare_outputs_with_the_targets_is_refused(config, override, words, tmp_path,
+                                                                             capsys):
+    status = trainer.main(["--c", str(CONFIGS / config), "--outdir", str(tmp_path / "out"), "--set", override])
+    error = capsys.readouterr().err
+    assert status == 2 and all(word in error for word in words), error
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bundle_trained_on_other_inputs_is_refused_naming_both_sides(tmp_path, write, capsys):
+    assert trainer.main(["--c", str(CONFIGS / "tabular/breast_cancer.yaml"), "--outdir", str(tmp_path / "a"),
+                         *SHORT]) == 0
+    (bundle,) = (tmp_path / "a").glob("*/*/*/models/best")
+    config = write("transfer.yaml", f"""
+        default_configs: {CONFIGS / 'digits/mlp.yaml'}
+        model: {{hidden_sizes: [32], load: {{from: {bundle}}}}}
+        """)
+    status = trainer.main(["--c", str(config), "--outdir", str(tmp_path / "b"), *SHORT])
+    error = capsys.readouterr().err
+    assert status == 2, error
+    assert "has shape [32, 30]" in error and "on the problem Digits needs [32, 64]" in error
+    assert not (tmp_path / "b").exists()
