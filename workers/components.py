@@ -114,7 +114,8 @@ def _weights_to_load(model: ParamInterface) -> dict | None:
         raise ConfigError("model.load names no source", file=section.source(), key="model.load.from",
                           hint="Set 'from' to a bundle folder or a checkpoint")
     for key in ("modules", "freeze"):
-        if load[key] is not None and (not isinstance(load[key], list) or not all(isinstance(m, str) for m in load[key])):
+        names = load[key]
+        if names is not None and (not isinstance(names, list) or not all(isinstance(m, str) for m in names)):
             raise ConfigError(f"{key} is a list of sub-module names", file=section.source(key), key=f"model.load.{key}")
     return load
 

@@ -135,7 +135,10 @@ def prediction_rows(model: Any, ids: list[str], fields: dict) -> list[dict]:
         if "standardize" in targets:
             values = values * torch.tensor(targets["standardize"]["std"]) + torch.tensor(targets["standardize"]["mean"])
         for row, value in zip(rows, values.tolist()):
-            row.update({"prediction": value[0]} if len(value) == 1 else {f"prediction_{i}": v for i, v in enumerate(value)})
+            if len(value) == 1:
+                row["prediction"] = value[0]
+            else:
+                row.update({f"prediction_{i}": v for i, v in enumerate(value)})
     elif task == "sequence":
         for row, steps in zip(rows, (outputs > 0).int().tolist()):
             row["prediction"] = " ".join("".join(map(str, bits)) for bits in steps)

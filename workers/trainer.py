@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -179,7 +180,8 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
         raise ConfigError(f"mode is 'min' or 'max', not {mode!r}", file=validation.source("mode"),
                           key="validation.mode")
     plan = TrainingPlan(
-        configuration={}, problem=problem, model=model, seed_torch=seed_torch, seed_numpy=seed_numpy,
+        configuration={}, problem=problem, model=model, seed_torch=seed_torch,
+        seed_numpy=seed_numpy,
         loss=loss, metrics=metrics, optimizer=_spec(training, "optimizer") or {}, scheduler=_spec(training, "scheduler"),
         epoch_limit=_number(limits, "epoch_limit", int, minimum=1, allow_off=True),
         episode_limit=_number(limits, "episode_limit", int, minimum=1, allow_off=True),
@@ -267,6 +269,20 @@ def trainer_arguments(plan: TrainingPlan) -> dict:
     return {**arguments, **user}
 
 
+def start_curriculum(plan: TrainingPlan, problem: Any) -> None:
+    """Hand the problem its curriculum; with must_finish, train at least until the curriculum is complete."""
+    if plan.curriculum is None:
+        return
+    problem.set_curriculum({k: v for k, v in plan.curriculum.items() if k != "must_finish"})
+    if not plan.curriculum["must_finish"]:
+        return
+    end = problem.curriculum_end()
+    if plan.episode_limit is not None:
+        plan.episode_limit = max(plan.episode_limit, end)
+    if plan.epoch_limit is not None:
+        plan.epoch_limit = max(plan.epoch_limit, math.ceil(end / max(1, len(problem.loader("train")))))
+
+
 def dry_run(model: Any, problem: Any) -> int:
     """One training batch forward and backward, the model summary and its size; nothing is written."""
     from pytorch_lightning.utilities.model_summary import ModelSummary
@@ -329,10 +345,7 @@ def train(args: argparse.Namespace) -> int:
 
     # build: every configuration mistake surfaces here, before the experiment folder exists
     problem = build_problem(plan.problem)
-    if plan.curriculum is not None:
-        problem.set_curriculum({k: v for k, v in plan.curriculum.items() if k != "must_finish"})
-        if plan.curriculum["must_finish"] and plan.episode_limit is not None:
-            plan.episode_limit = max(plan.episode_limit, problem.curriculum_end())
+    start_curriculum(plan, problem)
     model = build_model(plan.model, problem)
     objective = make_objective(model, problem, plan.loss, plan.metrics)
     model.attach(objective, optimization(plan, model), plan.configuration)
@@ -346,7 +359,8 @@ def train(args: argparse.Namespace) -> int:
 
     app.experiment_dir = experiment.folder
     handler = experiment.start_logging(args.log_level)
-    write_text_atomic(experiment.folder / "training_configuration.yaml", configuration_header() + dump_yaml(plan.configuration))
+    write_text_atomic(experiment.folder / "training_configuration.yaml",
+                      configuration_header() + dump_yaml(plan.configuration))
     experiment.write_status(status="running", started=now_iso(), command=" ".join(sys.argv),
                             seed_torch=plan.seed_torch, seed_numpy=plan.seed_numpy)
     if getattr(model, "adapter_report", None) is not None:
@@ -356,7 +370,6 @@ def train(args: argparse.Namespace) -> int:
     print(f"[pyrosys] experiment folder: {experiment.folder}", flush=True)
     try:
         started = time.perf_counter()
-        pl.seed_everything(plan.seed_torch, verbose=False)
         trainer.fit(model, datamodule=problem)                                                    # fit
         reason = stop_reason(trainer, plan.epoch_limit, plan.episode_limit)
         best = experiment.models_dir / "best.ckpt"

@@ -7,5 +7,6 @@ from pyrosys.models.modules.encoders import (Conv1dEncoder, Conv2dEncoder, MLPEn
 from pyrosys.models.modules.heads import ClassificationHead, RegressionHead, head_for, output_size
 
 __all__ = ["MLPEncoder", "Conv2dEncoder", "Conv1dEncoder", "RNNEncoder", "TransformerEncoder",
-           "PositionalEncoding", "TokenEmbedding", "SequenceInput", "masked_mean", "masked_max", "MLPDecoder", "PositionwiseDecoder",
+           "PositionalEncoding", "TokenEmbedding", "SequenceInput", "masked_mean", "masked_max",
+           "MLPDecoder", "PositionwiseDecoder",
            "ClassificationHead", "RegressionHead", "head_for", "output_size"]

@@ -116,3 +116,26 @@ def test_a_bundle_trained_on_other_inputs_is_refused_naming_both_sides(tmp_path,
     assert status == 2, error
     assert "has shape [32, 30]" in error and "on the problem Digits needs [32, 64]" in error
     assert not (tmp_path / "b").exists()
+
+
+def test_bad_data_stops_the_trainer_before_any_experiment_folder(tmp_path, write, capsys):
+    fasta = write("bad.fasta", ">P1 label=a\nMKTL\n>P2 label=b\nMKJV\n")
+    config = write("exp.yaml", f"""
+        default_configs: {CONFIGS / 'protein/charge_classification.yaml'}
+        problem: {{path: {fasta.name}, label_column: label}}
+        """)
+    status = trainer.main(["--c", str(config), "--outdir", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert status == 2 and f"in {fasta}" in error and "line 4, column 3: 'J'" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_curriculum_with_must_finish_trains_until_the_full_length(tmp_path):
+    argv = ["--c", str(CONFIGS / "recall/serial_recall.yaml"), "--outdir", str(tmp_path),
+            "--set", "training.trainer.enable_progress_bar=false", "training.terminal_conditions.epoch_limit=1",
+            "problem.episodes=10", "problem.max_sequence_length=6", "model.hidden_size=8",
+            "validation.problem.episodes=1", "testing.problem.episodes=1",
+            "training.curriculum_learning={initial_max_sequence_length: 2, interval: 10, must_finish: true}"]
+    assert trainer.main(argv) == 0
+    (status,) = tmp_path.glob("*/*/*/status.json")
+    assert json.loads(status.read_text())["epoch"] == 4        # 40 episodes for lengths 2 -> 6, 10 an epoch
