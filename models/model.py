@@ -188,7 +188,12 @@ class Model(pl.LightningModule):
         outputs = self.forward_batch(batch)
         loss = objective.loss(outputs, batch)
         values = self.phase_metrics["train_metrics"](*objective.metric_inputs(outputs.detach(), batch))
-        return {"loss": loss, **{name: value.detach() for name, value in values.items()}}
+        own = self.batch_statistics(batch, outputs.detach())
+        return {"loss": loss, **{name: value.detach() for name, value in {**values, **own}.items()}}
+
+    def batch_statistics(self, batch: DataDict, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Statistics of a training batch the model adds to the training rows (none by default)."""
+        return {}
 
     def _evaluate(self, batch: DataDict, phase: str) -> dict:
         objective = self._require_objective()

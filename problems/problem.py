@@ -80,6 +80,10 @@ class Problem(pl.LightningDataModule):
         raise ConfigError(f"the problem {self.name} has no curriculum to learn", key="training.curriculum_learning",
                           hint="Remove curriculum_learning, or use a problem that grows its difficulty")
 
+    def batch_statistics(self, batch: Any) -> dict:
+        """Statistics of a training batch the problem adds to the training rows (none by default)."""
+        return {}
+
     def update_curriculum(self, episode: int) -> None:
         """Set the difficulty for the coming episode (problems that generate their samples call this)."""
 

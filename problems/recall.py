@@ -68,6 +68,10 @@ class RecallProblem(Problem):
                 "targets": {"shape": [None, params["data_bits"]], "dtype": "float32"},
                 "masks": {"shape": [None], "dtype": "bool"}}
 
+    def batch_statistics(self, batch: DataDict) -> dict:
+        """The problem's own statistic in the training rows: the length of the batch's sequences."""
+        return {"sequence_length": float((batch["inputs"].shape[1] - 2) // 2)}
+
     def answer(self, data: torch.Tensor) -> torch.Tensor:
         """The words the model must give back, from the stored words [N, L, B]."""
         raise TypeError(f"{type(self).__name__} must define answer(data)")

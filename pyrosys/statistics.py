@@ -6,6 +6,8 @@ written (every `interval` episodes for training, once per validation or test run
 from __future__ import annotations
 
 import csv
+import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,8 +15,6 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from pyrosys.atomic import write_text_atomic
-from pyrosys.config import dump_yaml
 from pyrosys.data_dict import batch_size
 
 
@@ -30,7 +30,8 @@ class PhaseBuffer:
         values = {k: v for k, v in outputs.items() if k != "size"}
         if not self.names:
             self.names = list(values)
-        self.values.append(torch.stack([values[n].detach().float().reshape(()) for n in self.names]))
+        self.values.append(torch.stack([torch.as_tensor(values[n]).detach().float().reshape(())
+                                        for n in self.names]))
         self.sizes.append(int(outputs.get("size", 1)))
 
     def __len__(self) -> int:
@@ -72,36 +73,95 @@ def append_csv(path: Path, row: Mapping[str, Any]) -> None:
         writer.writerow(row)
 
 
-class StatisticsCollector(pl.Callback):
-    """Writes training, validation and testing statistics into an experiment folder."""
+# table -> CSV file of the experiment folder (DESIGN's layout)
+CSV_FILES = {"training": "training_statistics.csv", "training_agg": "training_set_agg_statistics.csv",
+             "validation": "validation_statistics.csv", "validation_agg": "validation_set_agg_statistics.csv",
+             "testing": "testing_statistics.csv"}
 
-    def __init__(self, folder: str | Path, interval: int = 50, test_folder: str | Path | None = None) -> None:
-        self.folder = Path(folder)
+
+class CsvSink:
+    """Statistics rows appended to the experiment's CSV files."""
+
+    def __init__(self, folder: str | Path, test_folder: str | Path | None = None) -> None:
+        self.folder, self.test_folder = Path(folder), Path(test_folder or folder)
+
+    def write(self, table: str, row: Mapping[str, Any]) -> None:
+        append_csv((self.test_folder if table == "testing" else self.folder) / CSV_FILES[table], row)
+
+    def close(self) -> None:
+        """Rows are written as they come; nothing is held."""
+
+
+class LogSink:
+    """Plain log lines of the training rows and validations (for CI, files, and terminals without a bar)."""
+
+    def __init__(self) -> None:
+        self.log = logging.getLogger("pyrosys.progress")
+
+    def write(self, table: str, row: Mapping[str, Any]) -> None:
+        if table in ("training", "validation"):
+            values = "  ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+            self.log.info("%s: %s", table, values)
+
+    def close(self) -> None:
+        """Nothing is held."""
+
+
+class StatisticsCollector(pl.Callback):
+    """Collects per-step statistics on the device and hands rows to sinks (CSV, logs, TensorBoard, MLflow).
+
+    Training rows every `interval` episodes: episode, epoch, loss, metrics, the problem's and the model's
+    own statistics, learning rate, mean batch time and samples per second since the previous row.
+    Per-epoch aggregates (mean, std, min, max); one row per validation; per-batch testing rows.
+    """
+
+    def __init__(self, sinks: list, interval: int = 50) -> None:
+        self.sinks = list(sinks)
         self.interval = max(1, int(interval))
-        self.test_folder = Path(test_folder) if test_folder else self.folder
         self.buffers = {"train": PhaseBuffer(), "val": PhaseBuffer(), "test": PhaseBuffer()}
         self.results: dict[str, dict[str, float]] = {}
+        self._clock: tuple[float, int, int] | None = None   # (time, episode, samples) at the previous row
+        self._samples = 0
+
+    def emit(self, table: str, row: Mapping[str, Any]) -> None:
+        for sink in self.sinks:
+            sink.write(table, row)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
 
     @staticmethod
     def _learning_rate(trainer: pl.Trainer) -> float:
         return float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else float("nan")
 
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if self._clock is None:
+            self._clock = (time.perf_counter(), trainer.global_step, 0)
+
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
-        buffer = self.buffers["train"]
-        buffer.add({**outputs, "size": batch_size(batch)})
+        size = batch_size(batch)
+        extra = getattr(trainer.datamodule, "batch_statistics", None)
+        self.buffers["train"].add({**outputs, **(extra(batch) if extra else {}), "size": size})
+        self._samples += size
         episode = trainer.global_step
         if episode % self.interval == 0 or episode == 1:
-            append_csv(self.folder / "training_statistics.csv",
-                       {"episode": episode, "epoch": trainer.current_epoch, **buffer.last(),
-                        "learning_rate": self._learning_rate(trainer)})
+            now = time.perf_counter()
+            then, first_episode, first_samples = self._clock or (now, episode - 1, 0)
+            elapsed = max(now - then, 1e-9)
+            self.emit("training", {"episode": episode, "epoch": trainer.current_epoch,
+                                   **self.buffers["train"].last(), "learning_rate": self._learning_rate(trainer),
+                                   "batch_time": elapsed / max(1, episode - first_episode),
+                                   "samples_per_second": (self._samples - first_samples) / elapsed})
+            self._clock = (now, episode, self._samples)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         buffer = self.buffers["train"]
         if len(buffer):
             self.results["train"] = buffer.aggregate()
-            append_csv(self.folder / "training_set_agg_statistics.csv",
-                       {"episode": trainer.global_step, "epoch": trainer.current_epoch, **self.results["train"]})
+            self.emit("training_agg", {"episode": trainer.global_step, "epoch": trainer.current_epoch,
+                                       **self.results["train"]})
         buffer.clear()
 
     def on_validation_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any,
@@ -116,9 +176,8 @@ class StatisticsCollector(pl.Callback):
         aggregate = buffer.aggregate()
         self.results["val"] = aggregate
         where = {"episode": trainer.global_step, "epoch": trainer.current_epoch}
-        append_csv(self.folder / "validation_statistics.csv",
-                   {**where, **{name: aggregate[name] for name in buffer.names}})
-        append_csv(self.folder / "validation_set_agg_statistics.csv", {**where, **aggregate})
+        self.emit("validation", {**where, **{name: aggregate[name] for name in buffer.names}})
+        self.emit("validation_agg", {**where, **aggregate})
         buffer.clear()
 
     def on_test_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any,
@@ -129,7 +188,12 @@ class StatisticsCollector(pl.Callback):
         buffer = self.buffers["test"]
         if len(buffer):
             for index, (row, size) in enumerate(zip(buffer.rows(), buffer.sizes)):
-                append_csv(self.test_folder / "testing_statistics.csv", {"batch": index, **row, "size": size})
+                self.emit("testing", {"batch": index, **row, "size": size})
             self.results["test"] = buffer.aggregate()
-            write_text_atomic(self.test_folder / "testing_set_agg_statistics.yaml", dump_yaml(self.results["test"]))
         buffer.clear()
+
+    def on_fit_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.close()
+
+    def on_test_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.close()

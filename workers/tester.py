@@ -25,15 +25,43 @@ def test_model(model: Any, problem: Any, folder: Path) -> dict:
     from pyrosys.app_state import AppState
     from pyrosys.atomic import write_text_atomic
     from pyrosys.experiment import create_unique_folder, timestamp
-    from pyrosys.statistics import StatisticsCollector
+    from pyrosys.statistics import CsvSink, StatisticsCollector
 
     test_folder = create_unique_folder(Path(folder), f"testing_{timestamp()}")
-    collector = StatisticsCollector(folder, test_folder=test_folder)
+    collector = StatisticsCollector([CsvSink(folder, test_folder)])
     trainer = pl.Trainer(accelerator=AppState().accelerator, devices=1, logger=False, enable_checkpointing=False,
                          enable_model_summary=False, enable_progress_bar=False, callbacks=[collector])
     trainer.test(model, datamodule=problem, verbose=False)
+    write_text_atomic(test_folder / "testing_set_agg_statistics.yaml", dump_yaml(collector.results["test"]))
     write_text_atomic(test_folder / "testing_configuration.yaml", dump_yaml(model.configuration or {}))
+    if model.task == "classification":
+        confusion_matrix(model, problem, test_folder)
     return {**collector.results["test"], "folder": str(test_folder)}
+
+
+def confusion_matrix(model: Any, problem: Any, folder: Path) -> list[list[int]]:
+    """Count (true, predicted) class pairs over the test split; write confusion_matrix.csv and .png."""
+    import torch
+
+    from pyrosys.plots import plot_confusion
+
+    classes = model.data_definitions["targets"].get("classes") or [
+        str(i) for i in range(model.data_definitions["targets"]["num_classes"])]
+    counts = torch.zeros(len(classes), len(classes), dtype=torch.long)
+    model.eval()
+    with torch.no_grad():
+        for batch in problem.loader("test"):
+            predicted = model.forward_batch(batch).argmax(dim=-1).reshape(-1)
+            truth = batch["targets"].reshape(-1)
+            counts += torch.bincount(truth * len(classes) + predicted, minlength=len(classes) ** 2).reshape(
+                len(classes), len(classes))
+    matrix = counts.tolist()
+    lines = ["true \\ predicted," + ",".join(classes)] + [",".join([name, *map(str, row)])
+                                                         for name, row in zip(classes, matrix)]
+    (folder / "confusion_matrix.csv").write_text("\n".join(lines) + "\n")
+    plot_confusion(matrix, classes, folder / "confusion_matrix.png",
+                   f"{type(model).__name__} on {problem.name}: test confusion matrix")
+    return matrix
 
 
 def _configuration(checkpoint: dict, args: argparse.Namespace) -> Configuration:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import sys
@@ -19,7 +20,8 @@ from pyrosys.errors import ConfigError
 from pyrosys.param_registry import ParamInterface, ParamRegistry
 from pyrosys.seeds import resolve_seed
 from pyrosys.workers.components import ComponentPlan, plain, resolve_model, resolve_problem
-from pyrosys.workers.worker import add_configuration_flags, add_run_flags, base_parser, run
+from pyrosys.workers.worker import (add_configuration_flags, add_run_flags, base_parser, run,
+                                    show_progress_lines)
 
 log = logging.getLogger("pyrosys.trainer")
 
@@ -54,7 +56,8 @@ def get_params() -> dict:
         },
         "validation": {"problem": {"split": "val"}, "interval": 1.0, "monitor": "val_loss", "mode": "min"},
         "testing": {"problem": {"split": "test"}},
-        "logging": {"interval": 50},
+        "logging": {"interval": 50,
+                    "tensorboard": 0},          # 0 statistics, 1 + weight histograms, 2 + gradient histograms; null off
     }
 
 
@@ -83,6 +86,7 @@ class TrainingPlan:
     monitor: str
     mode: str
     logging_interval: int
+    tensorboard: int | None
 
 
 def _number(section: ParamInterface, key: str, kind: type, *, minimum: float, allow_off: bool) -> Any:
@@ -141,6 +145,8 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
         overrides.append(f"training.seed={args.seed}")
     if args.logging_interval is not None:
         overrides.append(f"logging.interval={args.logging_interval}")
+    if args.tensorboard is not None:
+        overrides.append(f"logging.tensorboard={args.tensorboard}")
     ParamRegistry.reset()
     registry = ParamRegistry()
     registry.load(load_configuration(args.config, overrides))
@@ -190,7 +196,12 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
         gradient_clipping=_number(training, "gradient_clipping", float, minimum=0, allow_off=True),
         curriculum=_curriculum(registry, problem),
         trainer=trainer, callbacks=callbacks, validation_interval=interval, monitor=str(validation["monitor"]),
-        mode=mode, logging_interval=_number(logging_section, "interval", int, minimum=1, allow_off=False))
+        mode=mode, logging_interval=_number(logging_section, "interval", int, minimum=1, allow_off=False),
+        tensorboard=logging_section["tensorboard"])
+    if plan.tensorboard not in (None, 0, 1, 2) or isinstance(plan.tensorboard, bool):
+        raise ConfigError(f"the TensorBoard level is 0, 1, 2 or null, not {plan.tensorboard!r}",
+                          file=logging_section.source("tensorboard"), key="logging.tensorboard",
+                          hint="0: statistics; 1: + weight histograms; 2: + gradient histograms; null: off")
     if plan.epoch_limit is None and plan.episode_limit is None:
         raise ConfigError("training has no limit: both epoch_limit and episode_limit are off",
                           file=limits.source(), key="training.terminal_conditions",
@@ -221,6 +232,21 @@ def build_callbacks(plan: TrainingPlan) -> list:
         key = f"training.callbacks.{index}"
         callbacks.append(instantiate(spec, "callback", file=source(key), key=key))
     return callbacks
+
+
+def tracking(plan: TrainingPlan, folder: Path, callbacks: list) -> tuple[list, list]:
+    """Where statistics go (CSV and log lines always; TensorBoard at its level) and the callbacks that feed them."""
+    from pyrosys.statistics import CsvSink, LogSink
+
+    sinks: list = [CsvSink(folder), LogSink()]
+    if plan.tensorboard is not None:
+        from pyrosys.tensorboard import TensorBoardHistograms, TensorBoardSink
+
+        board = TensorBoardSink(folder / "tensorboard")
+        sinks.append(board)
+        if plan.tensorboard >= 1:
+            callbacks = [*callbacks, TensorBoardHistograms(board, plan.tensorboard, plan.logging_interval)]
+    return sinks, callbacks
 
 
 def checkpointing(plan: TrainingPlan, models_dir: Path) -> Any:
@@ -259,6 +285,7 @@ def trainer_arguments(plan: TrainingPlan) -> dict:
         "enable_model_summary": False, "max_epochs": plan.epoch_limit or -1, "max_steps": plan.episode_limit or -1,
         "val_check_interval": interval, "check_val_every_n_epoch": None if isinstance(interval, int) else 1,
         "gradient_clip_val": plan.gradient_clipping,
+        "enable_progress_bar": sys.stdout.isatty(),   # a bar on a terminal; plain log lines otherwise
     }
     user = dict(plan.trainer)
     source = ParamRegistry().configuration.source("training.trainer")
@@ -302,19 +329,14 @@ def dry_run(model: Any, problem: Any) -> int:
 
 def configuration_header() -> str:
     """YAML comments recording the PyroSys version and, when the configs live in git, the commit."""
-    import subprocess
-
     import pyrosys
+    from pyrosys.provenance import git_state
 
+    files = ParamRegistry().configuration.files
+    state = git_state(Path(files[0]).parent) if files else None
     lines = [f"# resolved by pyrosys {pyrosys.__version__}"]
-    for file in ParamRegistry().configuration.files[:1]:
-        try:
-            commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(file).parent, capture_output=True,
-                                    text=True, timeout=5)
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if commit.returncode == 0:
-            lines.append(f"# configuration files at git commit {commit.stdout.strip()}")
+    if state:
+        lines.append(f"# configuration files at git commit {state['commit']}" + (" (dirty)" if state["dirty"] else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -331,6 +353,8 @@ def train(args: argparse.Namespace) -> int:
     from pyrosys.atomic import write_text_atomic
     from pyrosys.checkpoint import AtomicCheckpointIO, read_checkpoint
     from pyrosys.experiment import Experiment, now_iso
+    from pyrosys.plots import plot_curves
+    from pyrosys.provenance import description
     from pyrosys.seeds import apply_seeds
     from pyrosys.statistics import StatisticsCollector
     from pyrosys.terminal_conditions import stop_reason
@@ -353,7 +377,9 @@ def train(args: argparse.Namespace) -> int:
     if args.dry_run:
         return dry_run(model, problem)
     experiment = Experiment.create(args.outdir or "experiments", plan.problem.name, plan.model.name, args.savetag)
-    collector = StatisticsCollector(experiment.folder, plan.logging_interval)
+    show_progress_lines(not arguments["enable_progress_bar"])
+    sinks, callbacks = tracking(plan, experiment.folder, callbacks)
+    collector = StatisticsCollector(sinks, plan.logging_interval)
     trainer = pl.Trainer(**arguments, default_root_dir=str(experiment.folder), plugins=[AtomicCheckpointIO()],
                          callbacks=[collector, checkpointing(plan, experiment.models_dir), *callbacks])
 
@@ -363,6 +389,10 @@ def train(args: argparse.Namespace) -> int:
                       configuration_header() + dump_yaml(plan.configuration))
     experiment.write_status(status="running", started=now_iso(), command=" ".join(sys.argv),
                             seed_torch=plan.seed_torch, seed_numpy=plan.seed_numpy)
+    described = description(ParamRegistry().configuration.files,
+                            {"seed_torch": plan.seed_torch, "seed_numpy": plan.seed_numpy})
+    write_text_atomic(experiment.folder / "description.json",
+                      json.dumps({**described, "started": experiment.status["started"]}, indent=2))
     if getattr(model, "adapter_report", None) is not None:
         log.info(model.adapter_report.summary())
         experiment.write_status(weights_loaded={"from": str(plan.model.load["from"]),
@@ -372,10 +402,17 @@ def train(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         trainer.fit(model, datamodule=problem)                                                    # fit
         reason = stop_reason(trainer, plan.epoch_limit, plan.episode_limit)
+        log.info("training ended: %s", reason)
         best = experiment.models_dir / "best.ckpt"
+        if not best.is_file():               # stopped before any validation: validate the final weights
+            trainer.validate(model, datamodule=problem, verbose=False)
+            for name in ("best.ckpt", "last.ckpt"):
+                trainer.save_checkpoint(experiment.models_dir / name)
         model.load_state_dict(read_checkpoint(best, key="models/best.ckpt")["state_dict"])
         model.save(experiment.models_dir / "best")                                                # bundle
         results = test_model(model, problem, experiment.folder)                                    # test
+        plot_curves(experiment.folder, objective.metric_names[0] if objective.metric_names else None,
+                    f"{plan.model.name} on {plan.problem.name}")
         experiment.write_status(status="completed", finished=now_iso(), reason=reason,
                                 epoch=trainer.current_epoch, episode=trainer.global_step,
                                 seconds=round(time.perf_counter() - started, 3),
@@ -386,9 +423,10 @@ def train(args: argparse.Namespace) -> int:
         log.exception("training failed")
         raise
     finally:
+        write_text_atomic(experiment.folder / "description.json",
+                          json.dumps({**described, "started": experiment.status["started"],
+                                      "finished": now_iso()}, indent=2))
         Experiment.stop_logging(handler)
-    log.info("training ended: %s", reason)
-    print(f"[pyrosys] training ended: {reason}")
     print(f"[pyrosys] test loss: {results['loss']:.6f}" + "".join(
         f"  test {name}: {results[name]:.6f}" for name in objective.metric_names))
     print(f"[pyrosys] results: {experiment.folder}")
@@ -402,6 +440,8 @@ def parser() -> argparse.ArgumentParser:
                         required=True, help="configuration files, later ones winning (also a,b,c)")
     add_configuration_flags(result)
     add_run_flags(result, savetag=True)
+    result.add_argument("--tensorboard", type=int, choices=(0, 1, 2), default=None,
+                        help="logging.tensorboard: 0 statistics, 1 + weight histograms, 2 + gradient histograms")
     result.add_argument("--li", dest="logging_interval", metavar="INTERVAL", type=int, default=None,
                         help="episodes between statistics rows (logging.interval)")
     result.add_argument("--seed", type=int, default=None, help="the seed (training.seed); -1 draws one")

@@ -51,6 +51,23 @@ class CurrentStderrHandler(logging.StreamHandler):
         pass
 
 
+class ProgressLines(logging.Filter):
+    """Lets the plain progress lines (`pyrosys.progress`) reach the console only when no progress bar runs."""
+
+    show = True
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.show or not record.name.startswith("pyrosys.progress")
+
+
+PROGRESS_LINES = ProgressLines()
+
+
+def show_progress_lines(show: bool) -> None:
+    """Plain progress lines on the console (CI, files) or not (Lightning's bar on a terminal)."""
+    PROGRESS_LINES.show = show
+
+
 def configure_console_logging(level: str) -> None:
     """PyroSys's own messages on stderr at the chosen level; Lightning's banners only at DEBUG."""
     import warnings
@@ -63,6 +80,7 @@ def configure_console_logging(level: str) -> None:
     logger = logging.getLogger("pyrosys")
     if not any(getattr(h, "_pyrosys_console", False) for h in logger.handlers):
         handler = CurrentStderrHandler()
+        handler.addFilter(PROGRESS_LINES)
         handler.setFormatter(logging.Formatter("[pyrosys] %(levelname)s: %(message)s"))
         handler._pyrosys_console = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

@@ -1,0 +1,44 @@
+"""TensorBoard through tensorboardX: statistics (level 0), + weight histograms (1), + gradient histograms (2)."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+
+
+class TensorBoardSink:
+    """Statistics rows as scalars `<table>/<name>` at their episode, in `<experiment>/tensorboard`."""
+
+    def __init__(self, folder: str | Path) -> None:
+        from tensorboardX import SummaryWriter
+
+        self.writer = SummaryWriter(logdir=str(folder), flush_secs=30)
+
+    def write(self, table: str, row: Mapping[str, Any]) -> None:
+        step = int(row.get("episode", row.get("batch", 0)))
+        for name, value in row.items():
+            if name not in ("episode", "epoch", "batch") and isinstance(value, (int, float)):
+                self.writer.add_scalar(f"{table}/{name}", value, step)
+
+    def close(self) -> None:
+        self.writer.flush()
+
+
+class TensorBoardHistograms(pl.Callback):
+    """Weight histograms at every epoch end (level 1) and gradient histograms every `interval` episodes (level 2)."""
+
+    def __init__(self, sink: TensorBoardSink, level: int, interval: int) -> None:
+        self.writer, self.level, self.interval = sink.writer, int(level), max(1, int(interval))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        for name, parameter in module.models.named_parameters():
+            self.writer.add_histogram(f"weights/{name}", parameter.detach().cpu(), trainer.global_step)
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, module: pl.LightningModule, optimizer: Any) -> None:
+        if self.level < 2 or (trainer.global_step + 1) % self.interval:
+            return
+        for name, parameter in module.models.named_parameters():
+            if parameter.grad is not None:
+                self.writer.add_histogram(f"gradients/{name}", parameter.grad.detach().cpu(), trainer.global_step + 1)
