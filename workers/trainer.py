@@ -57,7 +57,11 @@ def get_params() -> dict:
         "validation": {"problem": {"split": "val"}, "interval": 1.0, "monitor": "val_loss", "mode": "min"},
         "testing": {"problem": {"split": "test"}},
         "logging": {"interval": 50,
-                    "tensorboard": 0},          # 0 statistics, 1 + weight histograms, 2 + gradient histograms; null off
+                    "tensorboard": 0,           # 0 statistics, 1 + weight histograms, 2 + gradient histograms; null off
+                    "mlflow": {"tracking_uri": None,        # null: sqlite:///<outdir>/mlflow.db; `mlflow: null` off
+                               "experiment_name": None,     # null: the problem's name
+                               "run_name": None,            # null: <model>_<experiment folder name>
+                               "registered_model_name": None}},
     }
 
 
@@ -87,6 +91,7 @@ class TrainingPlan:
     mode: str
     logging_interval: int
     tensorboard: int | None
+    mlflow: dict | None
 
 
 def _number(section: ParamInterface, key: str, kind: type, *, minimum: float, allow_off: bool) -> Any:
@@ -130,6 +135,21 @@ def _curriculum(registry: ParamRegistry, problem: ComponentPlan) -> dict | None:
     return {key: section[key] for key in defaults}
 
 
+def _mlflow(logging_section: ParamInterface) -> dict | None:
+    """logging.mlflow as plain values; null switches MLflow tracking off."""
+    value = logging_section.get("mlflow")
+    if value is None:
+        return None
+    if not isinstance(value, ParamInterface):
+        raise ConfigError("logging.mlflow is a mapping (tracking_uri, experiment_name, run_name, "
+                          "registered_model_name) or null", file=logging_section.source("mlflow"), key="logging.mlflow")
+    settings = value.to_dict()
+    for key, text in settings.items():
+        if text is not None and not isinstance(text, str):
+            raise ConfigError(f"must be a string, not {text!r}", file=value.source(key), key=f"logging.mlflow.{key}")
+    return settings
+
+
 def _spec(section: ParamInterface, key: str) -> dict | None:
     value = plain(section.get(key))
     if value is not None and not isinstance(value, dict):
@@ -147,6 +167,8 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
         overrides.append(f"logging.interval={args.logging_interval}")
     if args.tensorboard is not None:
         overrides.append(f"logging.tensorboard={args.tensorboard}")
+    if args.mlflow is not None:
+        overrides.append(f"logging.mlflow.tracking_uri={args.mlflow}")
     ParamRegistry.reset()
     registry = ParamRegistry()
     registry.load(load_configuration(args.config, overrides))
@@ -197,7 +219,7 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
         curriculum=_curriculum(registry, problem),
         trainer=trainer, callbacks=callbacks, validation_interval=interval, monitor=str(validation["monitor"]),
         mode=mode, logging_interval=_number(logging_section, "interval", int, minimum=1, allow_off=False),
-        tensorboard=logging_section["tensorboard"])
+        tensorboard=logging_section["tensorboard"], mlflow=_mlflow(logging_section))
     if plan.tensorboard not in (None, 0, 1, 2) or isinstance(plan.tensorboard, bool):
         raise ConfigError(f"the TensorBoard level is 0, 1, 2 or null, not {plan.tensorboard!r}",
                           file=logging_section.source("tensorboard"), key="logging.tensorboard",
@@ -234,11 +256,19 @@ def build_callbacks(plan: TrainingPlan) -> list:
     return callbacks
 
 
-def tracking(plan: TrainingPlan, folder: Path, callbacks: list) -> tuple[list, list]:
-    """Where statistics go (CSV and log lines always; TensorBoard at its level) and the callbacks that feed them."""
+def tracking(plan: TrainingPlan, folder: Path, outdir: Path, callbacks: list) -> tuple[list, list]:
+    """Where statistics go (CSV and log lines always; TensorBoard at its level; MLflow) and the callbacks
+    that feed them."""
     from pyrosys.statistics import CsvSink, LogSink
 
     sinks: list = [CsvSink(folder), LogSink()]
+    if plan.mlflow is not None:
+        from pyrosys.mlflow_tracking import MLflowSink, default_tracking_uri
+
+        uri = plan.mlflow["tracking_uri"] or default_tracking_uri(outdir)
+        sinks.append(MLflowSink(uri, plan.mlflow["experiment_name"] or plan.problem.name,
+                                plan.mlflow["run_name"] or f"{plan.model.name}_{folder.name}",
+                                artifact_root=None if plan.mlflow["tracking_uri"] else outdir / "mlartifacts"))
     if plan.tensorboard is not None:
         from pyrosys.tensorboard import TensorBoardHistograms, TensorBoardSink
 
@@ -294,6 +324,27 @@ def trainer_arguments(plan: TrainingPlan) -> dict:
                           hint="Keep either training.gradient_clipping or training.trainer.gradient_clip_val")
     check_arguments(pl.Trainer, user, file=source, key="training.trainer")
     return {**arguments, **user}
+
+
+def run_tags(described: dict, folder: Path) -> dict[str, str]:
+    """MLflow tags of a run: PyroSys version, git commit of the configs, command line, experiment folder."""
+    git = described.get("git") or {}
+    return {"pyrosys.version": described["versions"]["pyrosys"], "pyrosys.command": " ".join(described["command"]),
+            "pyrosys.experiment_folder": str(folder), "mlflow.source.git.commit": git.get("commit", ""),
+            "pyrosys.git_dirty": str(git.get("dirty", ""))}
+
+
+def finish_tracking(mlflow: Any, experiment: Any, plan: TrainingPlan, results: dict, status: str) -> None:
+    """Test metrics, artifacts (configuration, description, curves, the best bundle), and the run's end."""
+    if mlflow is None:
+        return
+    folder = experiment.folder
+    mlflow.log_final({f"test/{name}": value for name, value in results.items() if name != "folder"})
+    mlflow.log_artifacts([folder / "training_configuration.yaml", folder / "description.json", folder / "curves.png",
+                          folder / "status.json"], folder / "models" / "best" if status == "FINISHED" else None,
+                         plan.mlflow["registered_model_name"])
+    logged = mlflow.finish(status)
+    experiment.write_status(mlflow={"tracking_uri": mlflow.tracking_uri, "run_id": mlflow.run_id, "logged": logged})
 
 
 def start_curriculum(plan: TrainingPlan, problem: Any) -> None:
@@ -354,6 +405,7 @@ def train(args: argparse.Namespace) -> int:
     from pyrosys.checkpoint import AtomicCheckpointIO, read_checkpoint
     from pyrosys.experiment import Experiment, now_iso
     from pyrosys.plots import plot_curves
+    from pyrosys.mlflow_tracking import flatten
     from pyrosys.provenance import description
     from pyrosys.seeds import apply_seeds
     from pyrosys.statistics import StatisticsCollector
@@ -378,7 +430,8 @@ def train(args: argparse.Namespace) -> int:
         return dry_run(model, problem)
     experiment = Experiment.create(args.outdir or "experiments", plan.problem.name, plan.model.name, args.savetag)
     show_progress_lines(not arguments["enable_progress_bar"])
-    sinks, callbacks = tracking(plan, experiment.folder, callbacks)
+    sinks, callbacks = tracking(plan, experiment.folder, Path(args.outdir or "experiments"), callbacks)
+    mlflow = next((sink for sink in sinks if type(sink).__name__ == "MLflowSink"), None)
     collector = StatisticsCollector(sinks, plan.logging_interval)
     trainer = pl.Trainer(**arguments, default_root_dir=str(experiment.folder), plugins=[AtomicCheckpointIO()],
                          callbacks=[collector, checkpointing(plan, experiment.models_dir), *callbacks])
@@ -393,6 +446,8 @@ def train(args: argparse.Namespace) -> int:
                             {"seed_torch": plan.seed_torch, "seed_numpy": plan.seed_numpy})
     write_text_atomic(experiment.folder / "description.json",
                       json.dumps({**described, "started": experiment.status["started"]}, indent=2))
+    if mlflow is not None:
+        mlflow.log_params_and_tags(flatten(plan.configuration), run_tags(described, experiment.folder))
     if getattr(model, "adapter_report", None) is not None:
         log.info(model.adapter_report.summary())
         experiment.write_status(weights_loaded={"from": str(plan.model.load["from"]),
@@ -418,8 +473,10 @@ def train(args: argparse.Namespace) -> int:
                                 seconds=round(time.perf_counter() - started, 3),
                                 best_checkpoint=str(best), validation=collector.results.get("val", {}),
                                 testing=results)                                                   # record
+        finish_tracking(mlflow, experiment, plan, results, "FINISHED")
     except BaseException as error:
         experiment.write_status(status="failed", finished=now_iso(), reason=f"{type(error).__name__}: {error}")
+        finish_tracking(mlflow, experiment, plan, {}, "FAILED")
         log.exception("training failed")
         raise
     finally:
@@ -442,6 +499,8 @@ def parser() -> argparse.ArgumentParser:
     add_run_flags(result, savetag=True)
     result.add_argument("--tensorboard", type=int, choices=(0, 1, 2), default=None,
                         help="logging.tensorboard: 0 statistics, 1 + weight histograms, 2 + gradient histograms")
+    result.add_argument("--mlflow", metavar="URI", default=None,
+                        help="logging.mlflow.tracking_uri: an MLflow server or store (default: sqlite in --outdir)")
     result.add_argument("--li", dest="logging_interval", metavar="INTERVAL", type=int, default=None,
                         help="episodes between statistics rows (logging.interval)")
     result.add_argument("--seed", type=int, default=None, help="the seed (training.seed); -1 draws one")

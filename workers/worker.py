@@ -72,8 +72,8 @@ def configure_console_logging(level: str) -> None:
     """PyroSys's own messages on stderr at the chosen level; Lightning's banners only at DEBUG."""
     import warnings
 
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(
-        logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    for noisy in ("pytorch_lightning.utilities.rank_zero", "mlflow", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*IterableDataset. has .__len__. defined.*")
     warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\).*")

@@ -1,0 +1,102 @@
+"""MLflow tracking: the embedded SQLite store, a real `mlflow server` on 127.0.0.1, and an unreachable one."""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pyrosys.workers import trainer
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+SHORT = ["training.terminal_conditions.epoch_limit=2", "training.trainer.enable_progress_bar=false",
+         "logging.interval=10", "logging.tensorboard=null"]
+
+
+def train(outdir: Path, *extra: str) -> Path:
+    argv = ["--c", str(CONFIGS / "digits/mlp.yaml"), "--outdir", str(outdir), *extra[:2], "--set", *SHORT,
+            *extra[2:]]
+    assert trainer.main(argv) == 0
+    (status,) = outdir.glob("Digits/MLP/*/status.json")
+    return status.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def check_run(client: MlflowClient, run_id: str) -> None:
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.name"] == "MLP" and run.data.params["model.hidden_sizes"] == "[128, 64]"
+    assert run.data.tags["pyrosys.version"] == "0.1.0" and run.data.tags["pyrosys.command"] == " ".join(sys.argv)
+    steps = [m.step for m in client.get_metric_history(run_id, "training/loss")]
+    assert steps == [1, 10, 20, 30, 40, 50, 60, 70, 80]          # every logged episode, no gaps, no repeats
+    assert len(client.get_metric_history(run_id, "validation/accuracy")) == 2
+    assert "test/accuracy" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"training_configuration.yaml", "description.json", "curves.png", "model"} <= artifacts
+    assert {a.path for a in client.list_artifacts(run_id, "model")} == {"model/model.yaml",
+                                                                        "model/weights.safetensors"}
+
+
+def test_embedded_sqlite_store_holds_params_metrics_tags_artifacts_and_a_registered_model(tmp_path):
+    run = train(tmp_path, "--set", "logging.mlflow.registered_model_name=digits-mlp")
+    status = json.loads((run / "status.json").read_text())
+    assert status["mlflow"]["tracking_uri"] == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert status["mlflow"]["logged"] is True
+    client = MlflowClient(tracking_uri=status["mlflow"]["tracking_uri"])
+    check_run(client, status["mlflow"]["run_id"])
+    versions = client.search_model_versions("name='digits-mlp'")
+    assert [v.run_id for v in versions] == [status["mlflow"]["run_id"]]
+
+
+def test_mlflow_can_be_switched_off(tmp_path):
+    run = train(tmp_path, "--set", "logging.mlflow=null")
+    assert "mlflow" not in json.loads((run / "status.json").read_text())
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+def test_a_real_mlflow_server_on_localhost_receives_the_run(tmp_path):
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
+                               "--port", str(port), "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+                               "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "mlflow server did not start"
+            time.sleep(0.5)
+        run = train(tmp_path / "runs", "--mlflow", uri)
+        status = json.loads((run / "status.json").read_text())
+        assert status["mlflow"] == {"tracking_uri": uri, "run_id": status["mlflow"]["run_id"], "logged": True}
+        check_run(MlflowClient(tracking_uri=uri), status["mlflow"]["run_id"])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_an_unreachable_server_gives_a_warning_and_training_completes(tmp_path, capsys):
+    run = train(tmp_path, "--mlflow", f"http://127.0.0.1:{free_port()}")
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "completed" and status["mlflow"]["logged"] is False
+    assert "MLflow tracking at http://127.0.0.1" in capsys.readouterr().err
+    with open(run / "training_statistics.csv") as stream:
+        assert len(stream.read().splitlines()) == 1 + 9
