@@ -268,7 +268,7 @@ def tracking(plan: TrainingPlan, folder: Path, outdir: Path, callbacks: list) ->
         uri = plan.mlflow["tracking_uri"] or default_tracking_uri(outdir)
         sinks.append(MLflowSink(uri, plan.mlflow["experiment_name"] or plan.problem.name,
                                 plan.mlflow["run_name"] or f"{plan.model.name}_{folder.name}",
-                                artifact_root=None if plan.mlflow["tracking_uri"] else outdir / "mlartifacts"))
+                                artifact_root=None if plan.mlflow["tracking_uri"] else outdir / "mlflow" / "artifacts"))
     if plan.tensorboard is not None:
         from pyrosys.tensorboard import TensorBoardHistograms, TensorBoardSink
 

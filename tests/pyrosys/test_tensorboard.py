@@ -39,7 +39,7 @@ def test_tensorboard_levels_write_statistics_then_weights_then_gradients(level, 
             "--li", "5", "--set", "training.terminal_conditions.epoch_limit=2",
             "training.trainer.enable_progress_bar=false", "training.trainer.limit_train_batches=10"]
     assert trainer.main(argv) == 0
-    (run,) = tmp_path.glob("*/*/*")
+    (run,) = [status.parent for status in tmp_path.glob("*/*/*/status.json")]
     scalars, histograms = events(run)
     assert {"training/loss", "training/accuracy", "validation/loss", "training_agg/loss_mean"} <= set(scalars)
     assert scalars["training/loss"] == [1, 5, 10, 15, 20]
@@ -52,5 +52,5 @@ def test_tensorboard_off_writes_no_events(tmp_path):
     argv = ["--c", str(CONFIGS / "digits/mlp.yaml"), "--outdir", str(tmp_path), "--set", "logging.tensorboard=null",
             "training.terminal_conditions.epoch_limit=1", "training.trainer.enable_progress_bar=false"]
     assert trainer.main(argv) == 0
-    (run,) = tmp_path.glob("*/*/*")
+    (run,) = [status.parent for status in tmp_path.glob("*/*/*/status.json")]
     assert not (run / "tensorboard").exists()

@@ -80,7 +80,7 @@ def test_model_load_adapts_trained_weights_and_freezes_from_yaml(tmp_path, write
     assert trainer.main(["--c", str(config), "--outdir", str(tmp_path / "b"), *SHORT]) == 0
     from pyrosys.models.model import Model
 
-    (run,) = (tmp_path / "b").glob("*/*/*")
+    (run,) = [status.parent for status in (tmp_path / "b").glob("*/*/*/status.json")]
     before, after = Model.load(bundle), Model.load(run / "models" / "best")
     assert torch.equal(before.models["encoder"][1].weight, after.models["encoder"][1].weight)
     assert not torch.equal(before.models["head"][-1].weight, after.models["head"][-1].weight)

@@ -18,7 +18,7 @@ SHORT = ["--set", "training.terminal_conditions.epoch_limit=1", "training.traine
 
 def train(config: str, folder: Path, *extra: str) -> Path:
     assert trainer.main(["--c", str(CONFIGS / config), "--outdir", str(folder), *SHORT, *extra]) == 0
-    (run,) = folder.glob("*/*/*")
+    (run,) = [status.parent for status in folder.glob("*/*/*/status.json")]
     return run
 
 

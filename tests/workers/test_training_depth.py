@@ -17,7 +17,7 @@ QUIET = ["training.trainer.enable_progress_bar=false", "logging.tensorboard=null
 def train(tmp_path: Path, *overrides: str, config: str = "digits/mlp.yaml") -> Path:
     status = trainer.main(["--c", str(CONFIGS / config), "--outdir", str(tmp_path), "--set", *QUIET, *overrides])
     assert status == 0
-    (run,) = tmp_path.glob("*/*/*")
+    (run,) = [status.parent for status in tmp_path.glob("*/*/*/status.json")]
     return run
 
 
