@@ -127,6 +127,11 @@ class StatisticsCollector(pl.Callback):
         for sink in self.sinks:
             sink.write(table, row)
 
+    def emit_global(self, trainer: pl.Trainer, table: str, row: Mapping[str, Any]) -> None:
+        """Rows reach the sinks from the first process only (DDP runs one collector per process)."""
+        if trainer.is_global_zero:
+            self.emit(table, row)
+
     def close(self) -> None:
         for sink in self.sinks:
             sink.close()
@@ -150,7 +155,7 @@ class StatisticsCollector(pl.Callback):
             now = time.perf_counter()
             then, first_episode, first_samples = self._clock or (now, episode - 1, 0)
             elapsed = max(now - then, 1e-9)
-            self.emit("training", {"episode": episode, "epoch": trainer.current_epoch,
+            self.emit_global(trainer, "training", {"episode": episode, "epoch": trainer.current_epoch,
                                    **self.buffers["train"].last(), "learning_rate": self._learning_rate(trainer),
                                    "batch_time": elapsed / max(1, episode - first_episode),
                                    "samples_per_second": (self._samples - first_samples) / elapsed})
@@ -160,7 +165,7 @@ class StatisticsCollector(pl.Callback):
         buffer = self.buffers["train"]
         if len(buffer):
             self.results["train"] = buffer.aggregate()
-            self.emit("training_agg", {"episode": trainer.global_step, "epoch": trainer.current_epoch,
+            self.emit_global(trainer, "training_agg", {"episode": trainer.global_step, "epoch": trainer.current_epoch,
                                        **self.results["train"]})
         buffer.clear()
 
@@ -174,10 +179,16 @@ class StatisticsCollector(pl.Callback):
         if trainer.sanity_checking or not len(buffer):
             return
         aggregate = buffer.aggregate()
+        if trainer.world_size > 1:           # whole-set values over every process's share of the split
+            totals = torch.tensor([aggregate[name] * aggregate["samples"] for name in buffer.names]
+                                  + [aggregate["samples"]], dtype=torch.float64, device=module.device)
+            totals = trainer.strategy.reduce(totals, reduce_op="sum")
+            aggregate.update({name: float(totals[i] / totals[-1]) for i, name in enumerate(buffer.names)},
+                             samples=float(totals[-1]))
         self.results["val"] = aggregate
         where = {"episode": trainer.global_step, "epoch": trainer.current_epoch}
-        self.emit("validation", {**where, **{name: aggregate[name] for name in buffer.names}})
-        self.emit("validation_agg", {**where, **aggregate})
+        self.emit_global(trainer, "validation", {**where, **{name: aggregate[name] for name in buffer.names}})
+        self.emit_global(trainer, "validation_agg", {**where, **aggregate})
         buffer.clear()
 
     def on_test_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any,
@@ -193,7 +204,8 @@ class StatisticsCollector(pl.Callback):
         buffer.clear()
 
     def on_fit_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self.close()
+        if trainer.is_global_zero:
+            self.close()
 
     def on_test_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.close()

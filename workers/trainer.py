@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -24,6 +25,8 @@ from pyrosys.workers.worker import (add_configuration_flags, add_run_flags, base
                                     show_progress_lines)
 
 log = logging.getLogger("pyrosys.trainer")
+
+EXPERIMENT_ENV = "PYROSYS_EXPERIMENT_DIR"
 
 # Keys of pl.Trainer that PyroSys sets from its own sections.
 DERIVED_TRAINER_KEYS = {
@@ -326,6 +329,29 @@ def trainer_arguments(plan: TrainingPlan) -> dict:
     return {**arguments, **user}
 
 
+def train_other_rank(plan: TrainingPlan, model: Any, problem: Any, arguments: dict, callbacks: list,
+                     folder: Path) -> int:
+    """A DDP process other than the first: the same fit into the first process's folder, writing nothing."""
+    import pytorch_lightning as pl
+
+    from pyrosys.checkpoint import AtomicCheckpointIO
+    from pyrosys.statistics import StatisticsCollector
+
+    trainer = pl.Trainer(**arguments, default_root_dir=str(folder), plugins=[AtomicCheckpointIO()],
+                         callbacks=[StatisticsCollector([], plan.logging_interval),
+                                    checkpointing(plan, folder / "models"), *callbacks])
+    trainer.fit(model, datamodule=problem)
+    return 0
+
+
+def end_other_ranks() -> None:
+    """After a multi-process fit, the first process tests alone: leave the process group."""
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def run_tags(described: dict, folder: Path) -> dict[str, str]:
     """MLflow tags of a run: PyroSys version, git commit of the configs, command line, experiment folder."""
     git = described.get("git") or {}
@@ -428,6 +454,8 @@ def train(args: argparse.Namespace) -> int:
     callbacks, arguments = build_callbacks(plan), trainer_arguments(plan)
     if args.dry_run:
         return dry_run(model, problem)
+    if os.environ.get(EXPERIMENT_ENV) and int(os.environ.get("LOCAL_RANK", "0")) > 0:
+        return train_other_rank(plan, model, problem, arguments, callbacks, Path(os.environ[EXPERIMENT_ENV]))
     experiment = Experiment.create(args.outdir or "experiments", plan.problem.name, plan.model.name, args.savetag)
     show_progress_lines(not arguments["enable_progress_bar"])
     sinks, callbacks = tracking(plan, experiment.folder, Path(args.outdir or "experiments"), callbacks)
@@ -455,7 +483,9 @@ def train(args: argparse.Namespace) -> int:
     print(f"[pyrosys] experiment folder: {experiment.folder}", flush=True)
     try:
         started = time.perf_counter()
+        os.environ[EXPERIMENT_ENV] = str(experiment.folder)      # DDP's other processes train into this folder
         trainer.fit(model, datamodule=problem)                                                    # fit
+        end_other_ranks()
         reason = stop_reason(trainer, plan.epoch_limit, plan.episode_limit)
         log.info("training ended: %s", reason)
         best = experiment.models_dir / "best.ckpt"

@@ -77,6 +77,8 @@ def configure_console_logging(level: str) -> None:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*IterableDataset. has .__len__. defined.*")
     warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\).*")
+    # epoch values come from torchmetrics, which already synchronises them across DDP processes
+    warnings.filterwarnings("ignore", ".*when logging on epoch level in distributed setting.*")
     logger = logging.getLogger("pyrosys")
     if not any(getattr(h, "_pyrosys_console", False) for h in logger.handlers):
         handler = CurrentStderrHandler()
