@@ -18,8 +18,8 @@ from pyrosys.workers.worker import add_configuration_flags, add_run_flags, base_
 CHECKPOINT = "the checkpoint"
 
 
-def test_model(model: Any, problem: Any, folder: Path) -> dict:
-    """Run the test phase into `folder/testing_<time>/`; the whole-set statistics are returned."""
+def test_model(model: Any, problem: Any, folder: Path, name: str | None = None) -> dict:
+    """Run the test phase into `folder/testing_<time>/` (or `folder/<name>/`); the whole-set statistics."""
     import pytorch_lightning as pl
 
     from pyrosys.app_state import AppState
@@ -27,7 +27,7 @@ def test_model(model: Any, problem: Any, folder: Path) -> dict:
     from pyrosys.experiment import create_unique_folder, timestamp
     from pyrosys.statistics import CsvSink, StatisticsCollector
 
-    test_folder = create_unique_folder(Path(folder), f"testing_{timestamp()}")
+    test_folder = create_unique_folder(Path(folder), name or f"testing_{timestamp()}")
     collector = StatisticsCollector([CsvSink(folder, test_folder)])
     trainer = pl.Trainer(accelerator=AppState().accelerator, devices=1, logger=False, enable_checkpointing=False,
                          enable_model_summary=False, enable_progress_bar=False, callbacks=[collector])
@@ -94,6 +94,8 @@ def test(args: argparse.Namespace) -> int:
     from pyrosys.models.model import load_weights
     from pyrosys.workers.components import build_problem, make_objective, plain, resolve_problem
 
+    if args.n < 1:
+        raise ConfigError(f"--n is a number of repeats >= 1, not {args.n}", file="the command line", key="--n")
     checkpoint = read_checkpoint(args.model)
     if args.gpu:
         from pyrosys.app_state import AppState
@@ -125,11 +127,40 @@ def test(args: argparse.Namespace) -> int:
     checkpoint_dir = Path(args.model).resolve().parent
     run_folder = checkpoint_dir.parent if checkpoint_dir.name == "models" else checkpoint_dir
     folder = Path(args.outdir) if args.outdir else run_folder
-    results = test_model(model, problem, folder)
-    print(f"[pyrosys] test loss: {results['loss']:.6f}" + "".join(
-        f"  test {name}: {results[name]:.6f}" for name in objective.metric_names))
-    print(f"[pyrosys] results: {results['folder']}")
+    if args.n == 1:
+        results = test_model(model, problem, folder)
+        print(f"[pyrosys] test loss: {results['loss']:.6f}" + "".join(
+            f"  test {name}: {results[name]:.6f}" for name in objective.metric_names))
+        print(f"[pyrosys] results: {results['folder']}")
+        return 0
+    summary, parent = repeat_tests(model, problem, folder, args.n)
+    print(f"[pyrosys] {args.n} repeats: test loss {summary['loss']['mean']:.6f} +- {summary['loss']['std']:.6f}"
+          + "".join(f"  test {name}: {summary[name]['mean']:.6f} +- {summary[name]['std']:.6f}"
+                    for name in objective.metric_names))
+    print(f"[pyrosys] results: {parent}")
     return 0
+
+
+def repeat_tests(model: Any, problem: Any, folder: Path, repeats: int) -> tuple[dict, Path]:
+    """Test `repeats` times (generated problems draw new test samples each time, from seed + repeat) into
+    `testing_<time>/repeat_<i>/`, and write the mean and std of every statistic to testing_repeats.yaml."""
+    import statistics
+
+    from pyrosys.atomic import write_text_atomic
+    from pyrosys.experiment import create_unique_folder, timestamp
+
+    parent = create_unique_folder(Path(folder), f"testing_{timestamp()}")
+    base_seed = problem.phases["test"].get("seed") or 0
+    runs = []
+    for index in range(1, repeats + 1):
+        problem.phases["test"]["seed"] = base_seed + index - 1
+        runs.append(test_model(model, problem, parent, name=f"repeat_{index}"))
+    problem.phases["test"]["seed"] = base_seed
+    names = [key for key, value in runs[0].items() if isinstance(value, float)]
+    summary = {key: {"mean": statistics.fmean(r[key] for r in runs), "std": statistics.pstdev(r[key] for r in runs),
+                     "values": [r[key] for r in runs]} for key in names}
+    write_text_atomic(parent / "testing_repeats.yaml", dump_yaml({"repeats": repeats, **summary}))
+    return summary, parent
 
 
 def parser() -> argparse.ArgumentParser:
@@ -141,6 +172,9 @@ def parser() -> argparse.ArgumentParser:
                         help="configuration files merged over the checkpoint's configuration")
     add_configuration_flags(result)
     add_run_flags(result, savetag=False)
+    result.add_argument("--n", type=int, default=1, metavar="N",
+                        help="test N times and report the mean and std of every statistic (generated problems "
+                             "draw new test samples each time)")
     return result
 
 

@@ -123,3 +123,16 @@ def test_tester_refuses_what_is_not_a_safe_pyrosys_checkpoint(trained, tmp_path,
         result = cli("pyrosys-tester", "--m", path, cwd=tmp_path)
         assert result.returncode == 2, (path, result.stderr[-2000:])
         assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_tester_repeats_report_mean_and_std(trained, tmp_path, cli):
+    _, run, _ = trained
+    result = cli("pyrosys-tester", "--m", run / "models" / "best.ckpt", "--n", "3", "--outdir", tmp_path, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "3 repeats: test loss" in result.stdout and "+- 0.000000" in result.stdout   # fixed data: no spread
+    (parent,) = tmp_path.glob("testing_*")
+    summary = yaml.safe_load((parent / "testing_repeats.yaml").read_text())
+    assert summary["repeats"] == 3 and len(summary["accuracy"]["values"]) == 3
+    assert sorted(p.name for p in parent.glob("repeat_*")) == ["repeat_1", "repeat_2", "repeat_3"]
+    bad = cli("pyrosys-tester", "--m", run / "models" / "best.ckpt", "--n", "0", cwd=tmp_path)
+    assert bad.returncode == 2 and "--n" in bad.stderr

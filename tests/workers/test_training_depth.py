@@ -119,3 +119,17 @@ def test_ddp_over_gloo_on_two_cpu_processes_trains_into_one_folder(tmp_path, cli
     assert [int(r["episode"]) for r in validations] == [20, 40]     # 1,258 samples, batch 32, two processes
     assert float(rows(run / "validation_set_agg_statistics.csv")[0]["samples"]) >= 269
     assert len(rows(run / "training_set_agg_statistics.csv")) == 2
+
+
+def test_tester_repeats_draw_new_samples_for_generated_problems(tmp_path):
+    import yaml
+
+    from pyrosys.workers import tester
+
+    run = train(tmp_path / "runs", "problem.episodes=4", "model.hidden_size=8", "validation.problem.episodes=1",
+                "testing.problem.episodes=2", "training.terminal_conditions.epoch_limit=1",
+                "training.curriculum_learning=null", config="recall/serial_recall.yaml")
+    assert tester.main(["--m", str(run / "models" / "best.ckpt"), "--n", "2", "--outdir", str(tmp_path)]) == 0
+    (parent,) = tmp_path.glob("testing_*")
+    values = yaml.safe_load((parent / "testing_repeats.yaml").read_text())["loss"]["values"]
+    assert values[0] != values[1]
