@@ -235,8 +235,15 @@ class Model(pl.LightningModule):
         return self.configure_optimization(self)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Checkpoints carry, as plain data, what rebuilds the model and replays the run."""
-        checkpoint["pyrosys"] = {"model": self.description(), "configuration": copy.deepcopy(self.configuration)}
+        """Checkpoints carry, as plain data, what rebuilds the model and replays the run (random states too)."""
+        checkpoint["pyrosys"] = {"model": self.description(), "configuration": copy.deepcopy(self.configuration),
+                                 "random_states": random_states()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Resuming: the random generators continue where the checkpoint left them."""
+        states = checkpoint.get("pyrosys", {}).get("random_states")
+        if states:
+            restore_random_states(states)
 
 
 def load_weights(modules: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
@@ -252,3 +259,26 @@ def load_weights(modules: nn.Module, state: Mapping[str, torch.Tensor], source: 
         raise ConfigError(f"the weights do not fit this model: {details}", file=source,
                           hint="The weights were saved from another architecture or other parameters")
     modules.load_state_dict(state, strict=True)
+
+
+def random_states() -> dict:
+    """Python's, NumPy's and torch's random states as weights-only data (tensors, tuples, numbers)."""
+    import random
+
+    import numpy as np
+
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(), "torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(gauss)]}
+
+
+def restore_random_states(states: Mapping) -> None:
+    """Set Python's, NumPy's and torch's random states from `random_states()`."""
+    import random
+
+    import numpy as np
+
+    random.setstate(tuple(states["python"][:1]) + (tuple(states["python"][1]),) + tuple(states["python"][2:]))
+    torch.set_rng_state(states["torch"])
+    kind, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))

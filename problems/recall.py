@@ -25,16 +25,17 @@ class GeneratedBatches(IterableDataset):
 
     def __init__(self, problem: RecallProblem, phase: str) -> None:
         self.problem, self.phase = problem, phase
-        self.draws = 0
 
     def __len__(self) -> int:
         return int(self.problem.phases[self.phase]["episodes"])
 
     def __iter__(self) -> Iterator[DataDict]:
         params = self.problem.phases[self.phase]
+        draws = self.problem.training_epochs if self.phase == "train" else 0
         generator = torch.Generator().manual_seed(int(params["seed"] or 0) * 7919 + PHASE_SEEDS[self.phase]
-                                                  + (self.draws * 104729 if self.phase == "train" else 0))
-        self.draws += 1
+                                                  + draws * 104729)
+        if self.phase == "train":
+            self.problem.training_epochs += 1
         for _ in range(len(self)):
             if self.phase == "train":
                 self.problem.update_curriculum(self.problem.episodes_generated)
@@ -60,6 +61,16 @@ class RecallProblem(Problem):
         self.schedule: dict | None = None
         self.current_max_length = int(self.phases["train"]["max_sequence_length"])
         self.episodes_generated = 0
+        self.training_epochs = 0
+
+    def state_dict(self) -> dict:
+        """Where generation stands (saved in checkpoints, so that a resumed run draws the same samples)."""
+        return {"episodes_generated": self.episodes_generated, "training_epochs": self.training_epochs}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.episodes_generated = int(state["episodes_generated"])
+        self.training_epochs = int(state["training_epochs"])
+        self.update_curriculum(self.episodes_generated)
 
     def define_data(self) -> dict:
         params = self.params

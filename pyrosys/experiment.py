@@ -57,6 +57,13 @@ class Experiment:
         name = timestamp() + (f"_{tag}" if tag else "")
         return cls(create_unique_folder(Path(outdir) / problem / model, name))
 
+    @classmethod
+    def reopen(cls, folder: str | Path) -> Experiment:
+        """An existing experiment folder, its status.json read back (to resume it)."""
+        experiment = cls(Path(folder))
+        experiment.status = json.loads((experiment.folder / STATUS_FILE).read_text())
+        return experiment
+
     @property
     def models_dir(self) -> Path:
         return self.folder / "models"

@@ -7,6 +7,7 @@ training and the CSV statistics go on.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -16,7 +17,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pyrosys.atomic import write_text_atomic
+
 log = logging.getLogger("pyrosys.mlflow")
+
+RUN_FILE = "mlflow_run.json"
 
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
@@ -44,12 +49,11 @@ class MLflowSink:
     """Statistics rows to an MLflow run, through a background thread; also the run's params, tags, artifacts."""
 
     def __init__(self, tracking_uri: str, experiment_name: str, run_name: str, artifact_root: Path | None,
-                 run_id: str | None = None, flush_every: float = 10.0) -> None:
+                 run_id: str | None = None, run_file: Path | None = None) -> None:
         self.tracking_uri, self.experiment_name, self.run_name = tracking_uri, experiment_name, run_name
-        self.artifact_root, self.run_id, self.flush_every = artifact_root, run_id, flush_every
+        self.artifact_root, self.run_id, self.run_file = artifact_root, run_id, run_file
         self.failed = False
         self.pending: list[Any] = []
-        self.last_flush = time.monotonic()
         self.jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self.started = threading.Event()
         if tracking_uri.startswith(("http://", "https://")):
@@ -96,6 +100,8 @@ class MLflowSink:
             self.run_id = self.client.create_run(experiment_id, run_name=self.run_name).info.run_id
         else:
             self.client.update_run(self.run_id, status="RUNNING")
+        if self.run_file is not None:       # so that a killed run can be resumed into the same MLflow run
+            write_text_atomic(self.run_file, json.dumps({"tracking_uri": self.tracking_uri, "run_id": self.run_id}))
         self.started.set()
 
     # -- what the trainer calls -------------------------------------------------------------------
@@ -130,11 +136,13 @@ class MLflowSink:
         stamp = int(time.time() * 1000)
         self.pending += [Metric(f"{table}/{name}", float(value), stamp, step) for name, value in row.items()
                          if name not in ("episode", "epoch") and isinstance(value, (int, float))]
-        if table != "training" or time.monotonic() - self.last_flush >= self.flush_every:
+        if table != "training":
+            # flushed at validations and epoch ends, where checkpoints are written: a resumed run
+            # logs again exactly the episodes its interrupted run had not flushed (no gaps, no repeats)
             self.flush()
 
     def flush(self) -> None:
-        batch, self.pending, self.last_flush = self.pending, [], time.monotonic()
+        batch, self.pending = self.pending, []
         if not batch:
             return
 

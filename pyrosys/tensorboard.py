@@ -11,10 +11,11 @@ import pytorch_lightning as pl
 class TensorBoardSink:
     """Statistics rows as scalars `<table>/<name>` at their episode, in `<experiment>/tensorboard`."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, purge_step: int | None = None) -> None:
         from tensorboardX import SummaryWriter
 
-        self.writer = SummaryWriter(logdir=str(folder), flush_secs=30)
+        # purge_step: a resumed run hides the events its interrupted run wrote after the checkpoint
+        self.writer = SummaryWriter(logdir=str(folder), flush_secs=30, purge_step=purge_step)
 
     def write(self, table: str, row: Mapping[str, Any]) -> None:
         step = int(row.get("episode", row.get("batch", 0)))

@@ -172,9 +172,20 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
         overrides.append(f"logging.tensorboard={args.tensorboard}")
     if args.mlflow is not None:
         overrides.append(f"logging.mlflow.tracking_uri={args.mlflow}")
+    if args.model_weights is not None:
+        overrides.append(f"model.load={{from: {json.dumps(str(Path(args.model_weights).resolve()))}}}")
+    files = list(args.config)
+    if args.resume is not None:
+        from pyrosys.resume import CONFIGURATION_FILE, resume_point
+
+        resume_point(args.resume)
+        files = [str(Path(args.resume) / CONFIGURATION_FILE), *files]
+    elif not files:
+        raise ConfigError("no configuration file was given", file="the command line", key="--c",
+                          hint="Name one with --c FILE, or continue an experiment with --resume EXPERIMENT_DIR")
     ParamRegistry.reset()
     registry = ParamRegistry()
-    registry.load(load_configuration(args.config, overrides))
+    registry.load(load_configuration(files, overrides))
     registry.section().add_default_params(get_params())
 
     training = registry.section("training")
@@ -237,6 +248,16 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
     registry.freeze()
     registry.check_unread()
     plan.configuration = registry.to_dict()
+    if args.resume is not None:
+        from pyrosys.config import load_yaml
+        from pyrosys.resume import CONFIGURATION_FILE, configuration_changes
+
+        saved = Path(args.resume) / CONFIGURATION_FILE
+        changes = configuration_changes(load_yaml(saved), plan.configuration)
+        if changes:
+            raise ConfigError("a resumed experiment keeps its configuration; only terminal conditions may change, "
+                              "but these differ: " + "; ".join(changes), file=str(saved), key=changes[0].split(":")[0],
+                              hint="Start a new experiment for other settings (--m CHECKPOINT starts from its weights)")
     return plan
 
 
@@ -259,23 +280,26 @@ def build_callbacks(plan: TrainingPlan) -> list:
     return callbacks
 
 
-def tracking(plan: TrainingPlan, folder: Path, outdir: Path, callbacks: list) -> tuple[list, list]:
+def tracking(plan: TrainingPlan, folder: Path, outdir: Path, callbacks: list,
+             resume: dict | None = None) -> tuple[list, list]:
     """Where statistics go (CSV and log lines always; TensorBoard at its level; MLflow) and the callbacks
-    that feed them."""
+    that feed them; a resumed run goes on in its TensorBoard folder and MLflow run."""
     from pyrosys.statistics import CsvSink, LogSink
 
     sinks: list = [CsvSink(folder), LogSink()]
     if plan.mlflow is not None:
-        from pyrosys.mlflow_tracking import MLflowSink, default_tracking_uri
+        from pyrosys.mlflow_tracking import RUN_FILE, MLflowSink, default_tracking_uri
 
-        uri = plan.mlflow["tracking_uri"] or default_tracking_uri(outdir)
+        earlier = (resume or {}).get("mlflow") or {}
+        uri = earlier.get("tracking_uri") or plan.mlflow["tracking_uri"] or default_tracking_uri(outdir)
         sinks.append(MLflowSink(uri, plan.mlflow["experiment_name"] or plan.problem.name,
                                 plan.mlflow["run_name"] or f"{plan.model.name}_{folder.name}",
-                                artifact_root=None if plan.mlflow["tracking_uri"] else outdir / "mlflow" / "artifacts"))
+                                artifact_root=None if plan.mlflow["tracking_uri"] else outdir / "mlflow" / "artifacts",
+                                run_id=earlier.get("run_id"), run_file=folder / RUN_FILE))
     if plan.tensorboard is not None:
         from pyrosys.tensorboard import TensorBoardHistograms, TensorBoardSink
 
-        board = TensorBoardSink(folder / "tensorboard")
+        board = TensorBoardSink(folder / "tensorboard", purge_step=resume["episode"] + 1 if resume else None)
         sinks.append(board)
         if plan.tensorboard >= 1:
             callbacks = [*callbacks, TensorBoardHistograms(board, plan.tensorboard, plan.logging_interval)]
@@ -456,9 +480,21 @@ def train(args: argparse.Namespace) -> int:
         return dry_run(model, problem)
     if os.environ.get(EXPERIMENT_ENV) and int(os.environ.get("LOCAL_RANK", "0")) > 0:
         return train_other_rank(plan, model, problem, arguments, callbacks, Path(os.environ[EXPERIMENT_ENV]))
-    experiment = Experiment.create(args.outdir or "experiments", plan.problem.name, plan.model.name, args.savetag)
+    resume = None
+    if args.resume is not None:
+        from pyrosys.resume import resume_point, truncate_statistics
+
+        experiment = Experiment.reopen(args.resume)
+        last, _, step = resume_point(experiment.folder)
+        run_file = experiment.folder / "mlflow_run.json"
+        resume = {"checkpoint": str(last), "episode": step,
+                  "mlflow": json.loads(run_file.read_text()) if run_file.is_file() else None}
+        truncate_statistics(experiment.folder, step)
+    else:
+        experiment = Experiment.create(args.outdir or "experiments", plan.problem.name, plan.model.name,
+                                       args.savetag)
     show_progress_lines(not arguments["enable_progress_bar"])
-    sinks, callbacks = tracking(plan, experiment.folder, Path(args.outdir or "experiments"), callbacks)
+    sinks, callbacks = tracking(plan, experiment.folder, Path(args.outdir or "experiments"), callbacks, resume)
     mlflow = next((sink for sink in sinks if type(sink).__name__ == "MLflowSink"), None)
     collector = StatisticsCollector(sinks, plan.logging_interval)
     trainer = pl.Trainer(**arguments, default_root_dir=str(experiment.folder), plugins=[AtomicCheckpointIO()],
@@ -468,8 +504,10 @@ def train(args: argparse.Namespace) -> int:
     handler = experiment.start_logging(args.log_level)
     write_text_atomic(experiment.folder / "training_configuration.yaml",
                       configuration_header() + dump_yaml(plan.configuration))
-    experiment.write_status(status="running", started=now_iso(), command=" ".join(sys.argv),
-                            seed_torch=plan.seed_torch, seed_numpy=plan.seed_numpy)
+    experiment.write_status(status="running", started=experiment.status.get("started", now_iso()),
+                            command=" ".join(sys.argv), seed_torch=plan.seed_torch, seed_numpy=plan.seed_numpy,
+                            **({"resumed": [*experiment.status.get("resumed", []),
+                                            {"at": now_iso(), "episode": resume["episode"]}]} if resume else {}))
     described = description(ParamRegistry().configuration.files,
                             {"seed_torch": plan.seed_torch, "seed_numpy": plan.seed_numpy})
     write_text_atomic(experiment.folder / "description.json",
@@ -484,7 +522,7 @@ def train(args: argparse.Namespace) -> int:
     try:
         started = time.perf_counter()
         os.environ[EXPERIMENT_ENV] = str(experiment.folder)      # DDP's other processes train into this folder
-        trainer.fit(model, datamodule=problem)                                                    # fit
+        trainer.fit(model, datamodule=problem, ckpt_path=resume and resume["checkpoint"])          # fit
         end_other_ranks()
         reason = stop_reason(trainer, plan.epoch_limit, plan.episode_limit)
         log.info("training ended: %s", reason)
@@ -523,8 +561,14 @@ def train(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     """The trainer's flags: the common ones plus --c, --seed."""
     result = base_parser("pyrosys-trainer", "Train a model on a problem, both named in YAML configuration files.")
-    result.add_argument("--c", "--config", dest="config", metavar="FILE", nargs="+", action="extend",
-                        required=True, help="configuration files, later ones winning (also a,b,c)")
+    result.add_argument("--c", "--config", dest="config", metavar="FILE", nargs="+", action="extend", default=[],
+                        help="configuration files, later ones winning (also a,b,c); with --resume, merged over "
+                             "the experiment's saved configuration")
+    result.add_argument("--resume", metavar="EXPERIMENT_DIR", default=None,
+                        help="continue an interrupted experiment from its models/last.ckpt, in the same folder, "
+                             "CSVs, TensorBoard and MLflow run")
+    result.add_argument("--m", "--model", dest="model_weights", metavar="CHECKPOINT", default=None,
+                        help="start a new experiment from these weights (a checkpoint or bundle, via the Adapter)")
     add_configuration_flags(result)
     add_run_flags(result, savetag=True)
     result.add_argument("--tensorboard", type=int, choices=(0, 1, 2), default=None,
