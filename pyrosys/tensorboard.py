@@ -18,10 +18,14 @@ class TensorBoardSink:
         self.writer = SummaryWriter(logdir=str(folder), flush_secs=30, purge_step=purge_step)
 
     def write(self, table: str, row: Mapping[str, Any]) -> None:
+        """One event per row, holding every scalar of the row (not one event per scalar)."""
+        from tensorboardX.proto.summary_pb2 import Summary
+
         step = int(row.get("episode", row.get("batch", 0)))
-        for name, value in row.items():
-            if name not in ("episode", "epoch", "batch") and isinstance(value, (int, float)):
-                self.writer.add_scalar(f"{table}/{name}", value, step)
+        values = [Summary.Value(tag=f"{table}/{name}", simple_value=float(value)) for name, value in row.items()
+                  if name not in ("episode", "epoch", "batch") and isinstance(value, (int, float))]
+        # SummaryWriter.add_scalar makes one event per scalar; its file writer takes a whole Summary
+        self.writer._get_file_writer().add_summary(Summary(value=values), step)
 
     def close(self) -> None:
         self.writer.flush()

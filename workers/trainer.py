@@ -523,6 +523,7 @@ def train(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         os.environ[EXPERIMENT_ENV] = str(experiment.folder)      # DDP's other processes train into this folder
         trainer.fit(model, datamodule=problem, ckpt_path=resume and resume["checkpoint"])          # fit
+        fit_seconds = round(time.perf_counter() - started, 3)
         end_other_ranks()
         reason = stop_reason(trainer, plan.epoch_limit, plan.episode_limit)
         log.info("training ended: %s", reason)
@@ -538,7 +539,7 @@ def train(args: argparse.Namespace) -> int:
                     f"{plan.model.name} on {plan.problem.name}")
         experiment.write_status(status="completed", finished=now_iso(), reason=reason,
                                 epoch=trainer.current_epoch, episode=trainer.global_step,
-                                seconds=round(time.perf_counter() - started, 3),
+                                seconds=round(time.perf_counter() - started, 3), fit_seconds=fit_seconds,
                                 best_checkpoint=str(best), validation=collector.results.get("val", {}),
                                 testing=results)                                                   # record
         finish_tracking(mlflow, experiment, plan, results, "FINISHED")

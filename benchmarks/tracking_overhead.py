@@ -1,0 +1,67 @@
+"""Tracking overhead: training time (fit seconds) of the Digits LeNet5 demo with MLflow (SQLite) and
+TensorBoard on versus both off, alternated in one run, medians of N repeats.
+
+    .venv/bin/python benchmarks/tracking_overhead.py [--repeats 5]
+
+Writes benchmarks/tracking_overhead.md with the figures, the machine and the date.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAINER = Path(sys.executable).parent / "pyrosys-trainer"
+MODES = {"tracking on (MLflow SQLite + TensorBoard 0)": [],
+         "tracking off": ["logging.mlflow=null", "logging.tensorboard=null"]}
+
+
+def fit_seconds(extra: list[str], outdir: Path) -> float:
+    """Train once into `outdir` (shared by the runs of a mode, as a researcher's experiments/ folder is)."""
+    before = set(outdir.glob("*/*/*/status.json"))
+    subprocess.run([str(TRAINER), "--c", str(ROOT / "configs/digits/lenet5.yaml"), "--outdir", str(outdir),
+                    "--set", "training.trainer.enable_progress_bar=false", *extra], check=True, capture_output=True)
+    (status,) = set(outdir.glob("*/*/*/status.json")) - before
+    return json.loads(status.read_text())["fit_seconds"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    times: dict[str, list[float]] = {mode: [] for mode in MODES}
+    with tempfile.TemporaryDirectory() as scratch:
+        folders = {mode: Path(scratch) / f"mode{index}" for index, mode in enumerate(MODES)}
+        for mode, extra in MODES.items():      # a first run creates the MLflow database, as any first run does
+            first = fit_seconds(extra, folders[mode])
+        for _ in range(args.repeats):
+            for mode, extra in MODES.items():
+                times[mode].append(fit_seconds(extra, folders[mode]))
+    on, off = (statistics.median(times[mode]) for mode in MODES)
+    lines = ["# Tracking overhead", "",
+             f"Measured {dt.date.today()} on {platform.node()} ({os.cpu_count()} cores, {platform.platform()}), "
+             f"Python {platform.python_version()}.", f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
+             "", "Training time (`fit_seconds` in status.json) of `configs/digits/lenet5.yaml`, "
+             f"medians of {args.repeats} runs, modes alternated, each mode in an experiments folder of its own "
+             "that a first, unmeasured run has already used (its MLflow database exists, as in everyday use; the "
+             f"first run of a fresh folder also creates the database: {first:.3f} s for the last mode).", "",
+             "| mode | median fit seconds | all runs |", "| --- | --- | --- |"]
+    lines += [f"| {mode} | {statistics.median(values):.3f} | {', '.join(f'{v:.3f}' for v in values)} |"
+              for mode, values in times.items()]
+    lines += ["", f"Ratio on / off: **{on / off:.3f}** (target at most 1.05)."]
+    text = "\n".join(lines) + "\n"
+    (ROOT / "benchmarks" / "tracking_overhead.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
