@@ -148,25 +148,63 @@ def _serve(settings: dict, jobs: Any, replies: Any) -> None:
 
 
 class MLflowSink:
-    """Statistics rows to an MLflow run through a helper process; also the run's params, tags and artifacts."""
+    """Statistics rows to an MLflow run through a helper process; also the run's params, tags and artifacts.
+
+    The helper starts at the first flush `start_after` seconds into the run (or at the end of a shorter
+    run): its one-off start (importing MLflow, opening the store) then never slows a short run, and is
+    a small share of a long one. Jobs wait in order until it runs.
+    """
 
     def __init__(self, tracking_uri: str, experiment_name: str, run_name: str, artifact_root: Path | None,
-                 run_id: str | None = None, run_file: Path | None = None) -> None:
+                 run_id: str | None = None, run_file: Path | None = None, start_after: float = 30.0) -> None:
         self.tracking_uri, self.run_id = tracking_uri, run_id
         self.failed = False
         self.pending: list[tuple] = []
+        self.backlog: list[tuple] = [("start",)]
+        self.created, self.start_after = time.monotonic(), start_after
+        self.settings = {"tracking_uri": tracking_uri, "experiment_name": experiment_name, "run_name": run_name,
+                         "artifact_root": str(artifact_root) if artifact_root else None, "run_id": run_id,
+                         "run_file": str(run_file) if run_file else None}
+        self.process = None
+
+    def _put(self, job: tuple | None) -> None:
+        if self.process is None:
+            self.backlog.append(job)
+        else:
+            self.jobs.put(job)
+
+    def _start_helper(self) -> None:
         context = multiprocessing.get_context("spawn")
         self.jobs, self.replies = context.Queue(), context.Queue()
-        settings = {"tracking_uri": tracking_uri, "experiment_name": experiment_name, "run_name": run_name,
-                    "artifact_root": str(artifact_root) if artifact_root else None, "run_id": run_id,
-                    "run_file": str(run_file) if run_file else None}
-        self.process = context.Process(target=_serve, args=(settings, self.jobs, self.replies),
+        self.process = context.Process(target=_serve, args=(self.settings, self.jobs, self.replies),
                                        name="pyrosys-mlflow", daemon=True)
         self.process.start()
-        self.jobs.put(("start",))
+        for job in self.backlog:
+            self.jobs.put(job)
+        self.backlog = []
+
+    def replay(self, folder: Path, episode: int) -> None:
+        """Log the statistics rows a run wrote up to `episode` from its CSV files (a resumed run whose
+        MLflow run never started, or a run re-logged after an outage)."""
+        import csv
+
+        from pyrosys.statistics import CSV_FILES
+
+        for table, name in CSV_FILES.items():
+            path = Path(folder) / name
+            if table == "testing" or not path.is_file():
+                continue
+            with open(path, newline="", encoding="utf-8") as stream:
+                for row in csv.DictReader(stream):
+                    if int(row["episode"]) <= episode:
+                        self.pending += [(f"{table}/{key}", float(value), int(time.time() * 1000), int(row["episode"]))
+                                         for key, value in row.items() if key not in ("episode", "epoch") and value]
+        self.flush()
 
     def _read_replies(self, wait: float = 0.0) -> bool:
         """Take the helper's messages; True once it has said it is done."""
+        if self.process is None:
+            return False
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -184,7 +222,7 @@ class MLflowSink:
                 return True
 
     def log_params_and_tags(self, params: Mapping[str, str], tags: Mapping[str, str]) -> None:
-        self.jobs.put(("params", dict(params), {k: str(v) for k, v in tags.items()}))
+        self._put(("params", dict(params), {k: str(v) for k, v in tags.items()}))
 
     def write(self, table: str, row: Mapping[str, Any]) -> None:
         """Statistics rows become metrics `<table>/<name>` at their episode, sent in batches."""
@@ -201,7 +239,9 @@ class MLflowSink:
     def flush(self) -> None:
         batch, self.pending = self.pending, []
         if batch:
-            self.jobs.put(("metrics", batch))
+            self._put(("metrics", batch))
+        if self.process is None and time.monotonic() - self.created >= self.start_after:
+            self._start_helper()
         self._read_replies()
 
     def log_final(self, metrics: Mapping[str, float]) -> None:
@@ -212,13 +252,15 @@ class MLflowSink:
         self.flush()
 
     def log_artifacts(self, files: list[Path], bundle: Path | None, registered_model: str | None) -> None:
-        self.jobs.put(("artifacts", [str(f) for f in files], str(bundle) if bundle else None, registered_model))
+        self._put(("artifacts", [str(f) for f in files], str(bundle) if bundle else None, registered_model))
 
     def finish(self, status: str = "FINISHED", timeout: float = 120.0) -> bool:
         """Flush, close the run with `status`, and wait for the helper; whether everything was logged."""
         self.flush()
-        self.jobs.put(("finish", status))
-        self.jobs.put(None)
+        self._put(("finish", status))
+        self._put(None)
+        if self.process is None:
+            self._start_helper()
         done = self._read_replies(wait=timeout)
         self.process.join(5)
         if self.process.is_alive():

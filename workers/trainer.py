@@ -296,6 +296,8 @@ def tracking(plan: TrainingPlan, folder: Path, outdir: Path, callbacks: list,
                                 plan.mlflow["run_name"] or f"{plan.model.name}_{folder.name}",
                                 artifact_root=None if plan.mlflow["tracking_uri"] else outdir / "mlflow" / "artifacts",
                                 run_id=earlier.get("run_id"), run_file=folder / RUN_FILE))
+        if resume and not earlier.get("run_id"):      # the interrupted run never reached MLflow: log its rows now
+            sinks[-1].replay(folder, resume["episode"])
     if plan.tensorboard is not None:
         from pyrosys.tensorboard import TensorBoardHistograms, TensorBoardSink
 
