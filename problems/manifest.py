@@ -175,11 +175,6 @@ class Manifest(InMemoryProblem):
         loader_cls = resolve(spec, "loader", key="problem.loaders.targets") if spec else None
         return getattr(loader_cls, "task", None) or "regression"
 
-    def prepared(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
-        if getattr(self, "_prepared", None) is None:
-            self._prepared = self.prepare()
-        return self._prepared
-
     def prepare(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
         """Every field loaded and cut into the splits the manifest names."""
         params = self.params
@@ -214,9 +209,3 @@ class Manifest(InMemoryProblem):
             index = torch.tensor([i for i, row in enumerate(rows) if row[split_column] == name], dtype=torch.long)
             splits[name] = {field: tensor[index] for field, tensor in fields.items()}
         return splits, definitions
-
-    def load_splits(self) -> dict[str, dict[str, torch.Tensor]]:
-        return self.prepared()[0]
-
-    def define_data(self) -> dict[str, Any]:
-        return {field: dict(definition) for field, definition in self.prepared()[1].items()}

@@ -148,11 +148,24 @@ def keep_batch(batch: DataDict) -> DataDict:
 
 
 class InMemoryProblem(Problem):
-    """A problem whose splits fit in memory as tensors; subclasses only write `load_splits`."""
+    """A problem whose splits fit in memory as tensors; subclasses write `prepare`, read once and cached."""
+
+    def prepare(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
+        """Every split ('train', 'val', 'test') as named tensors of equal length, and the data definitions."""
+        raise TypeError(f"{type(self).__name__} must define prepare()")
+
+    def prepared(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
+        """`prepare()`'s result, computed once: splits and definitions come from the same reading."""
+        if getattr(self, "_prepared", None) is None:
+            self._prepared = self.prepare()
+        return self._prepared
 
     def load_splits(self) -> dict[str, dict[str, torch.Tensor]]:
-        """Every split ('train', 'val', 'test') as a dict of named tensors of equal length."""
-        raise TypeError(f"{type(self).__name__} must define load_splits()")
+        """Every split as a dict of named tensors."""
+        return self.prepared()[0]
+
+    def define_data(self) -> dict:
+        return {field: dict(definition) for field, definition in self.prepared()[1].items()}
 
     def setup(self, stage: str | None = None) -> None:
         if getattr(self, "splits", None) is None:

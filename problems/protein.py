@@ -161,11 +161,6 @@ class ProteinSequences(InMemoryProblem):
                                   file=str(path), key="problem.split_column")
         return records
 
-    def prepared(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
-        if getattr(self, "_prepared", None) is None:
-            self._prepared = self.prepare()
-        return self._prepared
-
     def prepare(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
         """Token ids, masks and targets of every split, and the data definitions."""
         params, path = self.params, Path(self.params["path"] or ".")
@@ -202,9 +197,3 @@ class ProteinSequences(InMemoryProblem):
         splits = {name: {"inputs": inputs[torch.from_numpy(idx)], "targets": targets[torch.from_numpy(idx)],
                          "masks": masks[torch.from_numpy(idx)]} for name, idx in zip(SPLITS, parts)}
         return splits, definitions
-
-    def load_splits(self) -> dict[str, dict[str, torch.Tensor]]:
-        return self.prepared()[0]
-
-    def define_data(self) -> dict:
-        return {field: dict(definition) for field, definition in self.prepared()[1].items()}

@@ -35,28 +35,27 @@ def standardise(values: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, list
 
 
 class ScikitLearnProblem(InMemoryProblem):
-    """A bundled scikit-learn data set split by the seed; subclasses name the loader and the task."""
+    """A bundled scikit-learn data set split by the seed; subclasses name the loader and describe the data."""
 
     def load_arrays(self) -> tuple[np.ndarray, np.ndarray, dict]:
         """Inputs, targets and extra definitions (feature names, classes) of the whole data set."""
         raise TypeError(f"{type(self).__name__} must define load_arrays()")
 
-    def load_splits(self) -> dict[str, dict[str, torch.Tensor]]:
-        inputs, targets, _ = self.prepared()
-        parts = split_indices(len(targets), self.params["fractions"], self.params["seed"])
-        return {name: {"inputs": inputs[torch.from_numpy(idx)], "targets": targets[torch.from_numpy(idx)]}
-                for name, idx in zip(("train", "val", "test"), parts)}
+    def describe(self, inputs: np.ndarray, targets: np.ndarray, extra: dict,
+                 train: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Inputs and targets as the model sees them (statistics from the `train` rows only), and their
+        data definitions."""
+        raise TypeError(f"{type(self).__name__} must define describe()")
 
-    def prepared(self) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """Inputs and targets as tensors, standardised where the problem says so, and their definitions."""
-        if getattr(self, "_prepared", None) is None:
-            self._prepared = self.prepare_arrays()
-        return self._prepared
-
-    def prepare_arrays(self) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def prepare(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
         inputs, targets, extra = self.load_arrays()
-        return (torch.tensor(inputs, dtype=torch.float32),
-                torch.tensor(targets, dtype=torch.int64 if self.task == "classification" else torch.float32), extra)
+        parts = split_indices(len(targets), self.params["fractions"], self.params["seed"])
+        inputs, targets, definitions = self.describe(inputs, targets, extra, parts[0])
+        inputs = torch.tensor(inputs, dtype=torch.float32)
+        targets = torch.tensor(targets, dtype=torch.int64 if self.task == "classification" else torch.float32)
+        splits = {name: {"inputs": inputs[torch.from_numpy(idx)], "targets": targets[torch.from_numpy(idx)]}
+                  for name, idx in zip(("train", "val", "test"), parts)}
+        return splits, definitions
 
 
 @register("problem")
@@ -67,16 +66,17 @@ class Digits(ScikitLearnProblem):
     def get_params() -> dict:
         return {**InMemoryProblem.get_params(), "fractions": [0.7, 0.15, 0.15]}
 
-    def define_data(self) -> dict:
-        return {"inputs": {"kind": "image", "shape": [1, 8, 8], "dtype": "float32", "scale": 16.0},
-                "targets": {"shape": [], "dtype": "int64", "num_classes": 10,
-                            "classes": [str(d) for d in range(10)]}}
-
     def load_arrays(self) -> tuple[np.ndarray, np.ndarray, dict]:
         from sklearn.datasets import load_digits
 
         data = load_digits()
-        return (data.images / 16.0)[:, None, :, :], data.target, {}
+        return data.images[:, None, :, :], data.target, {}
+
+    def describe(self, inputs: np.ndarray, targets: np.ndarray, extra: dict,
+                 train: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+        return inputs / 16.0, targets, {
+            "inputs": {"kind": "image", "shape": [1, 8, 8], "dtype": "float32", "scale": 16.0},
+            "targets": {"shape": [], "dtype": "int64", "num_classes": 10, "classes": [str(d) for d in range(10)]}}
 
 
 class TabularProblem(ScikitLearnProblem):
@@ -86,9 +86,8 @@ class TabularProblem(ScikitLearnProblem):
     def get_params() -> dict:
         return {**InMemoryProblem.get_params(), "fractions": [0.7, 0.15, 0.15], "standardize": True}
 
-    def prepare_arrays(self) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        inputs, targets, extra = self.load_arrays()
-        train = split_indices(len(targets), self.params["fractions"], self.params["seed"])[0]
+    def describe(self, inputs: np.ndarray, targets: np.ndarray, extra: dict,
+                 train: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
         inputs_definition = {"kind": "vector", "shape": [inputs.shape[1]], "dtype": "float32",
                              "feature_names": extra["feature_names"]}
         targets_definition = {key: value for key, value in extra.items() if key != "feature_names"}
@@ -98,13 +97,7 @@ class TabularProblem(ScikitLearnProblem):
             if self.task == "regression":
                 targets, mean, std = standardise(targets, train)
                 targets_definition["standardize"] = {"mean": mean, "std": std}
-        self._definitions = {"inputs": inputs_definition, "targets": targets_definition}
-        dtype = torch.int64 if self.task == "classification" else torch.float32
-        return torch.tensor(inputs, dtype=torch.float32), torch.tensor(targets, dtype=dtype), extra
-
-    def define_data(self) -> dict:
-        self.prepared()
-        return {field: dict(definition) for field, definition in self._definitions.items()}
+        return inputs, targets, {"inputs": inputs_definition, "targets": targets_definition}
 
 
 @register("problem")

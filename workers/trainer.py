@@ -281,23 +281,26 @@ def build_callbacks(plan: TrainingPlan) -> list:
 
 
 def tracking(plan: TrainingPlan, folder: Path, outdir: Path, callbacks: list,
-             resume: dict | None = None) -> tuple[list, list]:
+             resume: dict | None = None) -> tuple[list, list, Any]:
     """Where statistics go (CSV and log lines always; TensorBoard at its level; MLflow) and the callbacks
-    that feed them; a resumed run goes on in its TensorBoard folder and MLflow run."""
+    that feed them, and the MLflow sink (None when off); a resumed run goes on in its TensorBoard folder
+    and MLflow run."""
     from pyrosys.statistics import CsvSink, LogSink
 
     sinks: list = [CsvSink(folder), LogSink()]
+    mlflow = None
     if plan.mlflow is not None:
         from pyrosys.mlflow_tracking import RUN_FILE, MLflowSink, default_tracking_uri
 
         earlier = (resume or {}).get("mlflow") or {}
         uri = earlier.get("tracking_uri") or plan.mlflow["tracking_uri"] or default_tracking_uri(outdir)
-        sinks.append(MLflowSink(uri, plan.mlflow["experiment_name"] or plan.problem.name,
-                                plan.mlflow["run_name"] or f"{plan.model.name}_{folder.name}",
-                                artifact_root=None if plan.mlflow["tracking_uri"] else outdir / "mlflow" / "artifacts",
-                                run_id=earlier.get("run_id"), run_file=folder / RUN_FILE))
+        mlflow = MLflowSink(uri, plan.mlflow["experiment_name"] or plan.problem.name,
+                            plan.mlflow["run_name"] or f"{plan.model.name}_{folder.name}",
+                            artifact_root=None if plan.mlflow["tracking_uri"] else outdir / "mlflow" / "artifacts",
+                            run_id=earlier.get("run_id"), run_file=folder / RUN_FILE)
+        sinks.append(mlflow)
         if resume and not earlier.get("run_id"):      # the interrupted run never reached MLflow: log its rows now
-            sinks[-1].replay(folder, resume["episode"])
+            mlflow.replay(folder, resume["episode"])
     if plan.tensorboard is not None:
         from pyrosys.tensorboard import TensorBoardHistograms, TensorBoardSink
 
@@ -305,7 +308,7 @@ def tracking(plan: TrainingPlan, folder: Path, outdir: Path, callbacks: list,
         sinks.append(board)
         if plan.tensorboard >= 1:
             callbacks = [*callbacks, TensorBoardHistograms(board, plan.tensorboard, plan.logging_interval)]
-    return sinks, callbacks
+    return sinks, callbacks, mlflow
 
 
 def checkpointing(plan: TrainingPlan, models_dir: Path) -> Any:
@@ -496,8 +499,8 @@ def train(args: argparse.Namespace) -> int:
         experiment = Experiment.create(args.outdir or "experiments", plan.problem.name, plan.model.name,
                                        args.savetag)
     show_progress_lines(not arguments["enable_progress_bar"])
-    sinks, callbacks = tracking(plan, experiment.folder, Path(args.outdir or "experiments"), callbacks, resume)
-    mlflow = next((sink for sink in sinks if type(sink).__name__ == "MLflowSink"), None)
+    sinks, callbacks, mlflow = tracking(plan, experiment.folder, Path(args.outdir or "experiments"), callbacks,
+                                        resume)
     collector = StatisticsCollector(sinks, plan.logging_interval)
     trainer = pl.Trainer(**arguments, default_root_dir=str(experiment.folder), plugins=[AtomicCheckpointIO()],
                          callbacks=[collector, checkpointing(plan, experiment.models_dir), *callbacks])
