@@ -19,7 +19,7 @@ $(VENV)/.installed: setup.cfg setup.py constraints.txt | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(INSTALL) -e ".[dev]"
+	$(INSTALL) -e ".[dev,ray]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -36,6 +36,15 @@ class ConfigError(Exception):
         return self.paragraph()
 
 
+class RunFailed(Exception):
+    """A run that started and then failed for a reason that is not a configuration mistake (its loss
+    diverged, a component raised). Workers print it on one line and exit with status 1."""
+
+
+class TrainingDiverged(RunFailed):
+    """The training loss became NaN or infinite."""
+
+
 def nearest(word: str, choices: Iterable[str], n: int = 3) -> list[str]:
     """The names among `choices` closest to `word`, best first (for 'did you mean' hints)."""
     choices = sorted(set(choices))

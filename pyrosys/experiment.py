@@ -58,6 +58,11 @@ class Experiment:
         return cls(create_unique_folder(Path(outdir) / problem / model, name))
 
     @classmethod
+    def create_named(cls, outdir: str | Path, name: str) -> Experiment:
+        """A fresh experiment folder `outdir/<name>` (grid runs), `<name>_1`... when it is taken."""
+        return cls(create_unique_folder(Path(outdir), name))
+
+    @classmethod
     def reopen(cls, folder: str | Path) -> Experiment:
         """An existing experiment folder, its status.json read back (to resume it)."""
         experiment = cls(Path(folder))

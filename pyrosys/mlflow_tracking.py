@@ -1,19 +1,23 @@
-"""MLflow tracking: params, batched metrics, tags and artifacts of a run, logged by a separate process.
+"""MLflow tracking: params, batched metrics, tags and artifacts of a run, never on the training path.
 
-Every MLflow call runs in one helper process fed by a queue, so training never waits on the tracking
-store nor shares the interpreter lock with it; metrics travel in batches (one message per table and
-flush, never one call per metric per step). When the store cannot be reached, the helper reports it,
-the trainer logs one warning and tracking stops; training and the CSV statistics go on.
+While a run trains, no MLflow call runs in the trainer's process: jobs wait in order and, 30 s into a
+run, a helper process on idle CPU carries them out, so training never waits on the tracking store nor
+shares the interpreter lock with it. A run that ends sooner does its tracking after training, in its
+own process. Metrics travel in batches (one job per table and flush, never one call per metric per
+step). When the store cannot be reached, the trainer logs one warning and tracking stops; training and
+the CSV statistics go on.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import multiprocessing
 import os
 import queue
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +49,8 @@ def default_tracking_uri(outdir: str | Path) -> str:
 
 
 class _Tracker:
-    """The helper process's side: one MlflowClient and the run it logs to."""
+    """One MlflowClient and the run it logs to (in the helper process, or in the trainer's own at the end
+    of a short run)."""
 
     def __init__(self, settings: dict) -> None:
         from mlflow.tracking import MlflowClient
@@ -55,6 +60,10 @@ class _Tracker:
         self.run_id = settings["run_id"]
 
     def start(self) -> str:
+        with _store_lock(self.settings["tracking_uri"]):    # grid runs share one SQLite store
+            return self._start()
+
+    def _start(self) -> str:
         settings = self.settings
         if self.run_id is None:
             experiment = self.client.get_experiment_by_name(settings["experiment_name"])
@@ -109,42 +118,83 @@ class _Tracker:
         self.client.set_terminated(self.run_id, status=status)
 
 
+@contextlib.contextmanager
+def _store_lock(tracking_uri: str) -> Iterator[None]:
+    """Hold a file lock beside a SQLite store while a run is opened: concurrent runs (a grid) would
+    otherwise race to create its tables and its experiment."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(tracking_uri[len("sqlite:///"):])
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{database}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _quiet_mlflow(tracking_uri: str) -> None:
+    """No retries against a server that does not answer; MLflow's and alembic's chatter off (set after
+    MLflow is imported: importing it sets its own levels)."""
+    import mlflow  # noqa: F401
+
+    if tracking_uri.startswith(("http://", "https://")):
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+class _Jobs:
+    """Carries out tracking jobs in order; after a failure the rest are dropped (one warning, not many)."""
+
+    def __init__(self, settings: dict) -> None:
+        self.settings, self.tracker, self.failed = settings, None, False
+
+    def do(self, job: tuple) -> tuple | None:
+        """One job; the reply to hand to the trainer (the run id, a failure), if any."""
+        if self.failed:
+            return None
+        try:
+            if self.tracker is None:
+                self.tracker = _Tracker(self.settings)
+            if job[0] == "start":
+                return ("run", self.tracker.start())
+            getattr(self.tracker, job[0])(*job[1:])
+        except Exception as error:  # noqa: BLE001 - any store failure degrades to a warning
+            self.failed = True
+            text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            return ("failed", f"{type(error).__name__}: {text}")
+        return None
+
+
 def _serve(settings: dict, jobs: Any, replies: Any) -> None:
     """The helper process: carry out the queued jobs in order; report the run id, a failure, the end.
 
-    It runs only on idle CPU cycles (SCHED_IDLE where the system has it, else the lowest priority):
-    tracking waits for training rather than slowing it.
+    While training runs it takes only idle CPU cycles (SCHED_IDLE where the system has it, else the
+    lowest priority): tracking waits for training rather than slowing it. Once the run is finishing it
+    asks for ordinary scheduling, so that the trainer (or the grid's next run) does not wait on it.
     """
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
         if hasattr(os, "nice"):
             os.nice(19)
-    if settings["tracking_uri"].startswith(("http://", "https://")):
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    failed = False
-    tracker = None
+    _quiet_mlflow(settings["tracking_uri"])
+    worker = _Jobs(settings)
     while True:
         job = jobs.get()
         if job is None:
-            replies.put(("done", not failed))
+            replies.put(("done", not worker.failed))
             return
-        if failed:
-            continue
-        try:
-            if tracker is None:
-                tracker = _Tracker(settings)
-            if job[0] == "start":
-                replies.put(("run", tracker.start()))
-            else:
-                getattr(tracker, job[0])(*job[1:])
-        except Exception as error:  # noqa: BLE001 - any store failure degrades to a warning
-            failed = True
-            text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            replies.put(("failed", f"{type(error).__name__}: {text}"))
+        if job[0] == "finish":
+            with contextlib.suppress(AttributeError, OSError):
+                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        reply = worker.do(job)
+        if reply is not None:
+            replies.put(reply)
 
 
 class MLflowSink:
@@ -158,7 +208,7 @@ class MLflowSink:
     def __init__(self, tracking_uri: str, experiment_name: str, run_name: str, artifact_root: Path | None,
                  run_id: str | None = None, run_file: Path | None = None, start_after: float = 30.0) -> None:
         self.tracking_uri, self.run_id = tracking_uri, run_id
-        self.failed = False
+        self.failed, self.finished = False, False
         self.pending: list[tuple] = []
         self.backlog: list[tuple] = [("start",)]
         self.created, self.start_after = time.monotonic(), start_after
@@ -201,6 +251,15 @@ class MLflowSink:
                                          for key, value in row.items() if key not in ("episode", "epoch") and value]
         self.flush()
 
+    def _take(self, kind: str, value: Any) -> None:
+        """A reply of the helper (or of the jobs carried out here): the run id, or a failure."""
+        if kind == "run":
+            self.run_id = value
+        elif kind == "failed":
+            self.failed = True
+            log.warning("MLflow tracking at %s stopped (%s); training goes on and the CSV statistics are "
+                        "complete", self.tracking_uri, value)
+
     def _read_replies(self, wait: float = 0.0) -> bool:
         """Take the helper's messages; True once it has said it is done."""
         if self.process is None:
@@ -212,14 +271,9 @@ class MLflowSink:
                     self.replies.get_nowait()
             except queue.Empty:
                 return False
-            if kind == "run":
-                self.run_id = value
-            elif kind == "failed":
-                self.failed = True
-                log.warning("MLflow tracking at %s stopped (%s); training goes on and the CSV statistics are "
-                            "complete", self.tracking_uri, value)
-            elif kind == "done":
+            if kind == "done":
                 return True
+            self._take(kind, value)
 
     def log_params_and_tags(self, params: Mapping[str, str], tags: Mapping[str, str]) -> None:
         self._put(("params", dict(params), {k: str(v) for k, v in tags.items()}))
@@ -237,6 +291,8 @@ class MLflowSink:
             self.flush()
 
     def flush(self) -> None:
+        if self.finished:
+            return
         batch, self.pending = self.pending, []
         if batch:
             self._put(("metrics", batch))
@@ -255,12 +311,25 @@ class MLflowSink:
         self._put(("artifacts", [str(f) for f in files], str(bundle) if bundle else None, registered_model))
 
     def finish(self, status: str = "FINISHED", timeout: float = 120.0) -> bool:
-        """Flush, close the run with `status`, and wait for the helper; whether everything was logged."""
+        """Flush, close the run with `status`; whether everything was logged.
+
+        A run that ended before the helper started (a short one) does its tracking here, in this
+        process, after training: no process to start, and MLflow is imported once per process (a grid
+        worker's runs share it). Otherwise the helper is told to finish and waited for.
+        """
         self.flush()
         self._put(("finish", status))
-        self._put(None)
+        self.finished = True
         if self.process is None:
-            self._start_helper()
+            _quiet_mlflow(self.tracking_uri)
+            worker = _Jobs(self.settings)
+            for job in self.backlog:
+                reply = worker.do(job)
+                if reply is not None:
+                    self._take(*reply)
+            self.backlog = []
+            return not self.failed
+        self._put(None)
         done = self._read_replies(wait=timeout)
         self.process.join(5)
         if self.process.is_alive():

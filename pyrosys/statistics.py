@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 
 from pyrosys.data_dict import batch_size
+from pyrosys.errors import TrainingDiverged
 
 
 class PhaseBuffer:
@@ -77,6 +79,13 @@ def append_csv(path: Path, row: Mapping[str, Any]) -> None:
 CSV_FILES = {"training": "training_statistics.csv", "training_agg": "training_set_agg_statistics.csv",
              "validation": "validation_statistics.csv", "validation_agg": "validation_set_agg_statistics.csv",
              "testing": "testing_statistics.csv"}
+
+
+def check_finite(loss: float | None, episode: int) -> None:
+    """A NaN or infinite training loss ends the run as failed (checked at each row, not each step)."""
+    if loss is not None and not math.isfinite(loss):
+        raise TrainingDiverged(f"the training loss is {loss} at episode {episode}; lower the learning rate "
+                               "or clip gradients (training.gradient_clipping)")
 
 
 class CsvSink:
@@ -155,11 +164,13 @@ class StatisticsCollector(pl.Callback):
             now = time.perf_counter()
             then, first_episode, first_samples = self._clock or (now, episode - 1, 0)
             elapsed = max(now - then, 1e-9)
+            values = self.buffers["train"].last()          # the row's one host synchronisation
             self.emit_global(trainer, "training", {"episode": episode, "epoch": trainer.current_epoch,
-                                   **self.buffers["train"].last(), "learning_rate": self._learning_rate(trainer),
+                                   **values, "learning_rate": self._learning_rate(trainer),
                                    "batch_time": elapsed / max(1, episode - first_episode),
                                    "samples_per_second": (self._samples - first_samples) / elapsed})
             self._clock = (now, episode, self._samples)
+            check_finite(values.get("loss"), episode)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         buffer = self.buffers["train"]
@@ -168,6 +179,7 @@ class StatisticsCollector(pl.Callback):
             self.emit_global(trainer, "training_agg", {"episode": trainer.global_step, "epoch": trainer.current_epoch,
                                        **self.results["train"]})
         buffer.clear()
+        check_finite(self.results.get("train", {}).get("loss"), trainer.global_step)
 
     def on_validation_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any,
                                 batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:

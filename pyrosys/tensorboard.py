@@ -28,7 +28,8 @@ class TensorBoardSink:
         self.writer._get_file_writer().add_summary(Summary(value=values), step)
 
     def close(self) -> None:
-        self.writer.flush()
+        """Flush and close the event file, ending the writer's thread (a grid worker runs many runs)."""
+        self.writer.close()
 
 
 class TensorBoardHistograms(pl.Callback):

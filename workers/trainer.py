@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pyrosys.config import dump_yaml, load_configuration
-from pyrosys.errors import ConfigError
+from pyrosys.errors import ConfigError, RunFailed
 from pyrosys.param_registry import ParamInterface, ParamRegistry
 from pyrosys.seeds import resolve_seed
 from pyrosys.workers.components import ComponentPlan, plain, resolve_model, resolve_problem
@@ -495,6 +495,8 @@ def train(args: argparse.Namespace) -> int:
         resume = {"checkpoint": str(last), "episode": step,
                   "mlflow": json.loads(run_file.read_text()) if run_file.is_file() else None}
         truncate_statistics(experiment.folder, step)
+    elif args.run_name:
+        experiment = Experiment.create_named(args.outdir or "experiments", args.run_name)
     else:
         experiment = Experiment.create(args.outdir or "experiments", plan.problem.name, plan.model.name,
                                        args.savetag)
@@ -549,11 +551,16 @@ def train(args: argparse.Namespace) -> int:
                                 testing=results)                                                   # record
         finish_tracking(mlflow, experiment, plan, results, "FINISHED")
     except BaseException as error:
-        experiment.write_status(status="failed", finished=now_iso(), reason=f"{type(error).__name__}: {error}")
+        experiment.write_status(status="failed", finished=now_iso(), reason=f"{type(error).__name__}: {error}",
+                                epoch=trainer.current_epoch, episode=trainer.global_step)
         finish_tracking(mlflow, experiment, plan, {}, "FAILED")
-        log.exception("training failed")
+        if isinstance(error, RunFailed):
+            log.error("training failed: %s", error)
+        else:
+            log.exception("training failed")
         raise
     finally:
+        collector.close()                    # after a failure too: a grid worker goes on to its next run
         write_text_atomic(experiment.folder / "description.json",
                           json.dumps({**described, "started": experiment.status["started"],
                                       "finished": now_iso()}, indent=2))
@@ -577,6 +584,9 @@ def parser() -> argparse.ArgumentParser:
                         help="start a new experiment from these weights (a checkpoint or bundle, via the Adapter)")
     add_configuration_flags(result)
     add_run_flags(result, savetag=True)
+    result.add_argument("--run-name", metavar="NAME", default=None,
+                        help="experiment folder <outdir>/NAME instead of <outdir>/<Problem>/<Model>/<time> "
+                             "(grid workers name their runs so)")
     result.add_argument("--tensorboard", type=int, choices=(0, 1, 2), default=None,
                         help="logging.tensorboard: 0 statistics, 1 + weight histograms, 2 + gradient histograms")
     result.add_argument("--mlflow", metavar="URI", default=None,

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from pyrosys.errors import ConfigError
+from pyrosys.errors import ConfigError, RunFailed
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -91,7 +91,8 @@ def configure_console_logging(level: str) -> None:
 
 def run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser,
         argv: Sequence[str] | None = None) -> int:
-    """Parse the flags and run `main`; a ConfigError becomes one paragraph on stderr and status 2."""
+    """Parse the flags and run `main`; a ConfigError becomes one paragraph on stderr and status 2, a
+    failed run (diverged loss) one line and status 1."""
     args = parser.parse_args(argv)
     configure_console_logging(args.log_level)
     try:
@@ -99,3 +100,6 @@ def run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentPars
     except ConfigError as error:
         print(error.paragraph(), file=sys.stderr)
         return 2
+    except RunFailed as error:
+        print(f"[pyrosys] the run failed: {error}", file=sys.stderr)
+        return 1

@@ -1,0 +1,289 @@
+"""Grid plans: a folder of experiment configs or a grid file, expanded into the runs of a grid.
+
+A grid file, after MI-Prometheus::
+
+    grid_tasks:                       # each task: configs (relative to this file) and overrides
+      - default_configs: lenet5.yaml
+        overwrite: {training: {optimizer: {lr: 1.0e-2}}}
+    grid_overwrite: {training: {terminal_conditions: {epoch_limit: 3}}}   # every task
+    grid_search: {training.optimizer.lr: [1.0e-3, 1.0e-2]}              # Cartesian product, every task
+    grid_settings: {experiment_repetitions: 2, max_concurrent_runs: 2}
+
+Precedence, lowest first: the task's configs, the task's `overwrite`, `grid_overwrite`, the sweep's
+values, then the command line's `--set`. A task keeps its own seed; repetition k of a task seeded
+s gets seed s + k, and a task without a seed gets drawn seeds; every run's seed is in the plan.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import random
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyrosys.atomic import write_text_atomic
+from pyrosys.config import dump_yaml, load_configuration, load_yaml, parse_override
+from pyrosys.errors import ConfigError, did_you_mean
+
+GRID_KEYS = ("grid_tasks", "grid_overwrite", "grid_settings", "grid_search")
+SETTINGS = {"experiment_repetitions": 1, "max_concurrent_runs": None}
+PLAN_FILE = "grid.yaml"
+STATUS_FILE = "grid_status.csv"
+STATUS_COLUMNS = ("run", "status", "reason", "folder", "seed", "pid", "started", "finished", "seconds",
+                  "attempts")
+
+
+@dataclass
+class GridRun:
+    """One run of a grid: the trainer's configuration files, overrides and seed, and its folder name."""
+
+    name: str
+    configs: list[str]
+    overrides: list[str] = field(default_factory=list)
+    seed: int | None = None
+    swept: dict[str, Any] = field(default_factory=dict)
+    task: int = 0
+    repetition: int = 0
+    error: str | None = None          # the configuration does not resolve: the run fails without starting
+
+    def trainer_arguments(self) -> list[str]:
+        """The pyrosys-trainer flags of this run (less --outdir and --run-name)."""
+        arguments = ["--c", *self.configs]
+        if self.overrides:
+            arguments += ["--set", *self.overrides]
+        if self.seed is not None:
+            arguments += ["--seed", str(self.seed)]
+        return arguments
+
+
+@dataclass
+class GridPlan:
+    """The expanded runs of a grid and its settings."""
+
+    source: str
+    runs: list[GridRun]
+    max_concurrent_runs: int | None = None
+    swept_keys: list[str] = field(default_factory=list)
+
+    def to_yaml(self) -> str:
+        return dump_yaml({"source": self.source, "max_concurrent_runs": self.max_concurrent_runs,
+                          "swept_keys": self.swept_keys, "runs": [asdict(run) for run in self.runs]})
+
+    @classmethod
+    def read(cls, folder: Path) -> GridPlan:
+        """The plan saved in a grid folder (grid.yaml)."""
+        path = Path(folder) / PLAN_FILE
+        if not path.is_file():
+            raise ConfigError("this folder holds no grid (no grid.yaml)", file=str(folder), key="--resume",
+                              hint="Give the grid_<time> folder that pyrosys-grid-trainer printed")
+        data = load_yaml(path)
+        return cls(source=data["source"], max_concurrent_runs=data.get("max_concurrent_runs"),
+                   swept_keys=list(data.get("swept_keys") or []),
+                   runs=[GridRun(**run) for run in data.get("runs") or []])
+
+
+def override(key: str, value: Any) -> str:
+    """A `key=value` override whose value reads back as the same YAML (JSON is YAML)."""
+    return f"{key}={json.dumps(value)}"
+
+
+def _overrides_of(tree: Mapping) -> list[str]:
+    """Overrides for a nested mapping, one per top-level section: a section that names another class
+    replaces the old one whole, as it does between files."""
+    return [override(key, value) for key, value in tree.items()]
+
+
+def _label(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return re.sub(r"[^A-Za-z0-9.\-]+", "-", text).strip("-")[:40]
+
+
+def _run_name(index: int, stem: str, swept: Mapping[str, Any], repetition: int, repetitions: int) -> str:
+    parts = [f"{index:03d}", re.sub(r"[^A-Za-z0-9.\-]+", "-", stem)]
+    parts += [f"{key.rsplit('.', 1)[-1]}={_label(value)}" for key, value in swept.items()]
+    if repetitions > 1:
+        parts.append(f"rep{repetition}")
+    return "_".join(parts)
+
+
+def _is_experiment(tree: Mapping) -> bool:
+    """A configuration that names both a problem and a model (anything else is a defaults file)."""
+    return all(isinstance(tree.get(section), Mapping) and ("name" in tree[section] or "_target_" in tree[section])
+               for section in ("problem", "model"))
+
+
+def _seed_of(tree: Mapping) -> int | None:
+    seed = (tree.get("training") or {}).get("seed", -1)
+    return None if seed is None or seed == -1 or isinstance(seed, bool) or not isinstance(seed, int) else seed
+
+
+def _sweep(search: Mapping[str, Sequence], file: str) -> list[dict[str, Any]]:
+    for key, values in search.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"a sweep lists the values to try, not {values!r}", file=file,
+                              key=f"grid_search.{key}", hint="Write for example 'training.optimizer.lr: [1.0e-3, 1.0e-2]'")
+    keys = list(search)
+    return [dict(zip(keys, combination)) for combination in itertools.product(*(search[k] for k in keys))]
+
+
+def _task_runs(configs: list[str], overrides: list[str], sweep: list[dict], repetitions: int,
+               stem: str, task: int, start: int, extra: Sequence[str], rng: random.Random) -> list[GridRun]:
+    runs = []
+    for swept in sweep:
+        run_overrides = [*overrides, *(override(k, v) for k, v in swept.items()), *extra]
+        error, seed = None, None
+        try:
+            tree = load_configuration(configs, run_overrides).tree
+            seed = _seed_of(tree)
+        except ConfigError as problem:
+            error = problem.paragraph()
+        for repetition in range(repetitions):
+            run_seed = None if error else (seed + repetition if seed is not None else rng.randrange(2**31))
+            runs.append(GridRun(name=_run_name(start + len(runs), stem, swept, repetition, repetitions),
+                                configs=configs, overrides=run_overrides, seed=run_seed, swept=dict(swept),
+                                task=task, repetition=repetition, error=error))
+    return runs
+
+
+def _from_folder(folder: Path, extra: Sequence[str], rng: random.Random) -> GridPlan:
+    runs: list[GridRun] = []
+    files = sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+                   and not p.name.startswith("_"))
+    for task, path in enumerate(files):
+        try:
+            data = load_yaml(path)
+            if any(key in data for key in GRID_KEYS):
+                continue                                 # a grid file of its own
+            if not _is_experiment(load_configuration([path], extra).tree):
+                continue                                 # a defaults file
+        except ConfigError:
+            pass                                         # a broken experiment: reported as a failed run
+        runs += _task_runs([str(path.resolve())], [], [{}], 1, path.stem, task, len(runs), extra, rng)
+    if not runs:
+        raise ConfigError("the folder holds no experiment configuration (a YAML file naming a problem and a "
+                          "model)", file=str(folder), key="--c")
+    return GridPlan(source=str(folder.resolve()), runs=runs)
+
+
+def _mapping(value: Any, file: str, key: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"must be a mapping, not {type(value).__name__}", file=file, key=key)
+    return dict(value)
+
+
+def _from_grid_file(path: Path, extra: Sequence[str], rng: random.Random) -> GridPlan:
+    data, file = load_yaml(path), str(path)
+    for key in data:
+        if key not in GRID_KEYS:
+            raise ConfigError("is not a grid file key", file=file, key=key,
+                              hint=did_you_mean(key, GRID_KEYS) + " A grid file has grid_tasks, grid_overwrite, "
+                                   "grid_search and grid_settings")
+    tasks = data.get("grid_tasks")
+    if not isinstance(tasks, list) or not tasks:
+        raise ConfigError("grid_tasks lists at least one task", file=file, key="grid_tasks",
+                          hint="Write for example 'grid_tasks: [{default_configs: lenet5.yaml}]'")
+    settings = {**SETTINGS, **_mapping(data.get("grid_settings"), file, "grid_settings")}
+    for key in settings:
+        if key not in SETTINGS:
+            raise ConfigError("is not a grid setting", file=file, key=f"grid_settings.{key}",
+                              hint=did_you_mean(key, SETTINGS))
+    repetitions, concurrent = settings["experiment_repetitions"], settings["max_concurrent_runs"]
+    if not isinstance(repetitions, int) or isinstance(repetitions, bool) or repetitions < 1:
+        raise ConfigError(f"must be a whole number of at least 1, not {repetitions!r}", file=file,
+                          key="grid_settings.experiment_repetitions")
+    if concurrent is not None and (not isinstance(concurrent, int) or isinstance(concurrent, bool) or concurrent < 1):
+        raise ConfigError(f"must be a whole number of at least 1 or null, not {concurrent!r}", file=file,
+                          key="grid_settings.max_concurrent_runs")
+    grid_overwrite = _overrides_of(_mapping(data.get("grid_overwrite"), file, "grid_overwrite"))
+    search = _mapping(data.get("grid_search"), file, "grid_search")
+    sweep = _sweep(search, file)
+    runs: list[GridRun] = []
+    for task, spec in enumerate(tasks):
+        where = f"grid_tasks[{task}]"
+        if not isinstance(spec, Mapping) or "default_configs" not in spec:
+            raise ConfigError("a task names its configuration files in default_configs", file=file, key=where,
+                              hint="Write for example '- default_configs: lenet5.yaml'")
+        for key in spec:
+            if key not in ("default_configs", "overwrite"):
+                raise ConfigError("is not a task key", file=file, key=f"{where}.{key}",
+                                  hint=did_you_mean(key, ("default_configs", "overwrite")))
+        names = spec["default_configs"]
+        names = [n.strip() for n in names.split(",")] if isinstance(names, str) else names
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise ConfigError("default_configs is a path or a list of paths", file=file,
+                              key=f"{where}.default_configs")
+        configs = []
+        for name in names:
+            config = (path.parent / name).resolve()
+            if not config.is_file():
+                raise ConfigError(f"the file '{name}' does not exist (looked for {config})", file=file,
+                                  key=f"{where}.default_configs",
+                                  hint="Paths in a grid file are relative to the grid file")
+            configs.append(str(config))
+        overrides = [*_overrides_of(_mapping(spec.get("overwrite"), file, f"{where}.overwrite")), *grid_overwrite]
+        runs += _task_runs(configs, overrides, sweep, repetitions, Path(names[0]).stem, task, len(runs), extra, rng)
+    return GridPlan(source=str(path.resolve()), runs=runs, max_concurrent_runs=concurrent, swept_keys=list(search))
+
+
+def expand(path: str | Path, extra: Sequence[str] = (), seed: int | None = None) -> GridPlan:
+    """The plan of a folder of experiment configs or of a grid file; `extra` overrides apply to every run."""
+    path = Path(path)
+    rng = random.Random(seed)
+    if path.is_dir():
+        return _from_folder(path, extra, rng)
+    if not path.is_file():
+        raise ConfigError("neither a folder of configs nor a grid file exists here", file=str(path), key="--c")
+    data = load_yaml(path)
+    if not any(key in data for key in GRID_KEYS):
+        # one experiment config: a grid of one task (with the command line's settings)
+        return GridPlan(source=str(path.resolve()),
+                        runs=_task_runs([str(path.resolve())], [], [{}], 1, path.stem, 0, 0, extra, rng))
+    return _from_grid_file(path, extra, rng)
+
+
+class GridStatus:
+    """grid_status.csv: one row per run (pending, running, completed, failed), rewritten atomically."""
+
+    def __init__(self, folder: Path, runs: Sequence[GridRun]) -> None:
+        self.path = Path(folder) / STATUS_FILE
+        self.rows: dict[str, dict[str, Any]] = {run.name: {"run": run.name, "status": "pending", "attempts": 0,
+                                                           "seed": "" if run.seed is None else run.seed}
+                                                for run in runs}
+        if self.path.is_file():
+            with open(self.path, newline="", encoding="utf-8") as stream:
+                for row in csv.DictReader(stream):
+                    if row["run"] in self.rows:
+                        self.rows[row["run"]].update({k: v for k, v in row.items() if v not in ("", None)})
+
+    def update(self, name: str, **fields: Any) -> None:
+        self.rows[name].update(fields)
+        self.save()
+
+    def save(self) -> None:
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=STATUS_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows.values():
+            writer.writerow({column: row.get(column, "") for column in STATUS_COLUMNS})
+        write_text_atomic(self.path, text.getvalue())
+
+    def counts(self) -> dict[str, int]:
+        result = {"pending": 0, "running": 0, "completed": 0, "failed": 0}
+        for row in self.rows.values():
+            result[row["status"]] = result.get(row["status"], 0) + 1
+        return result
+
+
+def command_line_overrides(items: Sequence[str]) -> list[str]:
+    """Check `--set` items before any run starts (their mistakes would fail every run)."""
+    for item in items:
+        parse_override(item)
+    return list(items)
+

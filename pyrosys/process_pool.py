@@ -1,0 +1,148 @@
+"""A pool of long-lived worker processes for grids: each imports the heavy libraries once, then runs
+job after job; a worker that dies takes only its own job down and is replaced.
+
+Unlike `concurrent.futures.ProcessPoolExecutor`, a killed worker does not break the pool, the parent
+learns at once which job it was running (and its process id, to kill it on purpose), and every
+worker gets its own environment (CUDA_VISIBLE_DEVICES, thread counts) before it imports torch.
+"""
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+
+@dataclass
+class Event:
+    """What the pool reports: a job `started` (in process `pid`), `finished` (with `result`) or `died`."""
+
+    kind: str
+    job: Any
+    pid: int | None = None
+    result: Any = None
+    seconds: float | None = None      # wall time from dispatch to the result
+
+
+def _resolve(function: str) -> Callable[[Any], Any]:
+    module, _, name = function.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _worker(connection: Connection, function: str, preload: Sequence[str], environment: Mapping[str, str]) -> None:
+    """A worker process: set its environment, import once, then run jobs until told to stop."""
+    os.environ.update(environment)
+    for module in preload:
+        importlib.import_module(module)
+    run = _resolve(function)
+    connection.send(("ready", os.getpid()))
+    while True:
+        try:
+            job = connection.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        connection.send(("started", os.getpid()))
+        connection.send(("finished", run(job)))
+
+
+@dataclass
+class _Slot:
+    process: Any
+    connection: Connection
+    job: Any = None
+    dispatched: float = 0.0
+    ready: bool = False
+
+
+class ProcessPool:
+    """`size` worker processes running `function` ("module:name") on jobs; `preload` modules are imported
+    once per worker; `environments[i]` is worker i's extra environment."""
+
+    def __init__(self, size: int, function: str, preload: Sequence[str] = (),
+                 environments: Sequence[Mapping[str, str]] | None = None) -> None:
+        self.size, self.function, self.preload = max(1, int(size)), function, list(preload)
+        self.environments = list(environments or [{}] * self.size)
+        self.context = multiprocessing.get_context("spawn")
+        self.slots: dict[int, _Slot] = {}
+
+    def _start(self, index: int) -> _Slot:
+        parent, child = self.context.Pipe()
+        process = self.context.Process(target=_worker, name=f"pyrosys-pool-{index}", daemon=True,
+                                       args=(child, self.function, self.preload,
+                                             dict(self.environments[index % len(self.environments)])))
+        process.start()
+        child.close()
+        return _Slot(process, parent)
+
+    def run(self, jobs: Iterable[Any], on_event: Callable[[Event], None]) -> None:
+        """Run every job; `on_event` hears each start, result and death, in the order they happen."""
+        waiting = deque(jobs)
+        if not waiting:
+            return
+        self.slots = {i: self._start(i) for i in range(min(self.size, len(waiting)))}
+        try:
+            while waiting or any(slot.job is not None for slot in self.slots.values()):
+                self._dispatch(waiting)
+                slots = list(self.slots.items())
+                ready = wait([s.connection for _, s in slots] + [s.process.sentinel for _, s in slots])
+                for index, slot in slots:
+                    if slot.connection in ready or slot.process.sentinel in ready:
+                        self._serve(index, slot, waiting, on_event)
+        finally:
+            self.close()
+
+    def _dispatch(self, waiting: deque) -> None:
+        for slot in self.slots.values():
+            if slot.ready and slot.job is None and waiting:
+                slot.job, slot.dispatched = waiting.popleft(), time.perf_counter()
+                slot.connection.send(slot.job)
+
+    def _serve(self, index: int, slot: _Slot, waiting: deque, on_event: Callable[[Event], None]) -> None:
+        """Read what one worker said; a worker that died reports its job and is replaced."""
+        while True:
+            try:
+                if not slot.connection.poll():
+                    break
+                kind, value = slot.connection.recv()
+            except (EOFError, OSError):
+                break
+            if kind == "ready":
+                slot.ready = True
+            elif kind == "started":
+                on_event(Event("started", slot.job, pid=value))
+            elif kind == "finished":
+                job, slot.job = slot.job, None
+                on_event(Event("finished", job, pid=slot.process.pid, result=value,
+                               seconds=time.perf_counter() - slot.dispatched))
+        if not slot.process.is_alive() and not slot.connection.poll():
+            slot.process.join()
+            job, slot.job = slot.job, None
+            if job is not None:
+                on_event(Event("died", job, pid=slot.process.pid, result=slot.process.exitcode,
+                               seconds=time.perf_counter() - slot.dispatched))
+            slot.connection.close()
+            if waiting:
+                self.slots[index] = self._start(index)
+            else:
+                del self.slots[index]
+
+    def close(self) -> None:
+        """Tell idle workers to stop; end the ones that do not."""
+        for slot in self.slots.values():
+            try:
+                slot.connection.send(None)
+            except (OSError, ValueError):
+                pass
+        for slot in self.slots.values():
+            slot.process.join(10)
+            if slot.process.is_alive():
+                slot.process.kill()
+                slot.process.join()
+        self.slots = {}

@@ -1,0 +1,213 @@
+"""pyrosys-grid-analyzer: one table of every run under a folder, ranked by the monitored metric.
+
+    pyrosys-grid-analyzer --expdir experiments/grid_<time>
+
+Writes analysis.csv and analysis.md (per run: the swept parameters, seed, the epoch and the reason it
+ended, final training, best validation and testing statistics, seconds) and analysis.png (the
+monitored metric per run, and the validation curves overlaid). Columns keep a stable order.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pyrosys.errors import ConfigError
+from pyrosys.workers.worker import base_parser, run
+
+OUTPUTS = ("analysis.csv", "analysis.md", "analysis.png")
+TIME_COLUMNS = ("seconds",)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as stream:
+        return list(csv.DictReader(stream))
+
+
+def _main_statistics(row: dict[str, Any]) -> dict[str, float]:
+    """A row's own statistics (loss, metrics), without bookkeeping and spread columns."""
+    skip = {"episode", "epoch", "batch", "batches", "samples", "size", "learning_rate", "batch_time",
+            "samples_per_second"}
+    result = {}
+    for key, value in row.items():
+        if key in skip or key.endswith(("_mean", "_std", "_min", "_max")) or value in ("", None):
+            continue
+        try:
+            result[key] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return result
+
+
+def _monitor(folder: Path) -> tuple[str, str]:
+    """The run's monitored validation statistic (val_loss -> loss) and its mode."""
+    from pyrosys.config import load_yaml
+
+    path = folder / "training_configuration.yaml"
+    validation = (load_yaml(path).get("validation") or {}) if path.is_file() else {}
+    monitor = str(validation.get("monitor", "val_loss"))
+    return monitor.removeprefix("val_"), str(validation.get("mode", "min"))
+
+
+def describe_run(folder: Path) -> dict[str, Any]:
+    """One run's row: status, where and why it ended, final training, best validation, testing."""
+    status = json.loads((folder / "status.json").read_text())
+    monitor, mode = _monitor(folder)
+    row: dict[str, Any] = {"status": status.get("status", ""), "seed": status.get("seed_torch", ""),
+                           "epoch": status.get("epoch", ""), "episode": status.get("episode", ""),
+                           "reason": status.get("reason", ""), "monitor": f"val_{monitor}", "mode": mode}
+    training = _read_csv(folder / "training_set_agg_statistics.csv")
+    if training:
+        row.update({f"train_{k}": v for k, v in _main_statistics(training[-1]).items()})
+    validation = _read_csv(folder / "validation_statistics.csv")
+    values = [float(r[monitor]) for r in validation if r.get(monitor) not in ("", None)]
+    if values:
+        best = (min if mode == "min" else max)(range(len(values)), key=values.__getitem__)
+        row.update({f"val_{k}": v for k, v in _main_statistics(validation[best]).items()})
+        row["best_epoch"] = int(validation[best]["epoch"])
+    row.update({f"test_{k}": v for k, v in _main_statistics(status.get("testing") or {}).items()})
+    row["seconds"] = status.get("seconds", "")
+    row["curve"] = values
+    return row
+
+
+def collect(expdir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every run under `expdir` (the grid's plan and status when there is one), and the swept keys."""
+    from pyrosys.grid import PLAN_FILE, STATUS_FILE, GridPlan
+
+    plan = GridPlan.read(expdir) if (expdir / PLAN_FILE).is_file() else None
+    swept_keys = plan.swept_keys if plan else []
+    grid_rows = {r["run"]: r for r in _read_csv(expdir / STATUS_FILE)}
+    rows, seen = [], set()
+    for run in plan.runs if plan else []:
+        entry = grid_rows.get(run.name, {})
+        folder = Path(entry["folder"]) if entry.get("folder") else None
+        row = describe_run(folder) if folder and (folder / "status.json").is_file() else \
+            {"status": entry.get("status", "pending"), "seed": run.seed if run.seed is not None else "",
+             "reason": entry.get("reason") or run.error or "", "curve": []}
+        if entry.get("status") == "failed":         # the grid's word wins (a killed run's folder says running)
+            row.update(status="failed", reason=entry.get("reason") or row.get("reason", ""))
+        row.update({"run": run.name, **{key: run.swept.get(key, "") for key in swept_keys}})
+        rows.append(row)
+        if folder:
+            seen.add(folder.resolve())
+    for status_file in sorted(expdir.rglob("status.json")):          # experiments outside a grid plan
+        folder = status_file.parent
+        inside = folder.relative_to(expdir).parts
+        if folder.resolve() in seen or "mlflow" in inside or any(p.startswith("testing_") for p in inside):
+            continue                             # MLflow's artifact copies, test folders
+        rows.append({"run": str(folder.relative_to(expdir)), **describe_run(folder)})
+    return rows, swept_keys
+
+
+def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Completed runs first, best monitored value first (per the runs' mode), then the others by name."""
+    def key(row: dict[str, Any]) -> tuple:
+        value = row.get(row.get("monitor", ""), None)
+        good = row.get("status") == "completed" and isinstance(value, float) and math.isfinite(value)
+        sign = -1.0 if row.get("mode") == "max" else 1.0
+        return (0 if good else 1, sign * value if good else 0.0, row["run"])
+
+    ranked = sorted(rows, key=key)
+    for index, row in enumerate(ranked, start=1):
+        row["rank"] = index
+    return ranked
+
+
+def columns(rows: list[dict[str, Any]], swept_keys: list[str]) -> list[str]:
+    """A stable column order: identity, swept parameters, how the run ended, statistics by phase, time."""
+    fixed = ["rank", "run", "status", *swept_keys, "seed", "epoch", "best_epoch", "episode", "reason", "monitor"]
+    present = {k for row in rows for k in row}
+    statistics = [sorted(k for k in present if k.startswith(prefix)) for prefix in ("train_", "val_", "test_")]
+    return [c for c in fixed if c in present or c in swept_keys] + [c for group in statistics for c in group] \
+        + [c for c in TIME_COLUMNS if c in present]
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else str(value)
+
+
+def write_tables(expdir: Path, rows: list[dict[str, Any]], order: list[str]) -> None:
+    from pyrosys.atomic import write_text_atomic
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(order)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in order])
+    write_text_atomic(expdir / OUTPUTS[0], text.getvalue())
+    lines = [f"# Grid analysis: {expdir.name}", "", "| " + " | ".join(order) + " |",
+             "|" + "|".join(" --- " for _ in order) + "|"]
+    lines += ["| " + " | ".join(_cell(row.get(c)).replace("|", "/") for c in order) + " |" for row in rows]
+    write_text_atomic(expdir / OUTPUTS[1], "\n".join(lines) + "\n")
+
+
+def plot(expdir: Path, rows: list[dict[str, Any]]) -> None:
+    """The monitored metric per run (bars) and the validation curves overlaid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monitor = next((r["monitor"] for r in rows if r.get("monitor")), "val_loss")
+    figure, (bars, curves) = plt.subplots(1, 2, figsize=(13, 5))
+    shown = [r for r in rows if isinstance(r.get(monitor), float)]
+    bars.barh([r["run"] for r in shown][::-1], [r[monitor] for r in shown][::-1], color="tab:blue")
+    bars.set_xlabel(f"best {monitor}")
+    bars.set_title(f"{monitor} per run (ranked)")
+    bars.tick_params(axis="y", labelsize=7)
+    for row in rows:
+        if row.get("curve"):
+            curves.plot(range(1, len(row["curve"]) + 1), row["curve"], label=row["run"], linewidth=1)
+    curves.set_xlabel("validation")
+    curves.set_ylabel(monitor)
+    curves.set_title("validation curves")
+    if any(r.get("curve") for r in rows):
+        curves.legend(fontsize=6, loc="best")
+    figure.suptitle(f"Grid {expdir.name}")
+    figure.tight_layout()
+    figure.savefig(expdir / OUTPUTS[2], dpi=110)
+    plt.close(figure)
+
+
+def analyze(args: argparse.Namespace) -> int:
+    """Collect -> rank -> tables -> plot."""
+    expdir = Path(args.expdir)
+    if not expdir.is_dir():
+        raise ConfigError("the folder does not exist", file=str(expdir), key="--expdir")
+    rows, swept_keys = collect(expdir)
+    if not rows:
+        raise ConfigError("no experiment (status.json) was found here", file=str(expdir), key="--expdir")
+    rows = rank(rows)
+    order = columns(rows, swept_keys)
+    write_tables(expdir, rows, order)
+    plot(expdir, rows)
+    print((expdir / OUTPUTS[1]).read_text(), end="")
+    print(f"[pyrosys-grid] analysis: {', '.join(str(expdir / name) for name in OUTPUTS)}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The analyzer's flags."""
+    result = base_parser("pyrosys-grid-analyzer", "Tabulate and plot every run under a grid (or any) folder.")
+    result.add_argument("--expdir", metavar="DIR", required=True, help="a grid folder (or any folder of experiments)")
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of pyrosys-grid-analyzer."""
+    return run(analyze, parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
