@@ -104,7 +104,7 @@ def _label(value: Any) -> str:
 
 
 def _run_name(index: int, stem: str, swept: Mapping[str, Any], repetition: int, repetitions: int) -> str:
-    parts = [f"{index:03d}", re.sub(r"[^A-Za-z0-9.\-]+", "-", stem)]
+    parts = [f"{index:03d}", re.sub(r"[^A-Za-z0-9._\-]+", "-", stem)]
     parts += [f"{key.rsplit('.', 1)[-1]}={_label(value)}" for key, value in swept.items()]
     if repetitions > 1:
         parts.append(f"rep{repetition}")
@@ -241,7 +241,7 @@ def expand(path: str | Path, extra: Sequence[str] = (), seed: int | None = None)
     if not path.is_file():
         raise ConfigError("neither a folder of configs nor a grid file exists here", file=str(path), key="--c")
     data = load_yaml(path)
-    if not any(key in data for key in GRID_KEYS):
+    if not any(key.startswith("grid_") for key in data):
         # one experiment config: a grid of one task (with the command line's settings)
         return GridPlan(source=str(path.resolve()),
                         runs=_task_runs([str(path.resolve())], [], [{}], 1, path.stem, 0, 0, extra, rng))

@@ -106,12 +106,14 @@ class ProcessPool:
 
     def _serve(self, index: int, slot: _Slot, waiting: deque, on_event: Callable[[Event], None]) -> None:
         """Read what one worker said; a worker that died reports its job and is replaced."""
-        while True:
+        closed = False
+        while not closed:
             try:
                 if not slot.connection.poll():
                     break
                 kind, value = slot.connection.recv()
             except (EOFError, OSError):
+                closed = True                    # the worker's end is gone: it died (or is dying)
                 break
             if kind == "ready":
                 slot.ready = True
@@ -121,7 +123,12 @@ class ProcessPool:
                 job, slot.job = slot.job, None
                 on_event(Event("finished", job, pid=slot.process.pid, result=value,
                                seconds=time.perf_counter() - slot.dispatched))
-        if not slot.process.is_alive() and not slot.connection.poll():
+        if closed or not slot.process.is_alive():
+            if not closed and slot.connection.poll():
+                return                           # read its last words first, on the next round
+            if not slot.ready and slot.job is None:
+                raise RuntimeError(f"a pool worker could not start (exit status {slot.process.exitcode}); "
+                                   f"run `python -c 'import {self.function.partition(':')[0]}'` to see why")
             slot.process.join()
             job, slot.job = slot.job, None
             if job is not None:

@@ -1,6 +1,7 @@
 """Provenance: what a run was made from (versions, git state of its configs, host) for description.json."""
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import subprocess
@@ -36,7 +37,7 @@ def versions() -> dict[str, str]:
 
 def description(configuration_files: list[str], seeds: dict) -> dict:
     """The self-description of a run at its start."""
-    return {"command": sys.argv, "versions": versions(), "host": socket.gethostname(),
+    return {"command": sys.argv, "versions": versions(), "host": socket.gethostname(), "pid": os.getpid(),
             "platform": platform.platform(), "configuration_files": configuration_files,
             "git": git_state(Path(configuration_files[0]).parent) if configuration_files else None,
             "seeds": seeds}

@@ -1,0 +1,37 @@
+"""The grid's process pool: long-lived workers, a killed worker takes down only its own job."""
+from __future__ import annotations
+
+import os
+import signal
+
+from pyrosys.process_pool import ProcessPool
+
+
+def test_workers_are_reused_across_jobs_and_results_come_back():
+    events = []
+    ProcessPool(2, "math:sqrt").run([4.0, 9.0, 16.0, 25.0, 36.0], events.append)
+    finished = [e for e in events if e.kind == "finished"]
+    assert sorted(e.result for e in finished) == [2.0, 3.0, 4.0, 5.0, 6.0]
+    assert len({e.pid for e in finished}) <= 2                # five jobs, two processes
+    assert all(e.seconds is not None and e.seconds >= 0 for e in finished)
+
+
+def test_a_worker_killed_from_outside_fails_only_its_job_and_is_replaced():
+    events = []
+
+    def on_event(event):
+        events.append(event)
+        if event.kind == "started" and event.job == 60:
+            os.kill(event.pid, signal.SIGKILL)
+
+    ProcessPool(1, "time:sleep").run([0.01, 60, 0.01, 0.01], on_event)
+    died = [e for e in events if e.kind == "died"]
+    assert [(e.job, e.result) for e in died] == [(60, -signal.SIGKILL)]
+    assert sum(e.kind == "finished" for e in events) == 3
+
+
+def test_each_worker_gets_its_own_environment_before_it_imports_anything(monkeypatch):
+    events = []
+    environments = [{"PYROSYS_POOL_TEST": "a"}, {"PYROSYS_POOL_TEST": "b"}]
+    ProcessPool(2, "os:getenv", environments=environments).run(["PYROSYS_POOL_TEST"] * 6, events.append)
+    assert {e.result for e in events if e.kind == "finished"} <= {"a", "b"}
