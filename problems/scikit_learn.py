@@ -126,3 +126,28 @@ class Diabetes(TabularProblem):
         return data.data, data.target, {"feature_names": list(map(str, data.feature_names)), "shape": [],
                                         "dtype": "float32"}
 
+
+
+@register("problem")
+class SyntheticClassification(TabularProblem):
+    """Generated classes in a feature space (scikit-learn's make_classification): any size, offline;
+    for benchmarks and quick checks of a model's plumbing."""
+
+    @staticmethod
+    def get_params() -> dict:
+        return {**TabularProblem.get_params(), "samples": 20000, "features": 64, "informative": 16, "classes": 10}
+
+    def load_arrays(self) -> tuple[np.ndarray, np.ndarray, dict]:
+        from sklearn.datasets import make_classification
+
+        params = self.params
+        for key in ("samples", "features", "informative", "classes"):
+            value = params[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+                raise ConfigError(f"must be a whole number of at least 2, not {value!r}", key=f"problem.{key}")
+        inputs, targets = make_classification(
+            n_samples=params["samples"], n_features=params["features"], n_informative=params["informative"],
+            n_redundant=0, n_classes=params["classes"], n_clusters_per_class=1, random_state=params["seed"])
+        return inputs.astype(np.float32), targets, {
+            "feature_names": [f"x{i}" for i in range(params["features"])], "shape": [], "dtype": "int64",
+            "num_classes": params["classes"], "classes": [str(c) for c in range(params["classes"])]}

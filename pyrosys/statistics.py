@@ -130,6 +130,10 @@ class StatisticsCollector(pl.Callback):
         self.buffers = {"train": PhaseBuffer(), "val": PhaseBuffer(), "test": PhaseBuffer()}
         self.results: dict[str, dict[str, float]] = {}
         self._clock: tuple[float, int, int] | None = None   # (time, episode, samples) at the previous row
+        # where the fit's time went: training batches (and the loop around them) versus validation
+        self.timing = {"training_seconds": 0.0, "validation_seconds": 0.0, "first_step_at": None}
+        self._phase_start: float | None = None
+        self._in_epoch = False
         self._samples = 0
 
     def emit(self, table: str, row: Mapping[str, Any]) -> None:
@@ -152,6 +156,35 @@ class StatisticsCollector(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if self._clock is None:
             self._clock = (time.perf_counter(), trainer.global_step, 0)
+        self._phase_start = time.perf_counter()
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if self.timing["first_step_at"] is None:
+            self.timing["first_step_at"] = time.time()        # wall clock: launch-to-first-step is measurable
+
+    def _lap(self, key: str) -> None:
+        """Add the time since the current phase started to `key`, and start the next phase now."""
+        now = time.perf_counter()
+        if self._phase_start is not None:
+            self.timing[key] += now - self._phase_start
+        self._phase_start = now
+
+    def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self._in_epoch = self._phase_start is not None       # validation within an epoch, or after it
+        if self._in_epoch:
+            self._lap("training_seconds")
+        else:
+            self._phase_start = time.perf_counter()
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self._phase_start is None:
+            return
+        self._lap("validation_seconds")
+        if not self._in_epoch:
+            self._phase_start = None
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
@@ -173,6 +206,9 @@ class StatisticsCollector(pl.Callback):
             check_finite(values.get("loss"), episode)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if self._phase_start is not None:
+            self._lap("training_seconds")
+        self._phase_start = None
         buffer = self.buffers["train"]
         if len(buffer):
             self.results["train"] = buffer.aggregate()

@@ -547,6 +547,8 @@ def train(args: argparse.Namespace) -> int:
         experiment.write_status(status="completed", finished=now_iso(), reason=reason,
                                 epoch=trainer.current_epoch, episode=trainer.global_step,
                                 seconds=round(time.perf_counter() - started, 3), fit_seconds=fit_seconds,
+                                **{k: round(v, 3) if isinstance(v, float) and k != "first_step_at" else v
+                                   for k, v in collector.timing.items()},
                                 best_checkpoint=str(best), validation=collector.results.get("val", {}),
                                 testing=results)                                                   # record
         finish_tracking(mlflow, experiment, plan, results, "FINISHED")
