@@ -9,7 +9,7 @@ PIP := $(BIN)/python -m pip
 INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 DEMO_CONFIG := configs/digits/lenet5.yaml
 
-.PHONY: demo test accuracy install install-dev clean
+.PHONY: demo test accuracy bench install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ test: $(VENV)/.installed-dev
 
 accuracy: $(VENV)/.installed-dev
 	$(BIN)/pytest -q -s -m accuracy
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

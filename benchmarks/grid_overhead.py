@@ -56,12 +56,21 @@ def fresh_processes(outdir: Path, runs: int) -> list[float]:
     return overheads
 
 
-def main() -> int:
+def measure() -> dict:
+    """Both grids and the fresh-process runs."""
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         one_wall, one_overheads = grid(scratch / "one", "--max-concurrent", "1")
         default_wall, default_overheads = grid(scratch / "default")
         fresh = fresh_processes(scratch / "fresh", 4)
+    return {"one_wall": one_wall, "one_overheads": one_overheads, "default_wall": default_wall,
+            "default_overheads": default_overheads, "fresh": fresh}
+
+
+def main() -> int:
+    m = measure()
+    one_wall, one_overheads, default_wall = m["one_wall"], m["one_overheads"], m["default_wall"]
+    default_overheads, fresh = m["default_overheads"], m["fresh"]
     speedup = one_wall / default_wall
     pool = statistics.median(one_overheads)
     lines = ["# Grid: concurrency and per-run overhead", "",

@@ -1,6 +1,7 @@
 """Step overhead: one MLP, one data set, one optimiser, the same steps and seed, through (a) a raw loop
 indexing tensors, (b) a raw loop over a DataLoader, (c) plain Lightning as users usually write it
-(DataLoader, `self.log` every step) and (d) the PyroSys trainer (statistics, CSV and TensorBoard on);
+(DataLoader, `self.log` every step), (d) the PyroSys trainer (statistics, CSV and TensorBoard on) and
+(e) Lightning's bare loop (nothing logged, no callback: the floor under any Lightning-based trainer);
 then (a) and (d) at other batch sizes and for a 10x larger model. All in one process, one torch thread.
 
     .venv/bin/python benchmarks/step_overhead.py [--repeats 5] [--profile FILE]
@@ -103,6 +104,42 @@ def plain_lightning(batch: int, hidden: int, folder: Path) -> float:
     return time.perf_counter() - started
 
 
+def bare_lightning(batch: int, hidden: int) -> float:
+    """(e) Lightning's own loop and nothing else: batches from a bare iterable, no logging, no logger,
+    no checkpoint, no callback. The floor of any trainer built on Lightning's training loop."""
+    import pytorch_lightning as pl
+
+    inputs, targets = data()
+
+    class Batches:
+        def __len__(self) -> int:
+            return -(-SAMPLES // batch)
+
+        def __iter__(self):
+            order = torch.randperm(SAMPLES)
+            for start in range(0, SAMPLES, batch):
+                index = order[start:start + batch]
+                yield inputs[index], targets[index]
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = mlp(hidden)
+
+        def training_step(self, batch_data, batch_idx):
+            x, y = batch_data
+            return F.cross_entropy(self.net(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+    trainer = pl.Trainer(max_epochs=EPOCHS, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    started = time.perf_counter()
+    trainer.fit(Module(), Batches())
+    return time.perf_counter() - started
+
+
 PYROSYS_CONFIG = """\
 problem: {{name: SyntheticClassification, samples: {samples}, features: {features}, classes: {classes},
           fractions: [0.8, 0.1, 0.1], batch_size: {batch}}}
@@ -148,11 +185,13 @@ def main() -> int:
         folder = Path(scratch)
         pyrosys_training(64, 128, folder)                  # warm: imports, first MLflow database
         plain_lightning(64, 128, folder)
+        bare_lightning(64, 128)
         record = {"steps": steps, "threads": torch.get_num_threads(), "repeats": args.repeats}
         record["a"] = median(raw_indexed, args.repeats, 64, 128)
         record["b"] = median(raw_dataloader, args.repeats, 64, 128)
         record["c"] = median(plain_lightning, args.repeats, 64, 128, folder)
         record["d"] = median(pyrosys_training, args.repeats, 64, 128, folder)
+        record["e"] = median(bare_lightning, args.repeats, 64, 128)
         scaling = []
         for batch, hidden in ((16, 128), (64, 128), (256, 128), (64, 1280)):
             count = EPOCHS * -(-SAMPLES // batch)
@@ -167,7 +206,7 @@ def main() -> int:
             pyrosys_training(64, 128, folder)
             profiler.disable()
             text = io.StringIO()
-            pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(15)
+            pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(25)
             Path(args.profile).write_text(text.getvalue())
     print(json.dumps(record))
     return 0

@@ -33,20 +33,31 @@ def fit_seconds(extra: list[str], outdir: Path) -> float:
     return json.loads(status.read_text())["fit_seconds"]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+def measure(repeats: int) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """First runs per mode, and `repeats` runs per mode, alternated."""
     times: dict[str, list[float]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory() as scratch:
         folders = {mode: Path(scratch) / f"mode{index}" for index, mode in enumerate(MODES)}
         first = {mode: fit_seconds(extra, folders[mode])  # a first run creates the MLflow database
                  for mode, extra in MODES.items()}
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             for mode, extra in MODES.items():
                 times[mode].append(fit_seconds(extra, folders[mode]))
+    return first, times
+
+
+def ratios(times: dict[str, list[float]]) -> tuple[float, float]:
+    """The ratio of the medians on / off, and the median of the paired ratios."""
     on, off = (statistics.median(times[mode]) for mode in MODES)
-    paired = statistics.median(a / b for a, b in zip(*times.values()))   # each on-run over the off-run beside it
+    return on / off, statistics.median(a / b for a, b in zip(*times.values()))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    first, times = measure(args.repeats)
+    ratio, paired = ratios(times)
     lines = ["# Tracking overhead", "",
              f"Measured {dt.date.today()} on {platform.node()} ({os.cpu_count()} cores, {platform.platform()}), "
              f"Python {platform.python_version()}.", f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
@@ -58,7 +69,7 @@ def main() -> int:
              "| mode | median fit seconds | all runs |", "| --- | --- | --- |"]
     lines += [f"| {mode} | {statistics.median(values):.3f} | {', '.join(f'{v:.3f}' for v in values)} |"
               for mode, values in times.items()]
-    lines += ["", f"Ratio of the medians on / off: **{on / off:.3f}**; median of the paired ratios (each run "
+    lines += ["", f"Ratio of the medians on / off: **{ratio:.3f}**; median of the paired ratios (each run "
               f"with tracking on over the run without it that follows it): **{paired:.3f}** (target at most 1.05)."]
     text = "\n".join(lines) + "\n"
     (ROOT / "benchmarks" / "tracking_overhead.md").write_text(text)

@@ -133,6 +133,12 @@ class Model(pl.LightningModule):
         load_weights(model.models, state, str(weights_file))
         return model.eval()
 
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Batches of in-memory CPU problems are already where a CPU run needs them: no per-step walk."""
+        if device.type == "cpu":
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def forward_batch(self, batch: DataDict) -> torch.Tensor:
         """The model's outputs for a batch; models that read more fields than `inputs` override this."""
         return self(batch["inputs"])
@@ -177,6 +183,7 @@ class Model(pl.LightningModule):
         self.phase_metrics = nn.ModuleDict(
             {f"{phase}_metrics": objective.metrics(self.data_definitions) for phase in ("train", "val", "test")})
         self.phase_losses = nn.ModuleDict({f"{phase}_loss": torchmetrics.MeanMetric() for phase in ("val", "test")})
+        self._train_batches: list[tuple[dict, int]] = []
 
     def _require_objective(self) -> Any:
         if self.objective is None:
@@ -187,9 +194,10 @@ class Model(pl.LightningModule):
         objective = self._require_objective()
         outputs = self.forward_batch(batch)
         loss = objective.loss(outputs, batch)
-        values = self.phase_metrics["train_metrics"](*objective.metric_inputs(outputs.detach(), batch))
+        values = self.phase_metrics["train_metrics"].batch_values(*objective.metric_inputs(outputs.detach(), batch))
+        self._train_batches.append((values, batch_size(batch)))   # the epoch's train_<metric>, summed at its end
         own = self.batch_statistics(batch, outputs.detach())
-        return {"loss": loss, **{name: value.detach() for name, value in {**values, **own}.items()}}
+        return {"loss": loss, **values, **own} if own else {"loss": loss, **values}
 
     def batch_statistics(self, batch: DataDict, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Statistics of a training batch the model adds to the training rows (none by default)."""
@@ -206,6 +214,13 @@ class Model(pl.LightningModule):
 
     def _log_phase(self, phase: str) -> None:
         """Log whole-set values as `<phase>_<name>` (what checkpoint monitors and early stopping read)."""
+        if phase == "train":          # training steps keep batch values, not metric states: sample-weighted mean
+            batches, self._train_batches = self._train_batches, []
+            if batches:
+                sizes = torch.tensor([size for _, size in batches], dtype=torch.float32, device=self.device)
+                self.log_dict({f"train_{name}": (torch.stack([v[name] for v, _ in batches]).float() * sizes).sum()
+                               / sizes.sum() for name in batches[0][0]})
+            return
         metrics = self.phase_metrics[f"{phase}_metrics"]
         values = dict(metrics.compute())
         metrics.reset()

@@ -6,7 +6,7 @@ its task and default objective, and hands out a loader per phase (train, val, te
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import pytorch_lightning as pl
@@ -142,6 +142,26 @@ class TensorSplit(Dataset):
         return DataDict({name: t[index] for name, t in self.fields.items()})
 
 
+class TensorBatches:
+    """The batch-level data path of an in-memory split: one permutation per epoch, one tensor index per
+    batch, no sampler, no per-sample calls, no collation (what a hand-written loop does)."""
+
+    def __init__(self, split: TensorSplit, batch_size: int, shuffle: bool, drop_last: bool) -> None:
+        self.split, self.batch_size, self.shuffle, self.drop_last = split, int(batch_size), shuffle, drop_last
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.split), self.batch_size)
+        return full if self.drop_last or not rest else full + 1
+
+    def __iter__(self) -> Iterator[DataDict]:
+        fields, size = self.split.fields, self.batch_size
+        order = torch.randperm(len(self.split)) if self.shuffle else None
+        for batch in range(len(self)):
+            index = order[batch * size:(batch + 1) * size] if order is not None else \
+                slice(batch * size, (batch + 1) * size)
+            yield DataDict({name: tensor[index] for name, tensor in fields.items()})
+
+
 def keep_batch(batch: DataDict) -> DataDict:
     """The collate function for TensorSplit: the batch is already whole."""
     return batch
@@ -179,6 +199,11 @@ class InMemoryProblem(Problem):
             raise ConfigError(f"{self.name} has no split '{split}'", key=f"{phase}.problem.split",
                               hint=did_you_mean(str(split), self.splits))
         shuffle = params["shuffle"] if params["shuffle"] is not None else phase == "train"
+        workers = int(params["num_workers"])
+        trainer = self.trainer                   # set by Lightning while it fits, validates or tests
+        if workers == 0 and (trainer is None or trainer.world_size == 1):
+            return TensorBatches(self.splits[split], int(params["batch_size"]), bool(shuffle), bool(params["drop_last"]))
+        # worker processes, or DDP (whose sampler shares the split out between processes): a DataLoader
         return DataLoader(self.splits[split], batch_size=int(params["batch_size"]), shuffle=bool(shuffle),
                           drop_last=bool(params["drop_last"]), num_workers=int(params["num_workers"]),
                           collate_fn=keep_batch, persistent_workers=int(params["num_workers"]) > 0)

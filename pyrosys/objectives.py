@@ -7,8 +7,11 @@ outputs is `targets`, or `inputs` for autoencoding.
 """
 from __future__ import annotations
 
+import copy
+
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -134,7 +137,9 @@ class SequenceAccuracy(torchmetrics.Metric):
         self.add_state("correct", default=torch.tensor(0.0), dist_reduce_fx="sum")
         self.add_state("total", default=torch.tensor(0.0), dist_reduce_fx="sum")
 
-    def update(self, outputs: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor | None = None) -> None:
+    @staticmethod
+    def right(outputs: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+        """Per sequence: whether every kept position is right."""
         if outputs.dim() == targets.dim() + 1:          # class logits per position
             right = outputs.argmax(-1) == targets
         else:                                            # one logit per bit
@@ -144,7 +149,11 @@ class SequenceAccuracy(torchmetrics.Metric):
             while keep.dim() < right.dim():
                 keep = keep.unsqueeze(-1)
             right = right | ~keep
-        self.correct += right.reshape(right.shape[0], -1).all(dim=1).sum()
+        return right.reshape(right.shape[0], -1).all(dim=1)
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor | None = None) -> None:
+        right = self.right(outputs, targets, masks)
+        self.correct += right.sum()
         self.total += right.shape[0]
 
     def compute(self) -> torch.Tensor:
@@ -214,6 +223,13 @@ class BatchMetrics(nn.Module):
         return {name: metric(*self._arguments(name, metric, outputs, targets, masks))
                 for name, metric in self.metrics.items()}
 
+    def batch_values(self, outputs: torch.Tensor, targets: torch.Tensor,
+                     masks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Every metric's value on this batch alone, stateless (the training path: no metric state to
+        update, cache and merge at every step); the same values `forward` returns."""
+        return {name: batch_value(metric, *self._arguments(name, metric, outputs, targets, masks))
+                for name, metric in self.metrics.items()}
+
     def update(self, outputs: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor | None = None) -> None:
         for name, metric in self.metrics.items():
             metric.update(*self._arguments(name, metric, outputs, targets, masks))
@@ -224,6 +240,43 @@ class BatchMetrics(nn.Module):
     def reset(self) -> None:
         for metric in self.metrics.values():
             metric.reset()
+
+
+def batch_value(metric: torchmetrics.Metric, *arguments: Any) -> torch.Tensor:
+    """One batch's value of `metric` without touching its state: a plain tensor expression or
+    torchmetrics' functional form (arguments already checked by the model's shapes); any other
+    metric through a throw-away copy of its state."""
+    from torchmetrics import functional as tf
+    from torchmetrics.functional import classification as tc
+
+    kind = type(metric)
+    if kind is torchmetrics.classification.MulticlassAccuracy and metric.average == "micro":
+        outputs, targets = arguments
+        return (outputs.argmax(-1) == targets).float().mean()
+    if kind is torchmetrics.classification.BinaryAccuracy:
+        outputs, targets = arguments
+        return ((outputs >= metric.threshold).long() == targets).float().mean()
+    if kind is torchmetrics.classification.MulticlassF1Score:
+        return tc.multiclass_f1_score(*arguments, num_classes=metric.num_classes, average=metric.average,
+                                      validate_args=False)
+    if kind is torchmetrics.classification.BinaryF1Score:
+        return tc.binary_f1_score(*arguments, threshold=metric.threshold, validate_args=False)
+    if kind is torchmetrics.MeanSquaredError:
+        return torch.nn.functional.mse_loss(*arguments)
+    if kind is torchmetrics.MeanAbsoluteError:
+        return torch.nn.functional.l1_loss(*arguments)
+    if kind is torchmetrics.R2Score:
+        return tf.r2_score(*arguments)
+    if kind is torchmetrics.classification.MulticlassAUROC:
+        return tc.multiclass_auroc(*arguments, num_classes=metric.num_classes, validate_args=False)
+    if kind is torchmetrics.classification.BinaryAUROC:
+        return tc.binary_auroc(*arguments, validate_args=False)
+    if kind is SequenceAccuracy:
+        return SequenceAccuracy.right(*arguments).float().mean()
+    fresh = copy.deepcopy(metric)            # any other metric: exact, if slower
+    fresh.reset()
+    fresh.update(*arguments)
+    return fresh.compute()
 
 
 @dataclass

@@ -9,7 +9,7 @@ import csv
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,12 @@ from pyrosys.data_dict import batch_size
 from pyrosys.errors import TrainingDiverged
 
 
+def _scalar(value: Any) -> torch.Tensor:
+    if isinstance(value, torch.Tensor) and value.dtype == torch.float32 and value.dim() == 0:
+        return value                              # the common case: a float loss or metric, as it is
+    return torch.as_tensor(value).detach().float().reshape(())
+
+
 class PhaseBuffer:
     """Per-batch statistics of one phase, kept as device tensors until `rows` or `aggregate`."""
 
@@ -28,13 +34,13 @@ class PhaseBuffer:
         self.values: list[torch.Tensor] = []
         self.sizes: list[int] = []
 
-    def add(self, outputs: Mapping[str, Any]) -> None:
-        values = {k: v for k, v in outputs.items() if k != "size"}
+    def add(self, outputs: Mapping[str, Any], size: int | None = None) -> None:
+        """One batch's statistics (tensors or numbers), stacked into one device tensor; no host sync."""
         if not self.names:
-            self.names = list(values)
-        self.values.append(torch.stack([torch.as_tensor(values[n]).detach().float().reshape(())
-                                        for n in self.names]))
-        self.sizes.append(int(outputs.get("size", 1)))
+            self.names = [k for k in outputs if k != "size"]
+        with torch.no_grad():
+            self.values.append(torch.stack([_scalar(outputs[n]) for n in self.names]))
+        self.sizes.append(int(outputs.get("size", 1)) if size is None else size)
 
     def __len__(self) -> int:
         return len(self.values)
@@ -124,7 +130,8 @@ class StatisticsCollector(pl.Callback):
     Per-epoch aggregates (mean, std, min, max); one row per validation; per-batch testing rows.
     """
 
-    def __init__(self, sinks: list, interval: int = 50) -> None:
+    def __init__(self, sinks: list, interval: int = 50,
+                 problem_statistics: Callable[[Any], Mapping[str, Any]] | None = None) -> None:
         self.sinks = list(sinks)
         self.interval = max(1, int(interval))
         self.buffers = {"train": PhaseBuffer(), "val": PhaseBuffer(), "test": PhaseBuffer()}
@@ -134,6 +141,7 @@ class StatisticsCollector(pl.Callback):
         self.timing = {"training_seconds": 0.0, "validation_seconds": 0.0, "first_step_at": None}
         self._phase_start: float | None = None
         self._in_epoch = False
+        self._problem_statistics = problem_statistics      # the problem's own per-batch statistics, if any
         self._samples = 0
 
     def emit(self, table: str, row: Mapping[str, Any]) -> None:
@@ -189,8 +197,8 @@ class StatisticsCollector(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
         size = batch_size(batch)
-        extra = getattr(trainer.datamodule, "batch_statistics", None)
-        self.buffers["train"].add({**outputs, **(extra(batch) if extra else {}), "size": size})
+        extra = self._problem_statistics
+        self.buffers["train"].add({**outputs, **extra(batch)} if extra else outputs, size)
         self._samples += size
         episode = trainer.global_step
         if episode % self.interval == 0 or episode == 1:

@@ -68,6 +68,38 @@ def get_params() -> dict:
     }
 
 
+# sections whose keys the trainer knows in full (get_params); others belong to components
+CLOSED_SECTIONS = ("training", "training.terminal_conditions", "validation", "testing", "logging")
+
+
+def check_trainer_keys(configuration: Any) -> None:
+    """Refuse a misspelt key of the trainer's own sections at once, naming the nearest known key: the
+    check the registry makes after the build, made before torch and Lightning are imported."""
+    from pyrosys.errors import nearest
+
+    known = {"": {**get_params(), "problem": {}, "model": {}},
+             **{section: _node(get_params(), section) for section in CLOSED_SECTIONS}}
+    for section, allowed in known.items():
+        given = _node(configuration.tree, section) if section else configuration.tree
+        if not isinstance(given, dict) or not isinstance(allowed, dict):
+            continue
+        for key in given:
+            if key not in allowed:
+                path = f"{section}.{key}" if section else key
+                close = nearest(key, allowed)
+                raise ConfigError(f"unknown key '{path}'" + (f" (did you mean '{section + '.' if section else ''}"
+                                                             f"{close[0]}'?)" if close else "")
+                                  + " - nothing in PyroSys reads it", file=configuration.source(path), key=path,
+                                  hint="Correct the spelling or remove the key; `--print-config` shows every key "
+                                       "PyroSys knows with its value")
+
+
+def _node(tree: dict, path: str) -> Any:
+    for part in path.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
 @dataclass
 class TrainingPlan:
     """Everything the configuration asks of one training run, read and checked, as plain values."""
@@ -185,7 +217,9 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
                           hint="Name one with --c FILE, or continue an experiment with --resume EXPERIMENT_DIR")
     ParamRegistry.reset()
     registry = ParamRegistry()
-    registry.load(load_configuration(files, overrides))
+    configuration = load_configuration(files, overrides)
+    check_trainer_keys(configuration)          # before any component (torch, Lightning) is imported
+    registry.load(configuration)
     registry.section().add_default_params(get_params())
 
     training = registry.section("training")
@@ -367,7 +401,7 @@ def train_other_rank(plan: TrainingPlan, model: Any, problem: Any, arguments: di
     from pyrosys.statistics import StatisticsCollector
 
     trainer = pl.Trainer(**arguments, default_root_dir=str(folder), plugins=[AtomicCheckpointIO()],
-                         callbacks=[StatisticsCollector([], plan.logging_interval),
+                         callbacks=[StatisticsCollector([], plan.logging_interval, problem_statistics(problem)),
                                     checkpointing(plan, folder / "models"), *callbacks])
     trainer.fit(model, datamodule=problem)
     return 0
@@ -400,6 +434,13 @@ def finish_tracking(mlflow: Any, experiment: Any, plan: TrainingPlan, results: d
                          plan.mlflow["registered_model_name"])
     logged = mlflow.finish(status)
     experiment.write_status(mlflow={"tracking_uri": mlflow.tracking_uri, "run_id": mlflow.run_id, "logged": logged})
+
+
+def problem_statistics(problem: Any) -> Any:
+    """The problem's own per-batch statistics function, or None when it adds none (most problems)."""
+    from pyrosys.problems.problem import Problem
+
+    return problem.batch_statistics if type(problem).batch_statistics is not Problem.batch_statistics else None
 
 
 def start_curriculum(plan: TrainingPlan, problem: Any) -> None:
@@ -503,7 +544,7 @@ def train(args: argparse.Namespace) -> int:
     show_progress_lines(not arguments["enable_progress_bar"])
     sinks, callbacks, mlflow = tracking(plan, experiment.folder, Path(args.outdir or "experiments"), callbacks,
                                         resume)
-    collector = StatisticsCollector(sinks, plan.logging_interval)
+    collector = StatisticsCollector(sinks, plan.logging_interval, problem_statistics(problem))
     trainer = pl.Trainer(**arguments, default_root_dir=str(experiment.folder), plugins=[AtomicCheckpointIO()],
                          callbacks=[collector, checkpointing(plan, experiment.models_dir), *callbacks])
 

@@ -129,14 +129,16 @@ def test_console_command_exits_2_without_traceback(write, tmp_path):
     assert not (tmp_path / "experiments").exists()
 
 
-def test_help_and_yaml_errors_do_not_import_torch(write):
+def test_help_yaml_errors_and_misspelt_trainer_keys_do_not_import_torch(write):
     config = write("bad.yaml", "model: [\n")
+    misspelt = write("misspelt.yaml", BASE + "validation: {monitr: val_loss}\n")
     probe = ("import sys\nfrom pyrosys.workers.trainer import main\n"
              "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
              "print('torch' in sys.modules, 'pytorch_lightning' in sys.modules)\n")
-    for argv in (["--help"], ["--c", str(config)]):
+    for argv in (["--help"], ["--c", str(config)], ["--c", str(misspelt)]):
         result = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True)
         assert result.stdout.strip().splitlines()[-1] == "False False", result.stderr
+    assert "did you mean 'validation.monitor'?" in result.stderr and "misspelt.yaml" in result.stderr
 
 
 def test_print_config_shows_defaults_and_creates_nothing(write, tmp_path, capsys):

@@ -1,0 +1,116 @@
+"""`make bench`: every benchmark in one run, printed as a table and written to benchmarks/results.md.
+
+    .venv/bin/python benchmarks/run.py
+
+1 step overhead (raw loops, plain Lightning, PyroSys, Lightning's bare loop), 2 start-up, 3 tracking
+on versus off, 4 the grid's pool versus a process per run, 5 step time by batch size and model size.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(HERE))
+
+import grid_overhead  # noqa: E402
+import tracking_overhead  # noqa: E402
+
+BAD_CONFIG = "problem: {name: Digits}\nmodel: {name: LeNet5}\ntraining: {optimiser: {lr: 0.1}}\n"
+
+
+def seconds(command: list[str], repeats: int = 5, expect: int = 0) -> float:
+    """The median wall time of a command."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        times.append(time.perf_counter() - started)
+        assert done.returncode == expect, done.stderr
+    return statistics.median(times)
+
+
+def start_up(scratch: Path) -> dict:
+    """--help, rejecting a misspelt key, and launch to the first training step of the (d) configuration."""
+    import step_overhead
+
+    bad = scratch / "bad.yaml"
+    bad.write_text(BAD_CONFIG)
+    config = scratch / "first_step.yaml"
+    config.write_text(step_overhead.PYROSYS_CONFIG.format(samples=25000, features=64, classes=10, batch=64,
+                                                         hidden=128, epochs=1))
+    launches = []
+    for index in range(3):
+        launched = time.time()
+        subprocess.run([str(BIN / "pyrosys-trainer"), "--c", str(config), "--outdir", str(scratch),
+                        "--run-name", f"first{index}"], check=True, capture_output=True)
+        status = json.loads((scratch / f"first{index}" / "status.json").read_text())
+        launches.append(status["first_step_at"] - launched)
+    return {"help": seconds([str(BIN / "pyrosys-trainer"), "--help"]),
+            "bad": seconds([str(BIN / "pyrosys-trainer"), "--c", str(bad)], expect=2),
+            "first_step": statistics.median(launches)}
+
+
+def main() -> int:
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        profile = scratch / "profile.txt"
+        steps = json.loads(subprocess.run([sys.executable, str(HERE / "step_overhead.py"), "--profile", str(profile)],
+                                          check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        profile_text = profile.read_text()
+        starting = start_up(scratch)
+    first, times = tracking_overhead.measure(5)
+    tracking_ratio, tracking_paired = tracking_overhead.ratios(times)
+    grid = grid_overhead.measure()
+    a, b, c, d, e = (steps[k] for k in "abcde")
+    pool = statistics.median(grid["one_overheads"])
+    rows = [
+        ("1 step overhead", f"(a) raw loop indexing tensors, {steps['steps']} steps", f"{a:.3f} s", "1.00 x (a)", ""),
+        ("", "(b) raw loop over DataLoader(TensorDataset)", f"{b:.3f} s", f"{b / a:.2f} x (a)", ""),
+        ("", "(c) plain Lightning, DataLoader + self.log every step", f"{c:.3f} s", f"{c / a:.2f} x (a)", ""),
+        ("", "(d) PyroSys trainer, training phase (statistics, CSV, TensorBoard on)", f"{d:.3f} s",
+         f"{d / a:.2f} x (a), {d / c:.2f} x (c)", f"<= 1.5 x (a): {'yes' if d <= 1.5 * a else 'no'}; "
+                                                   f"<= 0.6 x (c): {'yes' if d <= 0.6 * c else 'no'}"),
+        ("", "(e) Lightning's bare loop: no logging, no callbacks, no logger", f"{e:.3f} s",
+         f"{e / a:.2f} x (a), {e / c:.2f} x (c)", "the floor under (d)"),
+        ("2 start-up", "`pyrosys-trainer --help`", f"{starting['help']:.3f} s", "", f"<= 0.5 s: {'yes' if starting['help'] <= 0.5 else 'no'}"),
+        ("", "a misspelt key rejected (exit 2)", f"{starting['bad']:.3f} s", "", f"<= 1 s: {'yes' if starting['bad'] <= 1 else 'no'}"),
+        ("", "launch to the first training step", f"{starting['first_step']:.3f} s", "", ""),
+        ("3 tracking", "LeNet5 demo fit, MLflow (SQLite) + TensorBoard on / off", "",
+         f"{tracking_ratio:.3f} (paired {tracking_paired:.3f})", f"<= 1.05: {'yes' if tracking_ratio <= 1.05 else 'no'}"),
+        ("4 grid", "per-run overhead, pool (median of 8)", f"{pool:.3f} s", "", f"<= 0.5 s: {'yes' if pool <= 0.5 else 'no'}"),
+        ("", "per-run overhead, a fresh process per run", f"{statistics.median(grid['fresh']):.3f} s", "", ""),
+        ("", "8 runs, default concurrency vs --max-concurrent 1", f"{grid['default_wall']:.2f} / {grid['one_wall']:.2f} s",
+         f"{grid['one_wall'] / grid['default_wall']:.2f} x faster", f">= 1.6 x: {'yes' if grid['one_wall'] / grid['default_wall'] >= 1.6 else 'no'}"),
+    ]
+    rows += [("5 scaling" if i == 0 else "", f"batch {r['batch']}, hidden {r['hidden']} ({r['steps']} steps)",
+              f"(a) {r['a_ms']:.3f} ms, (d) {r['d_ms']:.3f} ms per step", f"{r['d_ms'] / r['a_ms']:.2f} x (a)",
+              f"fixed cost {r['d_ms'] - r['a_ms']:.3f} ms per step") for i, r in enumerate(steps["scaling"])]
+    table = ["| | measurement | value | ratio | target |", "| --- | --- | --- | --- | --- |"]
+    table += ["| " + " | ".join(row) + " |" for row in rows]
+    lines = ["# PyroSys benchmarks", "",
+             f"Measured {dt.datetime.now().isoformat(timespec='minutes')} on {platform.node()} ({os.cpu_count()} cores, "
+             f"{platform.platform()}), Python {platform.python_version()}, torch {__import__('torch').__version__}.",
+             f"Command: `make bench` (`{Path(sys.executable).name} benchmarks/run.py`), {time.perf_counter() - started:.0f} s in all.",
+             "", f"Step overhead: MLP {64}->128->10, {20000} in-memory samples, batch 64, Adam, 3 epochs, one torch "
+             f"thread, medians of {steps['repeats']} in one process. Scaling: medians of 3.", "", *table, "",
+             "## Where (d)'s time goes (cProfile, cumulative, one run)", "", "```", profile_text.strip()[:6000], "```", ""]
+    text = "\n".join(lines) + "\n"
+    (HERE / "results.md").write_text(text)
+    print("\n".join(table))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
