@@ -88,3 +88,31 @@ def test_diabetes_is_a_regression_with_standardised_targets():
     assert problem.default_loss == "mse" and "r2" in problem.default_metrics
     assert problem.splits["train"].fields["targets"].dtype == torch.float32
     assert sum(len(split) for split in problem.splits.values()) == 442
+
+
+def test_in_memory_batches_cover_every_sample_once_per_epoch_in_a_seeded_order():
+    from pyrosys.problems.problem import TensorBatches
+
+    split = TensorSplit({"inputs": torch.arange(10.0).reshape(10, 1), "targets": torch.arange(10)})
+    batches = TensorBatches(split, 4, shuffle=True, drop_last=False)
+    torch.manual_seed(3)
+    first = [b.targets.tolist() for b in batches]
+    torch.manual_seed(3)
+    again = [b.targets.tolist() for b in batches]
+    assert len(batches) == 3 and [len(b) for b in first] == [4, 4, 2]
+    assert sorted(sum(first, [])) == list(range(10)) and first == again
+    assert sum(first, []) != list(range(10))                       # shuffled
+    ordered = TensorBatches(split, 4, shuffle=False, drop_last=True)
+    assert len(ordered) == 2 and [b.targets.tolist() for b in ordered] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+
+def test_synthetic_classification_is_generated_from_its_seed():
+    from pyrosys.problems.scikit_learn import SyntheticClassification
+
+    one = SyntheticClassification.create({"seed": 1, "samples": 300, "features": 8, "informative": 4, "classes": 3})
+    two = SyntheticClassification.create({"seed": 1, "samples": 300, "features": 8, "informative": 4, "classes": 3})
+    batch = next(iter(one.loader("val")))
+    assert torch.equal(batch.inputs, next(iter(two.loader("val"))).inputs)
+    assert one.data_definitions["inputs"]["shape"] == [8] and one.data_definitions["targets"]["num_classes"] == 3
+    with pytest.raises(ConfigError):
+        SyntheticClassification.create({"seed": 1, "samples": 1}).load_splits()

@@ -77,3 +77,20 @@ def test_unknown_loss_or_metric_is_refused_with_the_nearest_names():
 def test_masked_loss_without_masks_in_the_batch_is_a_config_error():
     with pytest.raises(ConfigError, match="masks"):
         Objective("masked_mse").loss(torch.zeros(2, 1), {"targets": torch.zeros(2)})
+
+
+@pytest.mark.parametrize("names, definitions, outputs, targets", [
+    (("accuracy", "f1", "auroc"), {"targets": {"num_classes": 4}}, torch.randn(32, 4), torch.randint(0, 4, (32,))),
+    (("accuracy", "f1", "auroc"), {"targets": {}}, torch.randn(32), torch.randint(0, 2, (32,)).float()),
+    (("mse", "mae", "r2"), {"targets": {}}, torch.randn(32), torch.randn(32)),
+    (("sequence_accuracy",), {"targets": {}}, torch.randn(16, 3, 2), (torch.rand(16, 3, 2) > 0.5).float()),
+])
+def test_stateless_batch_values_equal_the_metrics_own_batch_values(names, definitions, outputs, targets):
+    loss = "mse" if "mse" in names else ("bce_with_logits" if outputs.dim() != 2 else "cross_entropy")
+    objective = Objective(loss, names)
+    metrics = objective.metrics(definitions)
+    fast = metrics.batch_values(outputs, targets)
+    reference = metrics(outputs, targets)                  # torchmetrics' forward: update and batch value
+    assert fast.keys() == reference.keys()
+    for name in names:
+        assert torch.allclose(fast[name].float(), reference[name].float(), atol=1e-6), name

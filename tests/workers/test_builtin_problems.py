@@ -29,6 +29,7 @@ SHORT = ["--set", "training.terminal_conditions.epoch_limit=1", "training.traine
     ("protein/charge_classification.yaml", ["model={name: TransformerClassifier, layers: 1}"]),
     ("protein/charge_classification.yaml", ["model={name: SequenceRNN, bidirectional: true}"]),
     ("manifest/wine.yaml", []),
+    ("synthetic/mlp.yaml", ["problem.samples=600"]),
 ])
 def test_builtin_problem_trains_one_short_epoch(config, extra, tmp_path, capsys):
     argv = ["--c", str(CONFIGS / config), "--outdir", str(tmp_path), *SHORT, *extra]

@@ -133,3 +133,21 @@ def test_tester_repeats_draw_new_samples_for_generated_problems(tmp_path):
     (parent,) = tmp_path.glob("testing_*")
     values = yaml.safe_load((parent / "testing_repeats.yaml").read_text())["loss"]["values"]
     assert values[0] != values[1]
+
+
+def test_a_diverging_loss_ends_the_run_as_failed_with_exit_1_and_no_traceback(tmp_path, capsys):
+    argv = ["--c", str(CONFIGS / "digits/mlp.yaml"), "--outdir", str(tmp_path), "--run-name", "diverges", "--set",
+            *QUIET, "training.optimizer={name: SGD, lr: 1.0e12}", "logging.interval=5"]
+    assert trainer.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "the run failed: the training loss is nan" in err and "Traceback" not in err
+    record = status(tmp_path / "diverges")            # --run-name: the folder is <outdir>/<name>
+    assert record["status"] == "failed" and "TrainingDiverged" in record["reason"] and record["episode"] <= 10
+
+
+def test_status_records_where_the_fit_time_went(tmp_path):
+    record = status(train(tmp_path, "training.terminal_conditions.epoch_limit=2"))
+    assert 0 < record["training_seconds"] < record["fit_seconds"]
+    assert 0 < record["validation_seconds"] < record["fit_seconds"]
+    assert record["first_step_at"] > 1.7e9                 # a wall-clock time stamp
+
