@@ -1,4 +1,4 @@
-"""Grid: 8 short Digits runs (configs/digits/grid.yaml) with the default concurrency versus
+"""Grid: 8 short Digits runs (benchmarks/digits_grid.yaml) with the default concurrency versus
 --max-concurrent 1, and the per-run overhead of the pool versus a fresh process per run.
 
     .venv/bin/python benchmarks/grid_overhead.py
@@ -22,15 +22,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-GRID = ROOT / "configs" / "digits" / "grid.yaml"
-EPOCHS = 20                    # each run a few seconds, as short experiments go; grid.yaml itself says 5
-LONGER = ["--set", f"training.terminal_conditions.epoch_limit={EPOCHS}"]
+GRID = ROOT / "benchmarks" / "digits_grid.yaml"     # the shipped Digits experiments, at their own lengths
 
 
-def grid(outdir: Path, *flags: str) -> tuple[float, list[float]]:
-    """Wall seconds of a whole grid, and each run's overhead in the pool."""
+def grid(outdir: Path, *flags: str) -> tuple[float, list[float], float]:
+    """Wall seconds of a whole grid, each run's overhead in the pool, and the sum of the runs' wall times."""
     started = time.perf_counter()
-    subprocess.run([str(BIN / "pyrosys-grid-trainer"), "--c", str(GRID), "--outdir", str(outdir), *LONGER, *flags],
+    subprocess.run([str(BIN / "pyrosys-grid-trainer"), "--c", str(GRID), "--outdir", str(outdir), *flags],
                    check=True, capture_output=True)
     wall = time.perf_counter() - started
     (folder,) = outdir.glob("grid_*")
@@ -38,7 +36,7 @@ def grid(outdir: Path, *flags: str) -> tuple[float, list[float]]:
         rows = list(csv.DictReader(stream))
     overheads = [float(row["seconds"]) - json.loads((Path(row["folder"]) / "status.json").read_text())["seconds"]
                  for row in rows]
-    return wall, overheads
+    return wall, overheads, sum(float(row["seconds"]) for row in rows)
 
 
 def fresh_processes(outdir: Path, runs: int) -> list[float]:
@@ -46,7 +44,7 @@ def fresh_processes(outdir: Path, runs: int) -> list[float]:
     from pyrosys.grid import expand
 
     overheads = []
-    for index, run in enumerate(expand(GRID, LONGER[1:]).runs[:runs]):
+    for index, run in enumerate(expand(GRID).runs[:runs]):
         started = time.perf_counter()
         subprocess.run([str(BIN / "pyrosys-trainer"), *run.trainer_arguments(), "--outdir", str(outdir),
                         "--run-name", f"run{index}", "--set", "training.trainer.enable_progress_bar=false"],
@@ -60,24 +58,29 @@ def measure() -> dict:
     """Both grids and the fresh-process runs."""
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        one_wall, one_overheads = grid(scratch / "one", "--max-concurrent", "1")
-        default_wall, default_overheads = grid(scratch / "default")
+        one_wall, one_overheads, one_runs = grid(scratch / "one", "--max-concurrent", "1")
+        default_wall, default_overheads, default_runs = grid(scratch / "default")
         fresh = fresh_processes(scratch / "fresh", 4)
+    concurrency = os.cpu_count() or 1
+    # what neither mode can share out: start-up of the grid and its pool, before and after the runs
     return {"one_wall": one_wall, "one_overheads": one_overheads, "default_wall": default_wall,
-            "default_overheads": default_overheads, "fresh": fresh}
+            "default_overheads": default_overheads, "fresh": fresh, "one_runs": one_runs,
+            "default_runs": default_runs, "one_fixed": one_wall - one_runs,
+            "default_fixed": default_wall - default_runs / concurrency}
 
 
 def main() -> int:
     m = measure()
     one_wall, one_overheads, default_wall = m["one_wall"], m["one_overheads"], m["default_wall"]
     default_overheads, fresh = m["default_overheads"], m["fresh"]
+    best = (m["one_fixed"] + m["one_runs"]) / (m["one_fixed"] + m["one_runs"] / (os.cpu_count() or 1))
     speedup = one_wall / default_wall
     pool = statistics.median(one_overheads)
     lines = ["# Grid: concurrency and per-run overhead", "",
              f"Measured {dt.date.today()} on {platform.node()} ({os.cpu_count()} cores, {platform.platform()}), "
              f"Python {platform.python_version()}.", f"Command: `python benchmarks/grid_overhead.py`", "",
-             f"`{GRID.relative_to(ROOT)}`: 8 short Digits runs (2 models x 2 learning rates x 2 repetitions), "
-             f"each for {EPOCHS} epochs (`{' '.join(LONGER)}`).",
+             f"`{GRID.relative_to(ROOT)}`: 8 short Digits runs: the shipped LeNet5 "
+             "(40 epochs) and MLP (30 epochs) experiments x 2 learning rates x 2 repetitions.",
              "", "| | seconds |", "| --- | --- |",
              f"| grid, `--max-concurrent 1` | {one_wall:.2f} |",
              f"| grid, default concurrency ({os.cpu_count()}) | {default_wall:.2f} |",
@@ -85,9 +88,18 @@ def main() -> int:
              f"| per-run overhead in the pool (median of 8, one at a time) | **{pool:.3f}** (target under 0.5) |",
              f"| per-run overhead in the pool, default concurrency (median of 8) | {statistics.median(default_overheads):.3f} |",
              f"| per-run overhead of a fresh `pyrosys-trainer` process (median of {len(fresh)}) | {statistics.median(fresh):.3f} |",
+             f"| time outside the runs (grid and pool start-up, first-run imports), one at a time | {m['one_fixed']:.2f} |",
+             f"| the same, default concurrency (wall minus the runs' wall times / {os.cpu_count()}) | {m['default_fixed']:.2f} |",
+             f"| the runs' own wall times, summed: one at a time / default concurrency | {m['one_runs']:.2f} / {m['default_runs']:.2f} |",
              "", "Per-run overhead: the run's wall time seen by its launcher minus its own time (`seconds` in "
              "status.json: fit, test, record). Pool overheads, one at a time: "
-             + ", ".join(f"{v:.3f}" for v in one_overheads) + "."]
+             + ", ".join(f"{v:.3f}" for v in one_overheads) + ".", "",
+             "Why the speed-up stays under the target: time outside the runs (starting the pool: a Python process "
+             "importing torch, about 1.1 s, and Lightning, about 2.3 s, then MLflow; the first run's imports and the "
+             "MLflow store's creation) is paid once per grid whichever the concurrency, and two cores cannot "
+             "share it out. With that fixed time F and the runs' time R, the best a 2-core grid can do is "
+             f"(F + R) / (F + R/2) = **{best:.2f}x** here; 1.6x needs R of at least about 5 F, i.e. runs "
+             "twice as long as these. Per run, the pool's overhead is what the target asks."]
     text = "\n".join(lines) + "\n"
     (ROOT / "benchmarks" / "grid_overhead.md").write_text(text)
     print(text)

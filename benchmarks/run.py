@@ -75,6 +75,7 @@ def main() -> int:
     grid = grid_overhead.measure()
     a, b, c, d, e = (steps[k] for k in "abcde")
     pool = statistics.median(grid["one_overheads"])
+    best = (grid["one_fixed"] + grid["one_runs"]) / (grid["one_fixed"] + grid["one_runs"] / (os.cpu_count() or 1))
     rows = [
         ("1 step overhead", f"(a) raw loop indexing tensors, {steps['steps']} steps", f"{a:.3f} s", "1.00 x (a)", ""),
         ("", "(b) raw loop over DataLoader(TensorDataset)", f"{b:.3f} s", f"{b / a:.2f} x (a)", ""),
@@ -93,6 +94,8 @@ def main() -> int:
         ("", "per-run overhead, a fresh process per run", f"{statistics.median(grid['fresh']):.3f} s", "", ""),
         ("", "8 runs, default concurrency vs --max-concurrent 1", f"{grid['default_wall']:.2f} / {grid['one_wall']:.2f} s",
          f"{grid['one_wall'] / grid['default_wall']:.2f} x faster", f">= 1.6 x: {'yes' if grid['one_wall'] / grid['default_wall'] >= 1.6 else 'no'}"),
+        ("", "time outside the runs (pool start-up, first-run imports): one at a time / default",
+         f"{grid['one_fixed']:.2f} / {grid['default_fixed']:.2f} s", f"best possible {best:.2f} x", ""),
     ]
     rows += [("5 scaling" if i == 0 else "", f"batch {r['batch']}, hidden {r['hidden']} ({r['steps']} steps)",
               f"(a) {r['a_ms']:.3f} ms, (d) {r['d_ms']:.3f} ms per step", f"{r['d_ms'] / r['a_ms']:.2f} x (a)",
@@ -105,7 +108,27 @@ def main() -> int:
              f"Command: `make bench` (`{Path(sys.executable).name} benchmarks/run.py`), {time.perf_counter() - started:.0f} s in all.",
              "", f"Step overhead: MLP {64}->128->10, {20000} in-memory samples, batch 64, Adam, 3 epochs, one torch "
              f"thread, medians of {steps['repeats']} in one process. Scaling: medians of 3.", "", *table, "",
-             "## Where (d)'s time goes (cProfile, cumulative, one run)", "", "```", profile_text.strip()[:6000], "```", ""]
+             "## What the figures say", "",
+             f"- **(d) against (a)**: out of reach on Lightning. (e), Lightning's own training loop with nothing "
+             f"logged, no callback and no logger, already takes {e / a:.2f} x (a): about "
+             f"{1000 * (e - a) / steps['steps']:.2f} ms per step of hooks, closures and progress bookkeeping, against "
+             f"{1000 * a / steps['steps']:.2f} ms for the whole raw step. PyroSys adds "
+             f"{1000 * (d - e) / steps['steps']:.2f} ms per step on top of that floor (statistics on the device, "
+             "the checkpoint callback, CSV and TensorBoard rows). Reaching 1.5 x (a) would mean leaving Lightning's "
+             "loop (several optimiser steps per Lightning batch, or a loop of our own), which would give up its "
+             "callbacks, strategies and checkpoint semantics that the rest of PyroSys is built on.",
+             f"- **(d) against (c)**: {d / c:.2f} x (c); the floor (e) is {e / c:.2f} x (c). What was taken off the "
+             "step: torchmetrics' stateful forward (now a stateless batch value), the DataLoader and its sampler "
+             "(now one permutation and one tensor index per batch), the per-step walk of the batch to the device on "
+             "the CPU, the collector's per-step conversions. What remains is mostly the checkpoint callback and "
+             "the returned statistics passing through Lightning's result handling.",
+             "- **Scaling**: the fixed cost per step stays near half a millisecond whatever the batch or model "
+             "size, so the ratio to (a) falls as the step's own work grows (batch 256, or a 10x larger model).",
+             "- **Grid**: the pool's per-run overhead is what the target asks; the speed-up of 8 runs is held back "
+             "by the time outside the runs (starting the pool: Python, torch, Lightning and MLflow imports; the "
+             "first run's imports and the MLflow store's creation), paid once per grid in either mode. "
+             "`benchmarks/grid_overhead.md` works it out.",
+             "", "## Where (d)'s time goes (cProfile, cumulative, one run)", "", "```", profile_text.strip()[:6000], "```", ""]
     text = "\n".join(lines) + "\n"
     (HERE / "results.md").write_text(text)
     print("\n".join(table))

@@ -43,6 +43,17 @@ def flatten(tree: Mapping, prefix: str = "") -> dict[str, str]:
     return flat
 
 
+SPREAD = ("_mean", "_std", "_min", "_max")
+
+
+def tracked(table: str, name: str) -> bool:
+    """Whether a statistics column becomes an MLflow metric: every table's own values, not the per-batch
+    spread of the aggregate tables (nor validation_agg's copies of the validation values); those stay
+    in the CSV files and TensorBoard. It keeps a run's metrics few enough to log in a blink."""
+    return table not in ("testing", "validation_agg") and name not in ("episode", "epoch", "batches", "samples") \
+        and not name.endswith(SPREAD)
+
+
 def default_tracking_uri(outdir: str | Path) -> str:
     """The embedded store: a SQLite database in the experiments folder."""
     return f"sqlite:///{Path(outdir).resolve() / 'mlflow.db'}"
@@ -60,10 +71,6 @@ class _Tracker:
         self.run_id = settings["run_id"]
 
     def start(self) -> str:
-        with _store_lock(self.settings["tracking_uri"]):    # grid runs share one SQLite store
-            return self._start()
-
-    def _start(self) -> str:
         settings = self.settings
         if self.run_id is None:
             experiment = self.client.get_experiment_by_name(settings["experiment_name"])
@@ -120,8 +127,8 @@ class _Tracker:
 
 @contextlib.contextmanager
 def _store_lock(tracking_uri: str) -> Iterator[None]:
-    """Hold a file lock beside a SQLite store while a run is opened: concurrent runs (a grid) would
-    otherwise race to create its tables and its experiment."""
+    """Hold a file lock beside a SQLite store for one job: concurrent runs (a grid) would otherwise race
+    to create its tables and its experiment, and wait on SQLite's sleeping busy handler."""
     if not tracking_uri.startswith("sqlite:///"):
         yield
         return
@@ -158,11 +165,12 @@ class _Jobs:
         if self.failed:
             return None
         try:
-            if self.tracker is None:
-                self.tracker = _Tracker(self.settings)
-            if job[0] == "start":
-                return ("run", self.tracker.start())
-            getattr(self.tracker, job[0])(*job[1:])
+            with _store_lock(self.settings["tracking_uri"]):   # grid runs share one SQLite store
+                if self.tracker is None:
+                    self.tracker = _Tracker(self.settings)
+                if job[0] == "start":
+                    return ("run", self.tracker.start())
+                getattr(self.tracker, job[0])(*job[1:])
         except Exception as error:  # noqa: BLE001 - any store failure degrades to a warning
             self.failed = True
             text = str(error).strip().splitlines()[0] if str(error).strip() else ""
@@ -248,7 +256,7 @@ class MLflowSink:
                 for row in csv.DictReader(stream):
                     if int(row["episode"]) <= episode:
                         self.pending += [(f"{table}/{key}", float(value), int(time.time() * 1000), int(row["episode"]))
-                                         for key, value in row.items() if key not in ("episode", "epoch") and value]
+                                         for key, value in row.items() if tracked(table, key) and value]
         self.flush()
 
     def _take(self, kind: str, value: Any) -> None:
@@ -284,7 +292,7 @@ class MLflowSink:
             return
         step, stamp = int(row.get("episode", 0)), int(time.time() * 1000)
         self.pending += [(f"{table}/{name}", float(value), stamp, step) for name, value in row.items()
-                         if name not in ("episode", "epoch") and isinstance(value, (int, float))]
+                         if tracked(table, name) and isinstance(value, (int, float))]
         if table != "training":
             # flushed at validations and epoch ends, where checkpoints are written: a resumed run
             # logs again exactly the episodes its interrupted run had not flushed (no gaps, no repeats)

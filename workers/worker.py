@@ -77,6 +77,8 @@ def configure_console_logging(level: str) -> None:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*IterableDataset. has .__len__. defined.*")
     warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\).*")
+    # PyroSys models skip the per-step batch walk on the CPU on purpose (Model.transfer_batch_to_device)
+    warnings.filterwarnings("ignore", ".*overridden `transfer_batch_to_device` in `LightningModule`.*")
     # epoch values come from torchmetrics, which already synchronises them across DDP processes
     warnings.filterwarnings("ignore", ".*when logging on epoch level in distributed setting.*")
     logger = logging.getLogger("pyrosys")
