@@ -9,7 +9,7 @@ PIP := $(BIN)/python -m pip
 INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 DEMO_CONFIG := configs/digits/lenet5.yaml
 
-.PHONY: demo test accuracy bench install install-dev clean
+.PHONY: demo test accuracy bench reliability install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ test: $(VENV)/.installed-dev
 
 accuracy: $(VENV)/.installed-dev
 	$(BIN)/pytest -q -s -m accuracy
+
+reliability: $(VENV)/.installed-dev
+	$(BIN)/pytest -q tests/reliability -m "not accuracy"
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run.py

@@ -16,17 +16,25 @@ RESUMABLE_CHANGES = ("training.terminal_conditions.",)
 
 
 def resume_point(folder: str | Path) -> tuple[Path, dict, int]:
-    """(last.ckpt, status, episode of last.ckpt) of an experiment folder, or a ConfigError saying what is missing."""
+    """(checkpoint, status, its episode) where an experiment goes on: models/last.ckpt, or models/best.ckpt
+    when that one is newer (a run killed at its first validation, between writing best and last); a
+    ConfigError says what is missing."""
     from pyrosys.checkpoint import read_checkpoint
 
     folder = Path(folder)
-    for name in (CONFIGURATION_FILE, "status.json", "models/last.ckpt"):
+    for name in (CONFIGURATION_FILE, "status.json"):
         if not (folder / name).is_file():
             raise ConfigError(f"this is not an experiment that can be resumed: it has no {name}", file=str(folder),
                               key="--resume", hint="Name an experiment folder written by pyrosys-trainer")
-    checkpoint = read_checkpoint(folder / "models" / "last.ckpt", key="--resume")
-    return folder / "models" / "last.ckpt", json.loads((folder / "status.json").read_text()), \
-        int(checkpoint["global_step"])
+    candidates = [folder / "models" / name for name in ("last.ckpt", "best.ckpt") if (folder / "models" / name).is_file()]
+    if not candidates:
+        raise ConfigError("this experiment has no checkpoint to go on from (models/last.ckpt): it stopped before "
+                          "its first validation", file=str(folder), key="--resume",
+                          hint="Start it again with --c and its training_configuration.yaml")
+    steps = [(int(read_checkpoint(path, key="--resume")["global_step"]), -index, path)
+             for index, path in enumerate(candidates)]
+    step, _, path = max(steps)
+    return path, json.loads((folder / "status.json").read_text()), step
 
 
 def _value(tree: Mapping, path: str) -> object:

@@ -532,6 +532,8 @@ def train(args: argparse.Namespace) -> int:
 
         experiment = Experiment.reopen(args.resume)
         last, _, step = resume_point(experiment.folder)
+        for stale in experiment.models_dir.glob(".*.tmp"):       # a checkpoint write the kill interrupted
+            stale.unlink()
         run_file = experiment.folder / "mlflow_run.json"
         resume = {"checkpoint": str(last), "episode": step,
                   "mlflow": json.loads(run_file.read_text()) if run_file.is_file() else None}
