@@ -9,15 +9,22 @@ import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from pyrosys.atomic import atomic_path
-from pyrosys.errors import ConfigError
+from pyrosys.errors import ConfigError, RunFailed
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoint I/O that writes a temporary file and renames it, and loads weights-only."""
 
     def save_checkpoint(self, checkpoint: dict, path: Any, storage_options: Any = None) -> None:
-        with atomic_path(path) as temporary:
-            torch.save(checkpoint, temporary)
+        try:
+            with atomic_path(path) as temporary:
+                torch.save(checkpoint, temporary)
+        except (OSError, RuntimeError) as error:   # a full disk, a file-size limit, a folder made read-only
+            # (torch's zip writer reports a short write as a RuntimeError)
+            reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[0]
+            raise RunFailed(f"the checkpoint {Path(path).parent.name}/{Path(path).name} could not be written "
+                            f"({reason}); nothing half-written was left. Free disk space, or resume the run "
+                            "from its last checkpoint somewhere writable") from None
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict:
         return read_checkpoint(path, key="checkpoint")

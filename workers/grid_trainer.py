@@ -196,6 +196,9 @@ def grid_train(args: argparse.Namespace) -> int:
     """plan -> folder -> run every run not completed (pool or Ray) -> record each at once -> summary."""
     from pyrosys.grid import GridPlan, GridStatus, command_line_overrides, expand
 
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise ConfigError(f"--max-concurrent is at least 1, not {args.max_concurrent}", file="the command line",
+                          key="--max-concurrent")
     if args.resume:
         folder = Path(args.resume)
         plan = GridPlan.read(folder)
@@ -206,9 +209,6 @@ def grid_train(args: argparse.Namespace) -> int:
         plan = expand(args.config, command_line_overrides(args.overrides), seed=args.seed)
         folder = grid_folder(args)
         (folder / "grid.yaml").write_text(plan.to_yaml(), encoding="utf-8")
-    if args.max_concurrent is not None and args.max_concurrent < 1:
-        raise ConfigError(f"--max-concurrent is at least 1, not {args.max_concurrent}", file="the command line",
-                          key="--max-concurrent")
     with grid_lock(folder):
         status = GridStatus(folder, plan.runs)
         todo = [run for run in plan.runs if status.rows[run.name]["status"] != "completed"]

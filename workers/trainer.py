@@ -195,6 +195,10 @@ def _spec(section: ParamInterface, key: str) -> dict | None:
 
 def resolve(args: argparse.Namespace) -> TrainingPlan:
     """Configuration files and flags -> a checked TrainingPlan; the registry is then frozen."""
+    if args.resume is not None and args.model_weights is not None:
+        raise ConfigError("--resume and --m cannot be combined: --resume goes on with an experiment's own weights, "
+                          "--m starts a new experiment from other weights", file="the command line", key="--resume",
+                          hint="Keep one of the two")
     overrides = list(args.overrides)
     if args.seed is not None:
         overrides.append(f"training.seed={args.seed}")

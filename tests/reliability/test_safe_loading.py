@@ -3,7 +3,6 @@ refused; a class named in a configuration or a checkpoint must be of the kind ex
 configurations inside checkpoints are plain data."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -69,8 +68,10 @@ def test_checkpoints_carry_their_configuration_as_plain_data_only(run):
             return all(plain(v) for v in value)
         return value is None or isinstance(value, (str, int, float, bool))
 
-    checkpoint = read_checkpoint(run / "models" / "last.ckpt")
-    assert plain(checkpoint["pyrosys"]) and "configuration" in json.dumps(list(checkpoint["pyrosys"]))
+    described = read_checkpoint(run / "models" / "last.ckpt")["pyrosys"]
+    assert "configuration" in described and "model" in described
+    # everything but the random generators' states (arrays, read weights-only) is plain data
+    assert plain({key: value for key, value in described.items() if key != "random_states"})
 
 
 @pytest.mark.parametrize("target", ["os.system", "subprocess.Popen", "builtins.eval", "shutil.rmtree"])
