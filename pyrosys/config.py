@@ -177,8 +177,10 @@ def _first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-def _load_tree(path: Path, chain: tuple[Path, ...]) -> tuple[DictConfig, dict[str, str]]:
-    """One file with its default_configs merged under it, depth-first, cycles refused."""
+def _load_tree(path: Path, chain: tuple[Path, ...],
+               choices: Mapping[str, str] | None = None) -> tuple[DictConfig, dict[str, str]]:
+    """One file with its default_configs and its project groups' chosen files merged under it,
+    depth-first, cycles refused."""
     path = path.resolve()
     if path in chain:
         cycle = " -> ".join(str(p) for p in (*chain[chain.index(path):], path))
@@ -187,8 +189,17 @@ def _load_tree(path: Path, chain: tuple[Path, ...]) -> tuple[DictConfig, dict[st
     data = load_yaml(path)
     merged = OmegaConf.create({})
     sources: dict[str, str] = {}
-    for name in _default_list(data.pop("default_configs", None), path):
-        included = (path.parent / name)
+    includes = [path.parent / name for name in _default_list(data.pop("default_configs", None), path)]
+    if "groups" in data:                     # a project's top-level config: its group choices come first
+        from pyrosys.project import group_files
+
+        includes += group_files(path, data.pop("groups"), choices or {})
+    elif choices:
+        raise ConfigError(f"group choices ({', '.join(f'{k}={v}' for k, v in choices.items())}) were given, but "
+                          "this configuration names no groups", file=str(path), key="groups",
+                          hint="Give a project's train.yaml, which lists its groups under 'groups:'")
+    for included in includes:
+        name = included.name
         if not included.is_file():
             raise ConfigError(f"the default_configs file '{name}' does not exist (looked for {included})",
                               file=str(path), key="default_configs",
@@ -216,16 +227,18 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key, value
 
 
-def load_configuration(paths: Sequence[str | Path], overrides: Sequence[str] = ()) -> Configuration:
-    """Merge the files (later wins) and the overrides, then resolve `${...}` interpolation."""
+def load_configuration(paths: Sequence[str | Path], overrides: Sequence[str] = (),
+                       choices: Mapping[str, str] | None = None) -> Configuration:
+    """Merge the files (later wins) and the overrides, then resolve `${...}` interpolation; `choices`
+    pick a project's group files (model=vae)."""
     files = split_paths(str(p) for p in paths)
     if not files:
         raise ConfigError("no configuration file was given", file=COMMAND_LINE,
                           hint="Name one with --c FILE")
     merged = OmegaConf.create({})
     sources: dict[str, str] = {}
-    for file in files:
-        tree, tree_sources = _load_tree(Path(file), ())
+    for index, file in enumerate(files):
+        tree, tree_sources = _load_tree(Path(file), (), choices if index == 0 else None)
         merged = _merge(merged, tree, file)
         sources.update(tree_sources)
     for item in overrides:

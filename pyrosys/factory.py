@@ -39,6 +39,25 @@ KINDS: dict[str, Kind] = {
 }
 
 _REGISTRY: dict[str, dict[str, type]] = defaultdict(dict)
+ENTRY_POINTS = "pyrosys.components"      # installed packages name here the modules that register components
+_loaded_entry_points: set[str] = set()
+
+
+def load_entry_points() -> None:
+    """Import every module an installed package names in the `pyrosys.components` entry-point group, so
+    that its @register decorators run and `name:` finds its components (once per process)."""
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=ENTRY_POINTS):
+        if point.value in _loaded_entry_points:
+            continue
+        _loaded_entry_points.add(point.value)
+        try:
+            point.load()
+        except Exception as error:  # noqa: BLE001 - a broken plugin is a configuration problem to report
+            raise ConfigError(f"the components of '{point.name}' cannot be loaded ({type(error).__name__}: {error})",
+                              file=point.value, key=ENTRY_POINTS,
+                              hint="Fix or uninstall the package that declares this entry point") from None
 
 
 def register(kind: str, name: str | None = None) -> Callable[[T], T]:
@@ -68,6 +87,7 @@ def registered(kind: str) -> dict[str, type]:
     spec = KINDS[kind]
     for package in spec.packages:
         importlib.import_module(package)
+    load_entry_points()
     names: dict[str, type] = {}
     base = base_class(kind)
     for namespace in spec.namespaces:

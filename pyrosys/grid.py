@@ -50,10 +50,11 @@ class GridRun:
     task: int = 0
     repetition: int = 0
     error: str | None = None          # the configuration does not resolve: the run fails without starting
+    choices: dict[str, str] = field(default_factory=dict)   # project group choices (model: vae)
 
     def trainer_arguments(self) -> list[str]:
         """The pyrosys-trainer flags of this run (less --outdir and --run-name)."""
-        arguments = ["--c", *self.configs]
+        arguments = ["--c", *self.configs, *(f"{group}={choice}" for group, choice in self.choices.items())]
         if self.overrides:
             arguments += ["--set", *self.overrides]
         if self.seed is not None:
@@ -133,12 +134,17 @@ def _sweep(search: Mapping[str, Sequence], file: str) -> list[dict[str, Any]]:
 
 def _task_runs(configs: list[str], overrides: list[str], sweep: list[dict], repetitions: int,
                stem: str, task: int, start: int, extra: Sequence[str], rng: random.Random) -> list[GridRun]:
+    from pyrosys.project import find_project
+
+    project = find_project(configs[0])
+    groups = project.groups() if project else {}
     runs = []
     for swept in sweep:
-        run_overrides = [*overrides, *(override(k, v) for k, v in swept.items()), *extra]
+        choices = {k: str(v) for k, v in swept.items() if k in groups}      # a sweep over a project's groups
+        run_overrides = [*overrides, *(override(k, v) for k, v in swept.items() if k not in groups), *extra]
         error, seed = None, None
         try:
-            tree = load_configuration(configs, run_overrides).tree
+            tree = load_configuration(configs, run_overrides, choices).tree
             seed = _seed_of(tree)
         except ConfigError as problem:
             error = problem.paragraph()
@@ -146,7 +152,7 @@ def _task_runs(configs: list[str], overrides: list[str], sweep: list[dict], repe
             run_seed = None if error else (seed + repetition if seed is not None else rng.randrange(2**31))
             runs.append(GridRun(name=_run_name(start + len(runs), stem, swept, repetition, repetitions),
                                 configs=configs, overrides=run_overrides, seed=run_seed, swept=dict(swept),
-                                task=task, repetition=repetition, error=error))
+                                task=task, repetition=repetition, error=error, choices=choices))
     return runs
 
 

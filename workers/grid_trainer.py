@@ -164,7 +164,7 @@ def recheck(run: Any) -> None:
     if run.error is None:
         return
     try:
-        load_configuration(run.configs, run.overrides)
+        load_configuration(run.configs, run.overrides, run.choices)
         run.error = None
     except ConfigError as error:
         run.error = error.paragraph()

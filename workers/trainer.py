@@ -210,7 +210,7 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
         overrides.append(f"logging.mlflow.tracking_uri={args.mlflow}")
     if args.model_weights is not None:
         overrides.append(f"model.load={{from: {json.dumps(str(Path(args.model_weights).resolve()))}}}")
-    files = list(args.config)
+    files, choices = command_line_choices(args, overrides)
     if args.resume is not None:
         from pyrosys.resume import CONFIGURATION_FILE, resume_point
 
@@ -221,7 +221,7 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
                           hint="Name one with --c FILE, or continue an experiment with --resume EXPERIMENT_DIR")
     ParamRegistry.reset()
     registry = ParamRegistry()
-    configuration = load_configuration(files, overrides)
+    configuration = load_configuration(files, overrides, choices)
     check_trainer_keys(configuration)          # before any component (torch, Lightning) is imported
     registry.load(configuration)
     registry.section().add_default_params(get_params())
@@ -491,8 +491,40 @@ def configuration_header() -> str:
     return "\n".join(lines) + "\n"
 
 
+def command_line_choices(args: argparse.Namespace, overrides: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The configuration files, and the project group choices (model=vae) given after them; other
+    `key=value` items join the overrides."""
+    from pyrosys.project import split_choices
+
+    files = [item for item in args.config if "=" not in item or Path(item).exists()]
+    items = [item for item in [*args.config, *args.choices] if item not in files]
+    choices, rest = split_choices(items, files[0] if files else Path.cwd())
+    overrides[:0] = rest
+    return files, choices
+
+
+def list_choices(args: argparse.Namespace) -> int:
+    """--list GROUP: the choices of a group of the project around the configuration (or this folder)."""
+    from pyrosys.project import find_project
+
+    start = args.config[0] if args.config else Path.cwd()
+    project = find_project(start)
+    if project is None:
+        raise ConfigError("this is not inside a PyroSys project (no .pyrosys-project file here or above)",
+                          file=str(start), key="--list", hint="Create one with pyrosys-init NAME")
+    groups = project.groups()
+    if args.list not in groups:
+        raise ConfigError(f"the project {project.package} has no group '{args.list}'", file=str(project.config_dir),
+                          key="--list", hint="Groups: " + ", ".join(groups))
+    for choice in groups[args.list]:
+        print(choice)
+    return 0
+
+
 def train(args: argparse.Namespace) -> int:
     """resolve -> build -> fit -> test -> record."""
+    if args.list:
+        return list_choices(args)
     plan = resolve(args)
     if args.print_config:
         print(dump_yaml(plan.configuration), end="")
@@ -626,6 +658,11 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--c", "--config", dest="config", metavar="FILE", nargs="+", action="extend", default=[],
                         help="configuration files, later ones winning (also a,b,c); with --resume, merged over "
                              "the experiment's saved configuration")
+    result.add_argument("choices", nargs="*", metavar="GROUP=CHOICE",
+                        help="in a PyroSys project: pick config/<GROUP>/<CHOICE>.yaml for a group (model=vae "
+                             "data=cells); other key.sub=value items are overrides, as with --set")
+    result.add_argument("--list", metavar="GROUP", default=None,
+                        help="in a PyroSys project: list the choices of a configuration group and exit")
     result.add_argument("--resume", metavar="EXPERIMENT_DIR", default=None,
                         help="continue an interrupted experiment from its models/last.ckpt, in the same folder, "
                              "CSVs, TensorBoard and MLflow run")
