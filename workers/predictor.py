@@ -152,10 +152,40 @@ def prediction_rows(model: Any, ids: list[str], fields: dict) -> list[dict]:
     return rows
 
 
+PREDICT_KEYS = ("model", "input", "output", "sequence_column")
+
+
+def settings(args: argparse.Namespace) -> None:
+    """Fill the flags not given from a `--c` file's `predict:` section (paths relative to that file)."""
+    from pyrosys.config import load_yaml
+    from pyrosys.errors import did_you_mean
+
+    section: dict = {}
+    if args.config:
+        data = load_yaml(args.config)
+        section = data.get("predict") or {}
+        if set(data) - {"predict"} or not isinstance(section, dict):
+            raise ConfigError("a predictor configuration holds one section, 'predict:'", file=args.config,
+                              key=next(iter(set(data) - {"predict"}), "predict"))
+        for key, value in section.items():
+            if key not in PREDICT_KEYS:
+                raise ConfigError("is not a predictor setting", file=args.config, key=f"predict.{key}",
+                                  hint=did_you_mean(key, PREDICT_KEYS))
+            if getattr(args, key) is None:
+                setattr(args, key, value if key == "sequence_column" else str(Path(args.config).parent / str(value)))
+    for key in ("model", "input"):
+        if getattr(args, key) is None:
+            flag = "--m" if key == "model" else "--input"
+            raise ConfigError(f"no {key} was given", file=args.config or "the command line", key=flag,
+                              hint=f"Give {flag}, or predict.{key} in a --c file")
+    args.sequence_column = args.sequence_column or "sequence"
+
+
 def predict(args: argparse.Namespace) -> int:
     """Load -> read -> predict -> write."""
     from pyrosys.atomic import write_text_atomic
 
+    settings(args)
     model = load_model(args.model)
     ids, fields = read_inputs(Path(args.input), model.data_definitions, args.sequence_column)
     rows = prediction_rows(model, ids, fields)
@@ -174,11 +204,13 @@ def predict(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     """The predictor's flags."""
     result = base_parser("pyrosys-predictor", "Predict with a trained model (bundle or checkpoint), no trainer.")
-    result.add_argument("--m", "--model", dest="model", metavar="CHECKPOINT_OR_BUNDLE", required=True,
+    result.add_argument("--m", "--model", dest="model", metavar="CHECKPOINT_OR_BUNDLE", default=None,
                         help="a model bundle folder (<experiment>/models/best) or a checkpoint (.ckpt)")
-    result.add_argument("--input", required=True, metavar="FILE", help="raw inputs: CSV, TSV, FASTA or NPY")
+    result.add_argument("--input", default=None, metavar="FILE", help="raw inputs: CSV, TSV, FASTA or NPY")
     result.add_argument("--output", metavar="FILE", default=None, help="CSV of predictions (default: stdout)")
-    result.add_argument("--sequence-column", default="sequence", help="tables of sequences: the sequence column")
+    result.add_argument("--sequence-column", default=None, help="tables of sequences: the sequence column")
+    result.add_argument("--c", "--config", dest="config", metavar="FILE", default=None,
+                        help="a YAML file whose 'predict:' section gives model, input, output (flags win)")
     return result
 
 
