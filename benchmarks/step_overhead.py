@@ -75,11 +75,9 @@ def raw_dataloader(batch: int, hidden: int) -> float:
     return time.perf_counter() - started
 
 
-def plain_lightning(batch: int, hidden: int, folder: Path) -> float:
-    """(c) A LightningModule as users usually write it: DataLoader, `self.log` every step, default
-    logger and checkpointing, no progress bar (not a terminal)."""
+def lightning_module(hidden: int, log_every_step: bool):
+    """The MLP as a LightningModule as users write it; `self.log` of the loss at every step or not."""
     import pytorch_lightning as pl
-    from torch.utils.data import DataLoader, TensorDataset
 
     class Module(pl.LightningModule):
         def __init__(self) -> None:
@@ -89,18 +87,28 @@ def plain_lightning(batch: int, hidden: int, folder: Path) -> float:
         def training_step(self, batch_data, batch_idx):
             x, y = batch_data
             loss = F.cross_entropy(self.net(x), y)
-            self.log("loss", loss)
+            if log_every_step:
+                self.log("loss", loss)
             return loss
 
         def configure_optimizers(self):
             return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+    return Module()
+
+
+def plain_lightning(batch: int, hidden: int, folder: Path) -> float:
+    """(c) A LightningModule as users usually write it: DataLoader, `self.log` every step, default
+    logger and checkpointing, no progress bar (not a terminal)."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
 
     inputs, targets = data()
     loader = DataLoader(TensorDataset(inputs, targets), batch_size=batch, shuffle=True)
     trainer = pl.Trainer(max_epochs=EPOCHS, accelerator="cpu", devices=1, enable_progress_bar=False,
                          enable_model_summary=False, default_root_dir=str(folder))
     started = time.perf_counter()
-    trainer.fit(Module(), loader)
+    trainer.fit(lightning_module(hidden, log_every_step=True), loader)
     return time.perf_counter() - started
 
 
@@ -121,22 +129,10 @@ def bare_lightning(batch: int, hidden: int) -> float:
                 index = order[start:start + batch]
                 yield inputs[index], targets[index]
 
-    class Module(pl.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = mlp(hidden)
-
-        def training_step(self, batch_data, batch_idx):
-            x, y = batch_data
-            return F.cross_entropy(self.net(x), y)
-
-        def configure_optimizers(self):
-            return torch.optim.Adam(self.parameters(), lr=1e-3)
-
     trainer = pl.Trainer(max_epochs=EPOCHS, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
     started = time.perf_counter()
-    trainer.fit(Module(), Batches())
+    trainer.fit(lightning_module(hidden, log_every_step=False), Batches())
     return time.perf_counter() - started
 
 

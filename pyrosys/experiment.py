@@ -44,6 +44,19 @@ def create_unique_folder(parent: Path, name: str) -> Path:
     raise ConfigError("no free experiment folder name", file=str(parent), key="--outdir")
 
 
+def experiment_folders(root: str | Path) -> list[Path]:
+    """Experiment folders at or under `root` (a status.json beside a training_configuration.yaml), in
+    name order; MLflow's artifact copies and testing_* folders are not experiments."""
+    root = Path(root)
+    found = []
+    for status in sorted(root.rglob(STATUS_FILE)):
+        inside = status.parent.relative_to(root).parts
+        if "mlflow" not in inside and not any(part.startswith("testing_") for part in inside) \
+                and (status.parent / "training_configuration.yaml").is_file():
+            found.append(status.parent)
+    return found
+
+
 class Experiment:
     """The folder of one run and its status.json (running, then completed or failed)."""
 

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 import torchmetrics
 from torch import nn
+from torchmetrics import functional as tf
+from torchmetrics.functional import classification as tc
 
 from pyrosys.errors import ConfigError, did_you_mean
 
@@ -246,9 +248,6 @@ def batch_value(metric: torchmetrics.Metric, *arguments: Any) -> torch.Tensor:
     """One batch's value of `metric` without touching its state: a plain tensor expression or
     torchmetrics' functional form (arguments already checked by the model's shapes); any other
     metric through a throw-away copy of its state."""
-    from torchmetrics import functional as tf
-    from torchmetrics.functional import classification as tc
-
     kind = type(metric)
     if kind is torchmetrics.classification.MulticlassAccuracy and metric.average == "micro":
         outputs, targets = arguments
@@ -262,9 +261,9 @@ def batch_value(metric: torchmetrics.Metric, *arguments: Any) -> torch.Tensor:
     if kind is torchmetrics.classification.BinaryF1Score:
         return tc.binary_f1_score(*arguments, threshold=metric.threshold, validate_args=False)
     if kind is torchmetrics.MeanSquaredError:
-        return torch.nn.functional.mse_loss(*arguments)
+        return F.mse_loss(*arguments)
     if kind is torchmetrics.MeanAbsoluteError:
-        return torch.nn.functional.l1_loss(*arguments)
+        return F.l1_loss(*arguments)
     if kind is torchmetrics.R2Score:
         return tf.r2_score(*arguments)
     if kind is torchmetrics.classification.MulticlassAUROC:

@@ -121,19 +121,22 @@ class ParamRegistry(metaclass=Singleton):
         """
         report = [(key, near) for key, near in self.unread()
                   if exclude_source is None or self._config.source(key) != exclude_source]
-        if not report:
-            return
-        parts = [f"'{key}'" + (f" (did you mean '{near}'?)" if near else "") for key, near in report]
-        files = sorted({self._config.source(key) or "?" for key, _ in report})
-        raise ConfigError("unknown key" + ("s " if len(parts) > 1 else " ") + ", ".join(parts)
-                          + " - nothing in PyroSys reads " + ("them" if len(parts) > 1 else "it"),
-                          file=", ".join(files), key=report[0][0],
-                          hint="Correct the spelling or remove the key; "
-                               "`--print-config` shows every key PyroSys knows with its value")
+        if report:
+            raise unknown_keys_error(report, [self._config.source(key) for key, _ in report])
 
     def to_dict(self) -> dict:
         """A deep copy of the whole tree, defaults included (what is saved with an experiment)."""
         return copy.deepcopy(self._tree)
+
+
+def unknown_keys_error(report: list[tuple[str, str | None]], files: list[str | None]) -> ConfigError:
+    """The one error for keys nothing reads: each key with its nearest known key, the files that set them."""
+    parts = [f"'{key}'" + (f" (did you mean '{near}'?)" if near else "") for key, near in report]
+    return ConfigError("unknown key" + ("s " if len(parts) > 1 else " ") + ", ".join(parts)
+                       + " - nothing in PyroSys reads " + ("them" if len(parts) > 1 else "it"),
+                       file=", ".join(sorted({file or "?" for file in files})), key=report[0][0],
+                       hint="Correct the spelling or remove the key; "
+                            "`--print-config` shows every key PyroSys knows with its value")
 
 
 class ParamInterface(Mapping):

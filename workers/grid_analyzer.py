@@ -81,6 +81,7 @@ def describe_run(folder: Path) -> dict[str, Any]:
 
 def collect(expdir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Every run under `expdir` (the grid's plan and status when there is one), and the swept keys."""
+    from pyrosys.experiment import experiment_folders
     from pyrosys.grid import PLAN_FILE, STATUS_FILE, GridPlan
 
     plan = GridPlan.read(expdir) if (expdir / PLAN_FILE).is_file() else None
@@ -99,11 +100,9 @@ def collect(expdir: Path) -> tuple[list[dict[str, Any]], list[str]]:
         rows.append(row)
         if folder:
             seen.add(folder.resolve())
-    for status_file in sorted(expdir.rglob("status.json")):          # experiments outside a grid plan
-        folder = status_file.parent
-        inside = folder.relative_to(expdir).parts
-        if folder.resolve() in seen or "mlflow" in inside or any(p.startswith("testing_") for p in inside):
-            continue                             # MLflow's artifact copies, test folders
+    for folder in experiment_folders(expdir):                       # experiments outside a grid plan
+        if folder.resolve() in seen:
+            continue
         rows.append({"run": str(folder.relative_to(expdir)), **describe_run(folder)})
     return rows, swept_keys
 

@@ -24,14 +24,16 @@ TESTING_FILE = "grid_testing.csv"
 
 def completed_runs(folder: Path) -> list[Path]:
     """Experiment folders under `folder` whose run completed and left models/best.ckpt, in name order."""
+    from pyrosys.experiment import STATUS_FILE, experiment_folders
+
     runs = []
-    for status_file in sorted(Path(folder).rglob("status.json")):
+    for run in experiment_folders(folder):
         try:
-            status = json.loads(status_file.read_text())
+            status = json.loads((run / STATUS_FILE).read_text())
         except (OSError, ValueError):
             continue
-        if status.get("status") == "completed" and (status_file.parent / "models" / "best.ckpt").is_file():
-            runs.append(status_file.parent)
+        if status.get("status") == "completed" and (run / "models" / "best.ckpt").is_file():
+            runs.append(run)
     return runs
 
 

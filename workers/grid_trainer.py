@@ -71,28 +71,23 @@ def call_worker(main: Any, parser: argparse.ArgumentParser, arguments: list[str]
     diverged loss, an exception's last line)."""
     import torch
 
-    from pyrosys.errors import RunFailed
-    from pyrosys.workers.worker import configure_console_logging
+    from pyrosys.workers.worker import configure_console_logging, outcome
 
     torch.set_num_threads(max(1, int(threads)))
     fresh_process_state()
-    status, reason = "completed", ""
     with output_to(log):
         try:
             args = parser.parse_args(arguments)
             configure_console_logging(args.log_level)
-            main(args)
-        except ConfigError as error:
-            status, reason = "failed", error.paragraph()
-            print(reason, file=sys.stderr)
-        except RunFailed as error:
-            status, reason = "failed", str(error)
-            print(f"[pyrosys] the run failed: {error}", file=sys.stderr)
+            code, reason = outcome(main, args)
         except SystemExit as error:                      # argparse refused the flags
-            status, reason = "failed", f"the flags were refused (exit status {error.code})"
+            code, reason = 2, f"the flags were refused (exit status {error.code})"
         except Exception as error:  # noqa: BLE001 - one run's failure must not end the grid
-            status, reason = "failed", f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+            text = str(error).strip()
+            code, reason = 1, f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
             traceback.print_exc()
+    status = "completed" if code == 0 else "failed"
+    reason = reason or ("" if code == 0 else f"exit status {code}")
     from pyrosys.app_state import AppState
 
     folder = AppState().experiment_dir

@@ -21,23 +21,12 @@ from pyrosys.workers.worker import base_parser, run
 STATUSES = {"completed": "FINISHED", "failed": "FAILED", "running": "KILLED"}
 
 
-def experiments(folder: Path) -> list[Path]:
-    """Experiment folders at or under `folder` (MLflow's own artifact copies and test folders aside)."""
-    found = []
-    for status in sorted(folder.rglob("status.json")):
-        parts = status.parent.relative_to(folder).parts
-        if "mlflow" not in parts and not any(p.startswith("testing_") for p in parts) \
-                and (status.parent / "training_configuration.yaml").is_file():
-            found.append(status.parent)
-    return found
-
-
 def relog(folder: Path, tracking_uri: str | None) -> tuple[str, bool]:
     """One experiment folder to a new MLflow run; (its run id, whether everything was logged)."""
     from pyrosys.config import load_yaml
     from pyrosys.experiment import Experiment
     from pyrosys.mlflow_tracking import RUN_FILE, MLflowSink, flatten
-    from pyrosys.workers.trainer import run_tags
+    from pyrosys.workers.trainer import log_run_end, run_tags
 
     experiment = Experiment.reopen(folder)
     configuration = load_yaml(folder / "training_configuration.yaml")
@@ -55,19 +44,17 @@ def relog(folder: Path, tracking_uri: str | None) -> tuple[str, bool]:
         else {"versions": {"pyrosys": ""}, "command": []}
     sink.log_params_and_tags(flatten(configuration), {**run_tags(described, folder), "pyrosys.relogged": "true"})
     sink.replay(folder, episode=sys.maxsize)
-    sink.log_final({f"test/{k}": v for k, v in (experiment.status.get("testing") or {}).items() if k != "folder"})
-    bundle = folder / "models" / "best"
-    sink.log_artifacts([folder / "training_configuration.yaml", folder / "description.json", folder / "curves.png",
-                        folder / "status.json"], bundle if bundle.is_dir() else None, None)
-    logged = sink.finish(STATUSES.get(experiment.status.get("status"), "FINISHED"))
-    experiment.write_status(mlflow={"tracking_uri": uri, "run_id": sink.run_id, "logged": logged, "relogged": True})
+    logged = log_run_end(sink, experiment, experiment.status.get("testing") or {},
+                         STATUSES.get(experiment.status.get("status"), "FINISHED"), None, relogged=True)
     return sink.run_id, logged
 
 
 def sync(args: argparse.Namespace) -> int:
     """Find the experiments -> log each again -> say which run each became."""
+    from pyrosys.experiment import experiment_folders
+
     folder = Path(args.expdir)
-    found = experiments(folder) if folder.is_dir() else []
+    found = experiment_folders(folder) if folder.is_dir() else []
     if not found:
         raise ConfigError("no experiment folder (status.json and training_configuration.yaml) was found here",
                           file=str(folder), key="--expdir")

@@ -76,6 +76,7 @@ def check_trainer_keys(configuration: Any) -> None:
     """Refuse a misspelt key of the trainer's own sections at once, naming the nearest known key: the
     check the registry makes after the build, made before torch and Lightning are imported."""
     from pyrosys.errors import nearest
+    from pyrosys.param_registry import unknown_keys_error
 
     known = {"": {**get_params(), "problem": {}, "model": {}},
              **{section: _node(get_params(), section) for section in CLOSED_SECTIONS}}
@@ -86,12 +87,9 @@ def check_trainer_keys(configuration: Any) -> None:
         for key in given:
             if key not in allowed:
                 path = f"{section}.{key}" if section else key
-                close = nearest(key, allowed)
-                raise ConfigError(f"unknown key '{path}'" + (f" (did you mean '{section + '.' if section else ''}"
-                                                             f"{close[0]}'?)" if close else "")
-                                  + " - nothing in PyroSys reads it", file=configuration.source(path), key=path,
-                                  hint="Correct the spelling or remove the key; `--print-config` shows every key "
-                                       "PyroSys knows with its value")
+                close = nearest(key, allowed, n=1)
+                near = (f"{section}.{close[0]}" if section else close[0]) if close else None
+                raise unknown_keys_error([(path, near)], [configuration.source(path)])
 
 
 def _node(tree: dict, path: str) -> Any:
@@ -210,7 +208,7 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
         overrides.append(f"logging.mlflow.tracking_uri={args.mlflow}")
     if args.model_weights is not None:
         overrides.append(f"model.load={{from: {json.dumps(str(Path(args.model_weights).resolve()))}}}")
-    files, choices = command_line_choices(args, overrides)
+    files, choices, overrides = command_line_choices(args, overrides)
     if args.resume is not None:
         from pyrosys.resume import CONFIGURATION_FILE, resume_point
 
@@ -428,16 +426,25 @@ def run_tags(described: dict, folder: Path) -> dict[str, str]:
 
 
 def finish_tracking(mlflow: Any, experiment: Any, plan: TrainingPlan, results: dict, status: str) -> None:
-    """Test metrics, artifacts (configuration, description, curves, the best bundle), and the run's end."""
-    if mlflow is None:
-        return
+    """The end of a trained run's MLflow tracking (none when MLflow is off)."""
+    if mlflow is not None:
+        log_run_end(mlflow, experiment, results, status, plan.mlflow["registered_model_name"])
+
+
+def log_run_end(mlflow: Any, experiment: Any, results: dict, status: str, registered_model: str | None,
+                **recorded: Any) -> bool:
+    """Test metrics, artifacts (configuration, description, curves, status, the best bundle of a finished
+    run), the run's end, and where it went in status.json; whether everything was logged."""
     folder = experiment.folder
+    bundle = folder / "models" / "best"
     mlflow.log_final({f"test/{name}": value for name, value in results.items() if name != "folder"})
     mlflow.log_artifacts([folder / "training_configuration.yaml", folder / "description.json", folder / "curves.png",
-                          folder / "status.json"], folder / "models" / "best" if status == "FINISHED" else None,
-                         plan.mlflow["registered_model_name"])
+                          folder / "status.json"], bundle if status == "FINISHED" and bundle.is_dir() else None,
+                         registered_model)
     logged = mlflow.finish(status)
-    experiment.write_status(mlflow={"tracking_uri": mlflow.tracking_uri, "run_id": mlflow.run_id, "logged": logged})
+    experiment.write_status(mlflow={"tracking_uri": mlflow.tracking_uri, "run_id": mlflow.run_id, "logged": logged,
+                                    **recorded})
+    return logged
 
 
 def problem_statistics(problem: Any) -> Any:
@@ -491,16 +498,16 @@ def configuration_header() -> str:
     return "\n".join(lines) + "\n"
 
 
-def command_line_choices(args: argparse.Namespace, overrides: list[str]) -> tuple[list[str], dict[str, str]]:
-    """The configuration files, and the project group choices (model=vae) given after them; other
-    `key=value` items join the overrides."""
+def command_line_choices(args: argparse.Namespace,
+                         overrides: list[str]) -> tuple[list[str], dict[str, str], list[str]]:
+    """The configuration files, the project group choices (model=vae) given after them, and the
+    overrides: other `key=value` items given there, then `overrides`."""
     from pyrosys.project import split_choices
 
     files = [item for item in args.config if "=" not in item or Path(item).exists()]
     items = [item for item in [*args.config, *args.choices] if item not in files]
     choices, rest = split_choices(items, files[0] if files else Path.cwd())
-    overrides[:0] = rest
-    return files, choices
+    return files, choices, [*rest, *overrides]
 
 
 def list_choices(args: argparse.Namespace) -> int:

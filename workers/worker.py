@@ -91,17 +91,22 @@ def configure_console_logging(level: str) -> None:
     logger.setLevel(level)
 
 
-def run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser,
-        argv: Sequence[str] | None = None) -> int:
-    """Parse the flags and run `main`; a ConfigError becomes one paragraph on stderr and status 2, a
-    failed run (diverged loss) one line and status 1."""
-    args = parser.parse_args(argv)
-    configure_console_logging(args.log_level)
+def outcome(main: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> tuple[int, str]:
+    """Run `main`; its exit status and, when it failed, why. A ConfigError becomes one paragraph on
+    stderr and status 2, a failed run (diverged loss) one line and status 1."""
     try:
-        return main(args)
+        return main(args), ""
     except ConfigError as error:
         print(error.paragraph(), file=sys.stderr)
-        return 2
+        return 2, error.paragraph()
     except RunFailed as error:
         print(f"[pyrosys] the run failed: {error}", file=sys.stderr)
-        return 1
+        return 1, str(error)
+
+
+def run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser,
+        argv: Sequence[str] | None = None) -> int:
+    """Parse the flags and run `main` (see `outcome`): the console commands' exit status."""
+    args = parser.parse_args(argv)
+    configure_console_logging(args.log_level)
+    return outcome(main, args)[0]

@@ -156,27 +156,27 @@ YAML_TEXT = st.text(alphabet=string.printable + "äé\u00a0", max_size=200)
 KEYS = st.from_regex(r"[a-z_]{1,8}(\.[a-z_]{1,8}){0,3}", fullmatch=True)
 
 
-@pytest.mark.reliability
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=YAML_TEXT)
-def test_fuzzed_configuration_text_raises_nothing_but_config_errors(tmp_path, text):
-    path = tmp_path / "fuzz.yaml"
+def load_text(folder: Path, text: str) -> None:
+    """Load `text` as a configuration file: it resolves, or raises a ConfigError, nothing else."""
+    path = folder / "fuzz.yaml"
     path.write_text(text, encoding="utf-8")
     try:
         load_configuration([path])
     except ConfigError:
         pass
+
+
+@pytest.mark.reliability
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=YAML_TEXT)
+def test_fuzzed_configuration_text_raises_nothing_but_config_errors(tmp_path, text):
+    load_text(tmp_path, text)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=YAML_TEXT)
 def test_fuzzed_configuration_text_raises_nothing_but_config_errors_quick(tmp_path, text):
-    path = tmp_path / "fuzz.yaml"
-    path.write_text(text, encoding="utf-8")
-    try:
-        load_configuration([path])
-    except ConfigError:
-        pass
+    load_text(tmp_path, text)
 
 
 @settings(max_examples=200, deadline=None)
