@@ -7,6 +7,7 @@ worker gets its own environment (CUDA_VISIBLE_DEVICES, thread counts) before it 
 """
 from __future__ import annotations
 
+import gc
 import importlib
 import multiprocessing
 import os
@@ -45,11 +46,12 @@ def _worker(connection: Connection, function: str, preload: Sequence[str], envir
         try:
             job = connection.recv()
         except EOFError:
-            return
+            break
         if job is None:
-            return
+            break
         connection.send(("started", os.getpid()))
         connection.send(("finished", run(job)))
+    gc.freeze()        # leaving: skip the interpreter's last walk over every object the runs made (~1.5 s)
 
 
 @dataclass

@@ -25,7 +25,8 @@ from pyrosys.errors import ConfigError
 from pyrosys.workers.worker import base_parser, run
 
 # imported once by every pool worker, so that a run imports nothing heavy
-PRELOAD = ("torch", "pytorch_lightning", "tensorboardX", "mlflow.tracking", "matplotlib.pyplot",
+PRELOAD = ("torch", "pytorch_lightning", "tensorboardX", "mlflow.tracking", "mlflow.store.tracking.sqlalchemy_store",
+           "safetensors.torch", "matplotlib.pyplot",
            "pyrosys.models", "pyrosys.problems", "pyrosys.statistics", "pyrosys.tensorboard",
            "pyrosys.mlflow_tracking", "pyrosys.checkpoint", "pyrosys.plots", "pyrosys.workers.trainer",
            "pyrosys.workers.tester")

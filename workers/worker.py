@@ -3,6 +3,7 @@ ConfigError into one paragraph on stderr and exit status 2."""
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -109,4 +110,14 @@ def run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentPars
     """Parse the flags and run `main` (see `outcome`): the console commands' exit status."""
     args = parser.parse_args(argv)
     configure_console_logging(args.log_level)
-    return outcome(main, args)[0]
+    code = outcome(main, args)[0]
+    if argv is None:           # a console command, about to exit
+        quick_exit()
+    return code
+
+
+def quick_exit() -> None:
+    """Spare an exiting process the interpreter's last garbage collection, a walk over every object
+    torch and Lightning made (about 1.5 s here); atexit handlers and module teardown still run, and
+    PyroSys closes its files and writers itself."""
+    gc.freeze()

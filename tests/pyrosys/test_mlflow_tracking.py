@@ -100,3 +100,46 @@ def test_an_unreachable_server_gives_a_warning_and_training_completes(tmp_path, 
     assert "MLflow tracking at http://127.0.0.1" in capsys.readouterr().err
     with open(run / "training_statistics.csv") as stream:
         assert len(stream.read().splitlines()) == 1 + 9
+
+
+def test_consecutive_metric_batches_are_merged_in_order_and_other_jobs_keep_their_place():
+    from pyrosys.mlflow_tracking import coalesce
+
+    a, b, c = ("loss", 1.0, 0, 1), ("loss", 0.5, 0, 2), ("acc", 0.9, 0, 2)
+    jobs = [("start",), ("metrics", [a]), ("metrics", [b, c]), ("params", {}, {}), ("metrics", [c]),
+            ("finish", "FINISHED"), None]
+    assert coalesce(jobs) == [("start",), ("metrics", [a, b, c]), ("params", {}, {}), ("metrics", [c]),
+                              ("finish", "FINISHED"), None]
+
+
+def test_a_new_store_is_copied_from_the_cached_empty_one_and_works(tmp_path, monkeypatch):
+    import sqlite3
+
+    import mlflow
+
+    from pyrosys.mlflow_tracking import new_sqlite_store
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    new_sqlite_store(tmp_path / "first.db")
+    assert (tmp_path / "cache" / "pyrosys" / f"mlflow-{mlflow.__version__}-empty.db").is_file()
+    new_sqlite_store(tmp_path / "second.db")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "first.db", "second.db"]   # no partial file
+    with sqlite3.connect(tmp_path / "second.db") as connection:
+        (location,) = connection.execute("SELECT artifact_location FROM experiments WHERE experiment_id = 0").fetchone()
+    assert location == str(tmp_path / "mlruns" / "0")               # as MLflow would have made it here
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'second.db'}")
+    run = client.create_run(client.create_experiment("copied"))
+    client.log_metric(run.info.run_id, "loss", 0.5, step=3)
+    assert [(m.value, m.step) for m in client.get_metric_history(run.info.run_id, "loss")] == [(0.5, 3)]
+
+
+def test_an_unwritable_cache_leaves_the_store_to_mlflow(tmp_path, monkeypatch):
+    from pyrosys.mlflow_tracking import new_sqlite_store
+
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
+    new_sqlite_store(tmp_path / "store.db")
+    assert not (tmp_path / "store.db").exists()
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'store.db'}")
+    assert [e.name for e in client.search_experiments()] == ["Default"]
