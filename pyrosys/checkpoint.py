@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pytorch_lightning import callbacks
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from pyrosys.atomic import atomic_path
@@ -28,6 +29,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict:
         return read_checkpoint(path, key="checkpoint")
+
+
+class ModelCheckpoint(callbacks.ModelCheckpoint):
+    """Lightning's ModelCheckpoint, its state key worked out once: Lightning spells it out on every hook
+    of every step (a dozen per step), and it depends only on settings fixed at construction. The class
+    keeps Lightning's name, which is part of the key: checkpoints of either resume with the other."""
+
+    @property
+    def state_key(self) -> str:
+        key = self.__dict__.get("_pyrosys_state_key")
+        if key is None:
+            key = self.__dict__["_pyrosys_state_key"] = super().state_key
+        return key
 
 
 def read_checkpoint(path: str | Path, key: str = "--m") -> dict:

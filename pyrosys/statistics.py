@@ -22,7 +22,7 @@ from pyrosys.errors import TrainingDiverged
 
 def _scalar(value: Any) -> torch.Tensor:
     if isinstance(value, torch.Tensor) and value.dtype == torch.float32 and value.dim() == 0:
-        return value                              # the common case: a float loss or metric, as it is
+        return value.detach() if value.requires_grad else value    # the common case: a float loss or metric
     return torch.as_tensor(value).detach().float().reshape(())
 
 
@@ -31,30 +31,33 @@ class PhaseBuffer:
 
     def __init__(self) -> None:
         self.names: list[str] = []
-        self.values: list[torch.Tensor] = []
+        self.values: list[tuple[torch.Tensor, ...]] = []
         self.sizes: list[int] = []
 
     def add(self, outputs: Mapping[str, Any], size: int | None = None) -> None:
-        """One batch's statistics (tensors or numbers), stacked into one device tensor; no host sync."""
+        """One batch's statistics (tensors or numbers), kept as they are: no tensor operation, no host sync."""
         if not self.names:
             self.names = [k for k in outputs if k != "size"]
-        with torch.no_grad():
-            self.values.append(torch.stack([_scalar(outputs[n]) for n in self.names]))
+        self.values.append(tuple(_scalar(outputs[n]) for n in self.names))
         self.sizes.append(int(outputs.get("size", 1)) if size is None else size)
 
     def __len__(self) -> int:
         return len(self.values)
 
+    def _table(self) -> torch.Tensor:
+        """The batches' statistics as one [batches, names] tensor, made by one operation."""
+        return torch.stack([value for row in self.values for value in row]).view(len(self.values), len(self.names))
+
     def last(self) -> dict[str, float]:
-        return dict(zip(self.names, self.values[-1].tolist()))
+        return dict(zip(self.names, torch.stack(self.values[-1]).tolist()))
 
     def rows(self) -> list[dict[str, float]]:
-        table = torch.stack(self.values).tolist() if self.values else []
+        table = self._table().tolist() if self.values else []
         return [dict(zip(self.names, row)) for row in table]
 
     def aggregate(self) -> dict[str, float]:
         """Mean, std, min and max of every statistic over the batches, plus the sample-weighted value."""
-        table = torch.stack(self.values).double()
+        table = self._table().double()
         weights = torch.tensor(self.sizes, dtype=torch.float64)
         result: dict[str, float] = {"batches": float(len(self.values)), "samples": float(weights.sum())}
         for column, name in enumerate(self.names):

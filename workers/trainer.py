@@ -349,7 +349,7 @@ def tracking(plan: TrainingPlan, folder: Path, outdir: Path, callbacks: list,
 
 def checkpointing(plan: TrainingPlan, models_dir: Path) -> Any:
     """models/best.ckpt by the monitored value, and models/last.ckpt at every validation."""
-    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pyrosys.checkpoint import ModelCheckpoint
 
     return ModelCheckpoint(dirpath=models_dir, filename="best", monitor=plan.monitor, mode=plan.mode,
                            save_top_k=1, save_last=True, auto_insert_metric_name=False,
@@ -376,6 +376,7 @@ def trainer_arguments(plan: TrainingPlan) -> dict:
 
     from pyrosys.app_state import AppState
     from pyrosys.factory import check_arguments
+    from pyrosys.profiling import NoProfiler
 
     interval = plan.validation_interval
     arguments: dict[str, Any] = {
@@ -384,6 +385,7 @@ def trainer_arguments(plan: TrainingPlan) -> dict:
         "val_check_interval": interval, "check_val_every_n_epoch": None if isinstance(interval, int) else 1,
         "gradient_clip_val": plan.gradient_clipping,
         "enable_progress_bar": sys.stdout.isatty(),   # a bar on a terminal; plain log lines otherwise
+        "profiler": NoProfiler(),
     }
     user = dict(plan.trainer)
     source = ParamRegistry().configuration.source("training.trainer")

@@ -7,8 +7,10 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from pyrosys.models.modules.sequential import LeanSequential
 
-class MLPEncoder(nn.Sequential):
+
+class MLPEncoder(LeanSequential):
     """Flatten, then Linear-ReLU-Dropout layers; `out_features` is the width of the last one."""
 
     def __init__(self, in_features: int, hidden_sizes: Sequence[int], dropout: float = 0.0) -> None:

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 from torch import nn
 
+from pyrosys.models.modules.sequential import LeanSequential
+
 
 def output_size(target: Mapping) -> int:
     """How many outputs a target needs: its classes, else its number of values (1 for a scalar)."""
@@ -14,14 +16,14 @@ def output_size(target: Mapping) -> int:
     return math.prod(target.get("shape", [])) or 1
 
 
-class ClassificationHead(nn.Sequential):
+class ClassificationHead(LeanSequential):
     """Dropout then Linear to one logit per class."""
 
     def __init__(self, in_features: int, num_classes: int, dropout: float = 0.0) -> None:
         super().__init__(nn.Dropout(float(dropout)), nn.Linear(in_features, int(num_classes)))
 
 
-class RegressionHead(nn.Sequential):
+class RegressionHead(LeanSequential):
     """Dropout then Linear to the target's values."""
 
     def __init__(self, in_features: int, outputs: int, dropout: float = 0.0) -> None:

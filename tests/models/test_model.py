@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from pyrosys.errors import ConfigError
 from pyrosys.models.lenet5 import LeNet5
@@ -69,3 +70,11 @@ def test_steps_need_an_attached_objective():
     model = MLP.create({}, DIGITS)
     with pytest.raises(RuntimeError, match="objective"):
         model.training_step({"inputs": torch.zeros(2, 1, 8, 8), "targets": torch.zeros(2, dtype=torch.long)}, 0)
+
+
+def test_lightning_s_hook_name_is_a_plain_attribute_and_modules_still_register():
+    model = MLP.create({"hidden_sizes": [8]}, DIGITS)
+    model._current_fx_name = "training_step"
+    assert model.__dict__["_current_fx_name"] == "training_step" and "_current_fx_name" not in model._modules
+    model.extra = nn.Linear(2, 2)
+    assert "extra" in model._modules and "extra.weight" in model.state_dict()

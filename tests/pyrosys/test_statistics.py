@@ -1,0 +1,28 @@
+"""PhaseBuffer: per-batch statistics kept as they come, turned into rows and aggregates in one go."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pyrosys.statistics import PhaseBuffer
+
+
+def test_rows_last_and_aggregate_from_batches_of_tensors_and_numbers():
+    buffer = PhaseBuffer()
+    buffer.add({"loss": torch.tensor(2.0), "accuracy": torch.tensor(0.5)}, 10)
+    buffer.add({"loss": torch.tensor(1.0, dtype=torch.float64), "accuracy": 1}, 30)
+    assert buffer.rows() == [{"loss": 2.0, "accuracy": 0.5}, {"loss": 1.0, "accuracy": 1.0}]
+    assert buffer.last() == {"loss": 1.0, "accuracy": 1.0}
+    aggregate = buffer.aggregate()
+    assert aggregate["loss"] == pytest.approx(1.25) and aggregate["loss_mean"] == pytest.approx(1.5)
+    assert aggregate["loss_min"] == 1.0 and aggregate["loss_max"] == 2.0 and aggregate["samples"] == 40.0
+    buffer.clear()
+    assert len(buffer) == 0 and buffer.rows() == []
+
+
+def test_values_attached_to_a_graph_are_kept_without_it():
+    weight = torch.tensor(3.0, requires_grad=True)
+    buffer = PhaseBuffer()
+    buffer.add({"loss": weight * 2}, 1)
+    (kept,) = buffer.values[0]
+    assert not kept.requires_grad and kept.grad_fn is None and buffer.last() == {"loss": 6.0}
