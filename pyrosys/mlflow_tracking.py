@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pyrosys.atomic import write_text_atomic
+from pyrosys.tables import CSV_FILES, SPREAD, read_rows
 
 log = logging.getLogger("pyrosys.mlflow")
 
@@ -41,9 +42,6 @@ def flatten(tree: Mapping, prefix: str = "") -> dict[str, str]:
         else:
             flat[path] = str(value)[:MAX_PARAM_LENGTH]
     return flat
-
-
-SPREAD = ("_mean", "_std", "_min", "_max")
 
 
 def tracked(table: str, name: str) -> bool:
@@ -292,19 +290,13 @@ class MLflowSink:
     def replay(self, folder: Path, episode: int) -> None:
         """Log the statistics rows a run wrote up to `episode` from its CSV files (a resumed run whose
         MLflow run never started, or a run re-logged after an outage)."""
-        import csv
-
-        from pyrosys.statistics import CSV_FILES
-
         for table, name in CSV_FILES.items():
-            path = Path(folder) / name
-            if table == "testing" or not path.is_file():
+            if table == "testing":
                 continue
-            with open(path, newline="", encoding="utf-8") as stream:
-                for row in csv.DictReader(stream):
-                    if int(row["episode"]) <= episode:
-                        self.pending += [(f"{table}/{key}", float(value), int(time.time() * 1000), int(row["episode"]))
-                                         for key, value in row.items() if tracked(table, key) and value]
+            for row in read_rows(Path(folder) / name):
+                if int(row["episode"]) <= episode:
+                    self.pending += [(f"{table}/{key}", float(value), int(time.time() * 1000), int(row["episode"]))
+                                     for key, value in row.items() if tracked(table, key) and value]
         self.flush()
 
     def _take(self, kind: str, value: Any) -> None:

@@ -1,7 +1,6 @@
 """Plots written at the end of runs: learning curves and, for classifiers, a confusion matrix."""
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,19 +9,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-
-def _rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as stream:
-        return list(csv.DictReader(stream))
+from pyrosys.tables import CSV_FILES, read_rows  # noqa: E402
 
 
 def plot_curves(folder: str | Path, metric: str | None, title: str) -> Path:
     """curves.png: training (epoch means) and validation loss, and the main metric, per epoch."""
     folder = Path(folder)
-    training = _rows(folder / "training_set_agg_statistics.csv")
-    validation = _rows(folder / "validation_statistics.csv")
+    training = read_rows(folder / CSV_FILES["training_agg"])
+    validation = read_rows(folder / CSV_FILES["validation"])
     panels = [("loss", "loss")] + ([(metric, metric)] if metric else [])
     figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     for axis, (name, label) in zip(axes[0], panels):

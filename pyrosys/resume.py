@@ -9,7 +9,7 @@ from pathlib import Path
 from pyrosys.atomic import atomic_path
 from pyrosys.config import leaf_paths
 from pyrosys.errors import ConfigError
-from pyrosys.statistics import CSV_FILES
+from pyrosys.tables import CSV_FILES
 
 CONFIGURATION_FILE = "training_configuration.yaml"
 RESUMABLE_CHANGES = ("training.terminal_conditions.",)

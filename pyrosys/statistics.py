@@ -18,6 +18,7 @@ import torch
 
 from pyrosys.data_dict import batch_size
 from pyrosys.errors import TrainingDiverged
+from pyrosys.tables import CSV_FILES
 
 
 def _scalar(value: Any) -> torch.Tensor:
@@ -82,12 +83,6 @@ def append_csv(path: Path, row: Mapping[str, Any]) -> None:
         if new:
             writer.writeheader()
         writer.writerow(row)
-
-
-# table -> CSV file of the experiment folder (DESIGN's layout)
-CSV_FILES = {"training": "training_statistics.csv", "training_agg": "training_set_agg_statistics.csv",
-             "validation": "validation_statistics.csv", "validation_agg": "validation_set_agg_statistics.csv",
-             "testing": "testing_statistics.csv"}
 
 
 def check_finite(loss: float | None, episode: int) -> None:

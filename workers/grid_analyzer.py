@@ -19,17 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from pyrosys.errors import ConfigError
+from pyrosys.tables import CSV_FILES, SPREAD, read_rows
 from pyrosys.workers.worker import base_parser, run
 
 OUTPUTS = ("analysis.csv", "analysis.md", "analysis.png")
 TIME_COLUMNS = ("seconds",)
-
-
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as stream:
-        return list(csv.DictReader(stream))
 
 
 def _main_statistics(row: dict[str, Any]) -> dict[str, float]:
@@ -38,7 +32,7 @@ def _main_statistics(row: dict[str, Any]) -> dict[str, float]:
             "samples_per_second"}
     result = {}
     for key, value in row.items():
-        if key in skip or key.endswith(("_mean", "_std", "_min", "_max")) or value in ("", None):
+        if key in skip or key.endswith(SPREAD) or value in ("", None):
             continue
         try:
             result[key] = float(value)
@@ -64,10 +58,10 @@ def describe_run(folder: Path) -> dict[str, Any]:
     row: dict[str, Any] = {"status": status.get("status", ""), "seed": status.get("seed_torch", ""),
                            "epoch": status.get("epoch", ""), "episode": status.get("episode", ""),
                            "reason": status.get("reason", ""), "monitor": f"val_{monitor}", "mode": mode}
-    training = _read_csv(folder / "training_set_agg_statistics.csv")
+    training = read_rows(folder / CSV_FILES["training_agg"])
     if training:
         row.update({f"train_{k}": v for k, v in _main_statistics(training[-1]).items()})
-    validation = _read_csv(folder / "validation_statistics.csv")
+    validation = read_rows(folder / CSV_FILES["validation"])
     values = [float(r[monitor]) for r in validation if r.get(monitor) not in ("", None)]
     if values:
         best = (min if mode == "min" else max)(range(len(values)), key=values.__getitem__)
@@ -86,7 +80,7 @@ def collect(expdir: Path) -> tuple[list[dict[str, Any]], list[str]]:
 
     plan = GridPlan.read(expdir) if (expdir / PLAN_FILE).is_file() else None
     swept_keys = plan.swept_keys if plan else []
-    grid_rows = {r["run"]: r for r in _read_csv(expdir / STATUS_FILE)}
+    grid_rows = {r["run"]: r for r in read_rows(expdir / STATUS_FILE)}
     rows, seen = [], set()
     for run in plan.runs if plan else []:
         entry = grid_rows.get(run.name, {})

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pyrosys.errors import ConfigError
+from pyrosys.tables import SPREAD
 from pyrosys.workers.worker import base_parser, run
 
 TESTING_FILE = "grid_testing.csv"
@@ -53,7 +54,7 @@ def test_run(job: dict[str, Any]) -> dict[str, Any]:
                             else "testing_set_agg_statistics.yaml")
         values = load_yaml(summary)
         main = [k for k in values if k not in ("repeats", "batches", "samples")
-                and not k.endswith(("_mean", "_std", "_min", "_max"))]
+                and not k.endswith(SPREAD)]
         result["statistics"] = {}
         for name in main:                      # whole-set values; with --n, their mean and std over repeats
             value = values[name]

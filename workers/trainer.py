@@ -645,7 +645,7 @@ def train(args: argparse.Namespace) -> int:
                                 epoch=trainer.current_epoch, episode=trainer.global_step)
         finish_tracking(mlflow, experiment, plan, {}, "FAILED")
         if isinstance(error, RunFailed):
-            log.error("training failed: %s", error)
+            log.error("training failed: %s", error, extra={"file_only": True})   # outcome() prints it
         else:
             log.exception("training failed")
         raise

@@ -53,11 +53,14 @@ class CurrentStderrHandler(logging.StreamHandler):
 
 
 class ProgressLines(logging.Filter):
-    """Lets the plain progress lines (`pyrosys.progress`) reach the console only when no progress bar runs."""
+    """Lets the plain progress lines (`pyrosys.progress`) reach the console only when no progress bar runs,
+    and keeps records marked `file_only` for the run's log file."""
 
     show = True
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "file_only", False):      # for the run's pyrosys.log; the console says it once itself
+            return False
         return self.show or not record.name.startswith("pyrosys.progress")
 
 

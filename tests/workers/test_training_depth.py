@@ -141,6 +141,8 @@ def test_a_diverging_loss_ends_the_run_as_failed_with_exit_1_and_no_traceback(tm
     assert trainer.main(argv) == 1
     err = capsys.readouterr().err
     assert "the run failed: the training loss is nan" in err and "Traceback" not in err
+    assert err.count("the training loss is nan") == 1                   # said once on the console
+    assert "training failed: the training loss is nan" in (tmp_path / "diverges" / "pyrosys.log").read_text()
     record = status(tmp_path / "diverges")            # --run-name: the folder is <outdir>/<name>
     assert record["status"] == "failed" and "TrainingDiverged" in record["reason"] and record["episode"] <= 10
 
