@@ -9,16 +9,16 @@ Per-run overhead = the wall time of a run as its launcher sees it minus the run'
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from report import header
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -83,9 +83,7 @@ def main() -> int:
     one_wall, one_overheads, default_wall = m["one_wall"], m["one_overheads"], m["default_wall"]
     default_overheads, fresh = m["default_overheads"], m["fresh"]
     pool = statistics.median(one_overheads)
-    lines = ["# Grid: concurrency and per-run overhead", "",
-             f"Measured {dt.date.today()} on {platform.node()} ({os.cpu_count()} cores, {platform.platform()}), "
-             f"Python {platform.python_version()}.", f"Command: `python benchmarks/grid_overhead.py`", "",
+    lines = [*header("Grid: concurrency and per-run overhead", "`python benchmarks/grid_overhead.py`"), "",
              f"`{GRID.relative_to(ROOT)}`: 8 short Digits runs: the shipped LeNet5 "
              f"(40 epochs) and MLP (30 epochs) experiments x 2 learning rates x 2 repetitions; {m['pairs']} "
              "alternated pairs of grids.", "", "| | seconds |", "| --- | --- |",

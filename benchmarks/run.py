@@ -7,10 +7,8 @@ on versus off, 4 the grid's pool versus a process per run, 5 step time by batch 
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -24,6 +22,7 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(HERE))
 
 import grid_overhead  # noqa: E402
+from report import header  # noqa: E402
 import tracking_overhead  # noqa: E402
 
 BAD_CONFIG = "problem: {name: Digits}\nmodel: {name: LeNet5}\ntraining: {optimiser: {lr: 0.1}}\n"
@@ -107,10 +106,10 @@ def main() -> int:
               f"fixed cost {r['d_ms'] - r['a_ms']:.3f} ms per step") for i, r in enumerate(steps["scaling"])]
     table = ["| | measurement | value | ratio | target |", "| --- | --- | --- | --- | --- |"]
     table += ["| " + " | ".join(row) + " |" for row in rows]
-    lines = ["# PyroSys benchmarks", "",
-             f"Measured {dt.datetime.now().isoformat(timespec='minutes')} on {platform.node()} ({os.cpu_count()} cores, "
-             f"{platform.platform()}), Python {platform.python_version()}, torch {__import__('torch').__version__}.",
-             f"Command: `make bench` (`{Path(sys.executable).name} benchmarks/run.py`), {time.perf_counter() - started:.0f} s in all.",
+    import torch  # noqa: F401 - its version goes in the header
+
+    lines = [*header("PyroSys benchmarks", f"`make bench` (`{Path(sys.executable).name} benchmarks/run.py`), "
+                                           f"{time.perf_counter() - started:.0f} s in all."),
              "", f"Step overhead: MLP {64}->128->10, {20000} in-memory samples, batch 64, Adam, 3 epochs, one torch "
              f"thread, medians of {steps['repeats']} in one process. Scaling: medians of 3.", "", *table, "",
              "## What the figures say", "",

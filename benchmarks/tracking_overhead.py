@@ -8,15 +8,14 @@ Writes benchmarks/tracking_overhead.md with the figures, the machine and the dat
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from report import header
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINER = Path(sys.executable).parent / "pyrosys-trainer"
@@ -58,9 +57,7 @@ def main() -> int:
     args = parser.parse_args()
     first, times = measure(args.repeats)
     ratio, paired = ratios(times)
-    lines = ["# Tracking overhead", "",
-             f"Measured {dt.date.today()} on {platform.node()} ({os.cpu_count()} cores, {platform.platform()}), "
-             f"Python {platform.python_version()}.", f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
+    lines = [*header("Tracking overhead", f"`{' '.join([Path(sys.executable).name, *sys.argv])}`"),
              "", "Training time (`fit_seconds` in status.json) of `configs/digits/lenet5.yaml`, "
              f"medians of {args.repeats} runs, modes alternated, each mode in an experiments folder of its own "
              "that a first run has already used (its MLflow database exists, as in everyday use). First runs, "
