@@ -69,9 +69,9 @@ def new_sqlite_store(database: Path) -> None:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pyrosys"
-    template = cache / f"mlflow-{mlflow.__version__}-empty.db"
     try:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pyrosys"
+        template = cache / f"mlflow-{mlflow.__version__}-empty.db"
         if not template.is_file():
             cache.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=cache) as scratch:
@@ -79,14 +79,20 @@ def new_sqlite_store(database: Path) -> None:
                 os.replace(Path(scratch) / "store.db", template)
         partial = database.with_name(f".{database.name}.{os.getpid()}.partial")
         shutil.copyfile(template, partial)
-    except OSError:
+    except (OSError, RuntimeError, KeyError):    # no home folder, a cache that cannot be written
         return                                   # MLflow makes the store itself
     # the Default experiment's artifact folder and times, as MLflow would have set them here and now
     now = int(time.time() * 1000)
-    with contextlib.closing(sqlite3.connect(partial)) as connection, connection:
-        connection.execute("UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? "
-                           "WHERE experiment_id = 0", (str(Path.cwd() / "mlruns" / "0"), now, now))
-    os.replace(partial, database)
+    try:
+        with contextlib.closing(sqlite3.connect(partial)) as connection, connection:
+            connection.execute("UPDATE experiments SET artifact_location = ?, creation_time = ?, "
+                               "last_update_time = ? WHERE experiment_id = 0",
+                               (str(Path.cwd() / "mlruns" / "0"), now, now))
+        os.replace(partial, database)
+    except (OSError, sqlite3.Error) as error:
+        partial.unlink(missing_ok=True)          # MLflow makes the store itself
+        if isinstance(error, sqlite3.Error):
+            template.unlink(missing_ok=True)     # a damaged copy in the cache: made again next time
 
 
 class _Tracker:

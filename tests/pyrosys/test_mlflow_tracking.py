@@ -143,3 +143,19 @@ def test_an_unwritable_cache_leaves_the_store_to_mlflow(tmp_path, monkeypatch):
     assert not (tmp_path / "store.db").exists()
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'store.db'}")
     assert [e.name for e in client.search_experiments()] == ["Default"]
+
+
+def test_a_damaged_cached_store_leaves_nothing_behind_and_the_store_to_mlflow(tmp_path, monkeypatch):
+    import mlflow
+
+    from pyrosys.mlflow_tracking import new_sqlite_store
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "pyrosys").mkdir(parents=True)
+    template = tmp_path / "cache" / "pyrosys" / f"mlflow-{mlflow.__version__}-empty.db"
+    template.write_text("not a database")
+    (tmp_path / "runs").mkdir()
+    new_sqlite_store(tmp_path / "runs" / "store.db")
+    assert list((tmp_path / "runs").iterdir()) == [] and not template.exists()      # made again next time
+    new_sqlite_store(tmp_path / "runs" / "store.db")
+    assert template.is_file() and (tmp_path / "runs" / "store.db").is_file()
