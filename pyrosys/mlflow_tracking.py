@@ -52,16 +52,24 @@ def tracked(table: str, name: str) -> bool:
         and not name.endswith(SPREAD)
 
 
+SQLITE = "sqlite:///"
+
+
 def default_tracking_uri(outdir: str | Path) -> str:
     """The embedded store: a SQLite database in the experiments folder."""
-    return f"sqlite:///{Path(outdir).resolve() / 'mlflow.db'}"
+    return f"{SQLITE}{Path(outdir).resolve() / 'mlflow.db'}"
+
+
+def sqlite_database(tracking_uri: str) -> Path | None:
+    """The database file of an embedded SQLite store; None for a server."""
+    return Path(tracking_uri[len(SQLITE):]) if tracking_uri.startswith(SQLITE) else None
 
 
 def new_sqlite_store(database: Path) -> None:
     """A new, empty SQLite tracking store at `database`, copied from one made once per MLflow version
     and kept in the user's cache (making the tables runs all of MLflow's schema migrations, about
-    0.8 s, once per new experiments folder and grid otherwise). Where the cache cannot be written, the
-    store is made in place as before."""
+    0.8 s, once per new experiments folder and grid otherwise). Where there is no home folder, the cache
+    cannot be written or its copy is damaged, nothing is left here and MLflow makes the store itself."""
     import shutil
     import sqlite3
     import tempfile
@@ -75,7 +83,7 @@ def new_sqlite_store(database: Path) -> None:
         if not template.is_file():
             cache.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=cache) as scratch:
-                MlflowClient(tracking_uri=f"sqlite:///{scratch}/store.db").search_experiments()
+                MlflowClient(tracking_uri=f"{SQLITE}{scratch}/store.db").search_experiments()
                 os.replace(Path(scratch) / "store.db", template)
         partial = database.with_name(f".{database.name}.{os.getpid()}.partial")
         shutil.copyfile(template, partial)
@@ -103,10 +111,10 @@ class _Tracker:
         from mlflow.tracking import MlflowClient
 
         self.settings = settings
-        uri = settings["tracking_uri"]
-        if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
-            new_sqlite_store(Path(uri[len("sqlite:///"):]))
-        self.client = MlflowClient(tracking_uri=uri)
+        database = sqlite_database(settings["tracking_uri"])
+        if database is not None and not database.exists():
+            new_sqlite_store(database)
+        self.client = MlflowClient(tracking_uri=settings["tracking_uri"])
         self.run_id = settings["run_id"]
 
     def start(self) -> str:
@@ -168,10 +176,10 @@ class _Tracker:
 def _store_lock(tracking_uri: str) -> Iterator[None]:
     """Hold a file lock beside a SQLite store for one job: concurrent runs (a grid) would otherwise race
     to create its tables and its experiment, and wait on SQLite's sleeping busy handler."""
-    if not tracking_uri.startswith("sqlite:///"):
+    database = sqlite_database(tracking_uri)
+    if database is None:
         yield
         return
-    database = Path(tracking_uri[len("sqlite:///"):])
     database.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{database}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

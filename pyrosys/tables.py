@@ -10,6 +10,9 @@ CSV_FILES = {"training": "training_statistics.csv", "training_agg": "training_se
              "validation": "validation_statistics.csv", "validation_agg": "validation_set_agg_statistics.csv",
              "testing": "testing_statistics.csv"}
 
+# a test's whole-set statistics (testing_<time>/), and with --n their mean and std over the repeats
+TESTING_SUMMARY, TESTING_REPEATS = "testing_set_agg_statistics.yaml", "testing_repeats.yaml"
+
 # the aggregate tables' per-batch spread of each statistic: <name>_mean, _std, _min, _max
 SPREAD = ("_mean", "_std", "_min", "_max")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pyrosys.errors import ConfigError
-from pyrosys.tables import SPREAD
+from pyrosys.tables import SPREAD, TESTING_REPEATS, TESTING_SUMMARY
 from pyrosys.workers.worker import base_parser, run
 
 TESTING_FILE = "grid_testing.csv"
@@ -50,8 +50,7 @@ def test_run(job: dict[str, Any]) -> dict[str, Any]:
         from pyrosys.config import load_yaml
 
         newest = tests[-1]
-        summary = newest / ("testing_repeats.yaml" if (newest / "testing_repeats.yaml").is_file()
-                            else "testing_set_agg_statistics.yaml")
+        summary = newest / (TESTING_REPEATS if (newest / TESTING_REPEATS).is_file() else TESTING_SUMMARY)
         values = load_yaml(summary)
         main = [k for k in values if k not in ("repeats", "batches", "samples")
                 and not k.endswith(SPREAD)]

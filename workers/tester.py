@@ -13,6 +13,7 @@ from typing import Any
 from pyrosys.config import COMMAND_LINE, Configuration, dump_yaml, load_configuration, parse_override
 from pyrosys.errors import ConfigError
 from pyrosys.param_registry import ParamRegistry
+from pyrosys.tables import TESTING_REPEATS, TESTING_SUMMARY
 from pyrosys.workers.worker import add_configuration_flags, add_run_flags, base_parser, run
 
 CHECKPOINT = "the checkpoint"
@@ -32,7 +33,7 @@ def test_model(model: Any, problem: Any, folder: Path, name: str | None = None) 
     trainer = pl.Trainer(accelerator=AppState().accelerator, devices=1, logger=False, enable_checkpointing=False,
                          enable_model_summary=False, enable_progress_bar=False, callbacks=[collector])
     trainer.test(model, datamodule=problem, verbose=False)
-    write_text_atomic(test_folder / "testing_set_agg_statistics.yaml", dump_yaml(collector.results["test"]))
+    write_text_atomic(test_folder / TESTING_SUMMARY, dump_yaml(collector.results["test"]))
     write_text_atomic(test_folder / "testing_configuration.yaml", dump_yaml(model.configuration or {}))
     if model.task == "classification":
         confusion_matrix(model, problem, test_folder)
@@ -159,7 +160,7 @@ def repeat_tests(model: Any, problem: Any, folder: Path, repeats: int) -> tuple[
     names = [key for key, value in runs[0].items() if isinstance(value, float)]
     summary = {key: {"mean": statistics.fmean(r[key] for r in runs), "std": statistics.pstdev(r[key] for r in runs),
                      "values": [r[key] for r in runs]} for key in names}
-    write_text_atomic(parent / "testing_repeats.yaml", dump_yaml({"repeats": repeats, **summary}))
+    write_text_atomic(parent / TESTING_REPEATS, dump_yaml({"repeats": repeats, **summary}))
     return summary, parent
 
 
