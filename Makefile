@@ -33,7 +33,7 @@ demo: $(VENV)/.installed
 	echo "Demo done. The experiment folder is $$run (configuration, statistics CSVs, checkpoints, bundle models/best/, testing_*/)."
 
 test: $(VENV)/.installed-dev
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 accuracy: $(VENV)/.installed-dev
 	$(BIN)/pytest -q -s -m accuracy

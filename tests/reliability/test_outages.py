@@ -112,7 +112,7 @@ def stop(server: subprocess.Popen) -> None:
     server.wait(timeout=30)
 
 
-@pytest.mark.slow
+@pytest.mark.reliability      # two mlflow server starts: over a minute; make reliability
 def test_an_mlflow_server_lost_mid_run_warns_training_completes_and_the_run_is_logged_again(tmp_path):
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
