@@ -1,5 +1,6 @@
 """A pool of long-lived worker processes for grids: each imports the heavy libraries once, then runs
-job after job; a worker that dies takes only its own job down and is replaced.
+job after job; a worker that dies takes only its own job down and is replaced, and the workers die
+with the pool's process.
 
 Unlike `concurrent.futures.ProcessPoolExecutor`, a killed worker does not break the pool, the parent
 learns at once which job it was running (and its process id, to kill it on purpose), and every
@@ -11,12 +12,16 @@ import gc
 import importlib
 import multiprocessing
 import os
+import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
+
+PR_SET_PDEATHSIG = 1       # prctl(2): the signal a process gets when its parent dies
 
 
 @dataclass
@@ -35,8 +40,21 @@ def _resolve(function: str) -> Callable[[Any], Any]:
     return getattr(importlib.import_module(module), name)
 
 
-def _worker(connection: Connection, function: str, preload: Sequence[str], environment: Mapping[str, str]) -> None:
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this worker when the pool's process dies (Linux), so that no run goes on unseen
+    after its grid was killed, writing into a folder that a `--resume` of the grid would run again."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:         # the parent died before the request was made
+        os._exit(1)
+
+
+def _worker(connection: Connection, function: str, preload: Sequence[str], environment: Mapping[str, str],
+            parent: int) -> None:
     """A worker process: set its environment, import once, then run jobs until told to stop."""
+    _die_with(parent)
     os.environ.update(environment)
     for module in preload:
         importlib.import_module(module)
@@ -78,7 +96,7 @@ class ProcessPool:
         parent, child = self.context.Pipe()
         process = self.context.Process(target=_worker, name=f"pyrosys-pool-{index}", daemon=True,
                                        args=(child, self.function, self.preload,
-                                             dict(self.environments[index % len(self.environments)])))
+                                             dict(self.environments[index % len(self.environments)]), os.getpid()))
         process.start()
         child.close()
         return _Slot(process, parent)

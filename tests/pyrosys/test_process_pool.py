@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from pyrosys.process_pool import ProcessPool
 
@@ -35,3 +39,25 @@ def test_each_worker_gets_its_own_environment_before_it_imports_anything(monkeyp
     environments = [{"PYROSYS_POOL_TEST": "a"}, {"PYROSYS_POOL_TEST": "b"}]
     ProcessPool(2, "os:getenv", environments=environments).run(["PYROSYS_POOL_TEST"] * 6, events.append)
     assert {e.result for e in events if e.kind == "finished"} <= {"a", "b"}
+
+
+def running(pid: int) -> bool:
+    """Whether a process exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_workers_die_with_the_pool_s_process_instead_of_running_on_unseen():
+    script = ("from pyrosys.process_pool import ProcessPool\n"
+              "ProcessPool(1, 'time:sleep').run([60], lambda e: print(e.pid, flush=True) if e.kind == 'started' else None)")
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    worker = int(owner.stdout.readline())
+    assert running(worker)
+    owner.kill()
+    owner.wait()
+    deadline = time.monotonic() + 10
+    while running(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(worker)
