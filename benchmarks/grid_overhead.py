@@ -54,7 +54,7 @@ def fresh_processes(outdir: Path, runs: int) -> list[float]:
     return overheads
 
 
-def measure(pairs: int = 3) -> dict:
+def measure(pairs: int = 5) -> dict:
     """Both grids in `pairs` alternated pairs (a grid's wall time spreads by several per cent from one
     run to the next here, so the pairs' ratios are judged), and the fresh-process runs."""
     one, default = [], []
