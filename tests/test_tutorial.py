@@ -1,7 +1,9 @@
 """docs/tutorial.md works as written: every command of its bash blocks, in order, in an empty folder,
-through the console commands (the project is installed into this environment and removed after)."""
+through the console commands (the project is installed into a virtual environment of the test's own,
+layered on this one)."""
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 import subprocess
@@ -26,18 +28,42 @@ def test_the_tutorial_has_every_step():
         assert step in text, step
 
 
+def layered_environment(root: Path) -> Path:
+    """A virtual environment that sees every package of this one and has its own console commands, pip
+    included: the tutorial's `pip install -e my_lab` lands there, never in the environment that other
+    tests run in at the same moment (make test runs two test processes). Returns its bin folder."""
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    bin_folder = venv / "bin"
+    (site,) = (venv / "lib").glob("python*/site-packages")
+    base = [path for path in sys.path if path.endswith("site-packages") and Path(path).is_dir()]
+    (site / "base_environment.pth").write_text("".join(f"import site; site.addsitedir({path!r})\n" for path in base))
+    scripts = {entry.name: entry.value for entry in importlib.metadata.distribution("pyrosys").entry_points
+               if entry.group == "console_scripts"}
+    for name, target in {**scripts, "pip": "pip._internal.cli.main:main"}.items():
+        module, _, function = target.partition(":")
+        script = bin_folder / name
+        script.write_text(f"#!{bin_folder / 'python'}\nimport sys\nfrom {module} import {function}\n"
+                          f"if __name__ == '__main__':\n    sys.exit({function}())\n")    # as pip writes them
+        script.chmod(0o755)
+    return bin_folder
+
+
 @pytest.mark.slow
 def test_every_tutorial_command_runs_in_order_from_an_empty_folder(tmp_path):
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONWARNINGS": "ignore",
-           "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    bin_folder = layered_environment(tmp_path / "environment")
+    (tmp_path / "work").mkdir()
+    env = {**os.environ, "PATH": f"{bin_folder}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONWARNINGS": "ignore", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env.pop("VIRTUAL_ENV", None)
     script = "set -euo pipefail\n" + "\n".join(f"echo '$ {c}'\n{c}" for c in commands())
-    try:
-        done = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=900)
-        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    finally:
-        subprocess.run([str(BIN / "python"), "-m", "pip", "uninstall", "-y", "-q", "my_lab"], capture_output=True)
-    project = tmp_path / "my_lab"
+    done = subprocess.run(["bash", "-c", script], cwd=tmp_path / "work", env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    installed = subprocess.run([str(BIN / "python"), "-c", "import importlib.util; print(importlib.util.find_spec('my_lab'))"],
+                               capture_output=True, text=True, check=True).stdout
+    assert installed.strip() == "None"                 # this environment never saw the tutorial's package
+    project = tmp_path / "work" / "my_lab"
     assert (project / "experiments" / "first" / "models" / "best.ckpt").is_file()
     assert "trainer/callbacks: summary" not in done.stdout                   # the choice became a file, not text
     assert "MyLabNet" in (project / "experiments" / "first" / "training_configuration.yaml").read_text()
