@@ -12,6 +12,11 @@ import pytest
 from pyrosys.app_state import AppState
 from pyrosys.param_registry import ParamRegistry
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # make test runs two test processes on two cores: the trainers they start get one OpenMP thread
+    # each instead of one per core, so that four threads do not fight over two cores
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 FAST = ["--set", "training.trainer.enable_progress_bar=false"]
