@@ -17,6 +17,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # each instead of one per core, so that four threads do not fight over two cores
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# the longest test files, longest first: make test's two test processes start them first and end together
+LONGEST_FIRST = ("test_grid_workers.py", "test_tutorial.py", "test_end_to_end.py", "test_crash_safety.py",
+                 "test_resume.py", "test_builtin_problems.py", "test_mlflow_tracking.py", "test_training_depth.py")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Run the longest test files first (the order within a file is kept)."""
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 FAST = ["--set", "training.trainer.enable_progress_bar=false"]
