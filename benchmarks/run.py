@@ -123,10 +123,11 @@ def main() -> int:
              "callbacks, the batch dictionary, the metrics' batch values). Reaching 1.5 x (a) would mean leaving "
              "Lightning's loop (several optimiser steps per Lightning batch, or a loop of our own), which would give up "
              "its callbacks, strategies and checkpoint semantics that the rest of PyroSys is built on.",
-             f"- **(d) against (c)**: {d / c:.2f} x (c); the floor (e) is {e / c:.2f} x (c), and (d) is {d / e:.2f} x (e). "
+             f"- **(d) against (c)**: {d / c:.2f} x (c); the floor (e) is {e / c:.2f} x (c), and (d) is "
+             f"{d / e:.2f} x (e). "
              + ("" if d / c <= 0.6 else
-                f"On this machine the floor alone is {e / c:.2f} x (c), so 0.6 x (c) cannot be reached inside "
-                "Lightning's loop (on the machine of 2026-11-22, (d) was 0.53 x (c) and (e) 0.48 x (c)). ")
+                "On this machine 0.6 x (c) cannot be reached inside Lightning's loop, whose floor alone is that "
+                "far (on the machine of 2026-11-22, (d) was 0.53 x (c) and (e) 0.48 x (c)). ")
              + "What was taken off the "
              "step: torchmetrics' stateful forward (now a stateless batch value), the DataLoader and its sampler "
              "(now one permutation and one tensor index per batch), the per-step walk of the batch to the device on "
@@ -157,8 +158,8 @@ def main() -> int:
              "2026-11-22, with 22.8 s of runs and 4.9 s outside them. Faster runs lower it, and so does anything "
              "that puts the idle second core of a one-at-a-time grid to work: a fork server that imports once for "
              "all workers made a one-at-a-time grid of configs/digits/grid.yaml 11 % faster and the concurrent one "
-             "no faster (two grids each, 2026-11-23); starting the pool before the plan is made, or importing MLflow in the grid's own process, "
-             "would move work onto that idle core the same way. "
+             "no faster (two grids each, 2026-11-23); starting the pool before the plan is made, or importing "
+             "MLflow in the grid's own process, would move work onto that idle core the same way. "
              "Taken off both grids' fixed time: processes exit "
              "without the interpreter's last garbage collection (1.5 s each once torch is imported), a short run's "
              "MLflow rows go in one call, and a new MLflow store is copied from a cached empty one instead of "

@@ -60,7 +60,8 @@ def test_every_tutorial_command_runs_in_order_from_an_empty_folder(tmp_path):
     done = subprocess.run(["bash", "-c", script], cwd=tmp_path / "work", env=env, capture_output=True, text=True,
                           timeout=900)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    installed = subprocess.run([str(BIN / "python"), "-c", "import importlib.util; print(importlib.util.find_spec('my_lab'))"],
+    installed = subprocess.run([str(BIN / "python"), "-c",
+                                "import importlib.util; print(importlib.util.find_spec('my_lab'))"],
                                capture_output=True, text=True, check=True).stdout
     assert installed.strip() == "None"                 # this environment never saw the tutorial's package
     project = tmp_path / "work" / "my_lab"

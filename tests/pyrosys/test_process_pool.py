@@ -51,7 +51,8 @@ def running(pid: int) -> bool:
 
 def test_workers_die_with_the_pool_s_process_instead_of_running_on_unseen():
     script = ("from pyrosys.process_pool import ProcessPool\n"
-              "ProcessPool(1, 'time:sleep').run([60], lambda e: print(e.pid, flush=True) if e.kind == 'started' else None)")
+              "ProcessPool(1, 'time:sleep').run([60], "
+              "lambda e: print(e.pid, flush=True) if e.kind == 'started' else None)")
     owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     worker = int(owner.stdout.readline())
     assert running(worker)
