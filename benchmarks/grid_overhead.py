@@ -41,7 +41,7 @@ def grid(outdir: Path, *flags: str) -> tuple[float, list[float], float]:
 
 def fresh_processes(outdir: Path, runs: int) -> list[float]:
     """The same kind of run (the grid's first), each in a fresh pyrosys-trainer process."""
-    from pyrosys.grid import expand
+    from pyrosys.execution.grid_plan import expand
 
     overheads = []
     for index, run in enumerate(expand(GRID).runs[:runs]):

@@ -43,7 +43,7 @@ def source_weights(source: Any) -> dict[str, torch.Tensor]:
     if path.is_dir() and (path / BUNDLE_FILE).is_file():
         return dict(Model.load(path).models.state_dict())
     if path.is_file():
-        from pyrosys.checkpoint import read_checkpoint
+        from pyrosys.callbacks.checkpoint import read_checkpoint
 
         state = read_checkpoint(path, key="model.load.from")["state_dict"]
         return {key.removeprefix("models."): value for key, value in state.items() if key.startswith("models.")}

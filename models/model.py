@@ -18,7 +18,7 @@ from torch import nn
 
 import pyrosys
 from pyrosys.atomic import atomic_path, write_text_atomic
-from pyrosys.config import dump_yaml, load_yaml
+from pyrosys.configuration.loading import dump_yaml, load_yaml
 from pyrosys.data_dict import DataDict, batch_size
 from pyrosys.errors import ConfigError, did_you_mean
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pyrosys.app_state import AppState
-from pyrosys.param_registry import ParamRegistry
+from pyrosys.configuration.param_registry import ParamRegistry
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # make test runs two test processes on two cores: the trainers they start get one OpenMP thread
@@ -19,7 +19,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 # the longest test files, longest first: make test's two test processes start them first and end together
 LONGEST_FIRST = ("test_grid_workers.py", "test_tutorial.py", "test_end_to_end.py", "test_crash_safety.py",
-                 "test_resume.py", "test_builtin_problems.py", "test_mlflow_tracking.py", "test_training_depth.py")
+                 "test_resume.py", "test_builtin_problems.py", "test_mlflow_sink.py", "test_training_depth.py")
 
 
 def pytest_collection_modifyitems(items: list) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from pyrosys.errors import ConfigError
 from pyrosys.factory import resolve
-from pyrosys.param_registry import ParamInterface, ParamRegistry
+from pyrosys.configuration.param_registry import ParamInterface, ParamRegistry
 
 # phase of a problem -> the configuration section that holds its overrides
 PHASE_SECTIONS = {"train": "training", "val": "validation", "test": "testing"}

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pyrosys.errors import ConfigError
-from pyrosys.tables import CSV_FILES, SPREAD, read_rows
+from pyrosys.tracking.tables import CSV_FILES, SPREAD, read_rows
 from pyrosys.workers.worker import base_parser, run
 
 OUTPUTS = ("analysis.csv", "analysis.md", "analysis.png")
@@ -43,7 +43,7 @@ def _main_statistics(row: dict[str, Any]) -> dict[str, float]:
 
 def _monitor(folder: Path) -> tuple[str, str]:
     """The run's monitored validation statistic (val_loss -> loss) and its mode."""
-    from pyrosys.config import load_yaml
+    from pyrosys.configuration.loading import load_yaml
 
     path = folder / "training_configuration.yaml"
     validation = (load_yaml(path).get("validation") or {}) if path.is_file() else {}
@@ -75,8 +75,8 @@ def describe_run(folder: Path) -> dict[str, Any]:
 
 def collect(expdir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Every run under `expdir` (the grid's plan and status when there is one), and the swept keys."""
-    from pyrosys.experiment import experiment_folders
-    from pyrosys.grid import PLAN_FILE, STATUS_FILE, GridPlan
+    from pyrosys.folders.experiment import experiment_folders
+    from pyrosys.execution.grid_plan import PLAN_FILE, STATUS_FILE, GridPlan
 
     plan = GridPlan.read(expdir) if (expdir / PLAN_FILE).is_file() else None
     swept_keys = plan.swept_keys if plan else []

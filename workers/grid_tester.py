@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pyrosys.errors import ConfigError
-from pyrosys.tables import SPREAD, TESTING_REPEATS, TESTING_SUMMARY
+from pyrosys.tracking.tables import SPREAD, TESTING_REPEATS, TESTING_SUMMARY
 from pyrosys.workers.worker import base_parser, run
 
 TESTING_FILE = "grid_testing.csv"
@@ -25,7 +25,7 @@ TESTING_FILE = "grid_testing.csv"
 
 def completed_runs(folder: Path) -> list[Path]:
     """Experiment folders under `folder` whose run completed and left models/best.ckpt, in name order."""
-    from pyrosys.experiment import STATUS_FILE, experiment_folders
+    from pyrosys.folders.experiment import STATUS_FILE, experiment_folders
 
     runs = []
     for run in experiment_folders(folder):
@@ -47,7 +47,7 @@ def test_run(job: dict[str, Any]) -> dict[str, Any]:
     folder = Path(job["folder"])
     tests = sorted(folder.glob("testing_*"), key=lambda p: p.stat().st_mtime)
     if result["status"] == "completed" and tests:
-        from pyrosys.config import load_yaml
+        from pyrosys.configuration.loading import load_yaml
 
         newest = tests[-1]
         summary = newest / (TESTING_REPEATS if (newest / TESTING_REPEATS).is_file() else TESTING_SUMMARY)
@@ -68,7 +68,7 @@ def test_run(job: dict[str, Any]) -> dict[str, Any]:
 def grid_test(args: argparse.Namespace) -> int:
     """Find completed runs -> test each best checkpoint in the pool -> one table."""
     from pyrosys.atomic import write_text_atomic
-    from pyrosys.process_pool import ProcessPool
+    from pyrosys.execution.process_pool import ProcessPool
     from pyrosys.workers.grid_trainer import PRELOAD
 
     folder = Path(args.expdir)

@@ -27,8 +27,8 @@ from pyrosys.workers.worker import base_parser, run
 # imported once by every pool worker, so that a run imports nothing heavy
 PRELOAD = ("torch", "pytorch_lightning", "tensorboardX", "mlflow.tracking", "mlflow.store.tracking.sqlalchemy_store",
            "safetensors.torch", "matplotlib.pyplot",
-           "pyrosys.models", "pyrosys.problems", "pyrosys.statistics", "pyrosys.tensorboard",
-           "pyrosys.mlflow_tracking", "pyrosys.checkpoint", "pyrosys.plots", "pyrosys.workers.trainer",
+           "pyrosys.models", "pyrosys.problems", "pyrosys.callbacks.statistics", "pyrosys.callbacks.tensorboard",
+           "pyrosys.tracking.mlflow_sink", "pyrosys.callbacks.checkpoint", "pyrosys.tracking.plots", "pyrosys.workers.trainer",
            "pyrosys.workers.tester")
 LOCK_FILE = "grid.lock"
 
@@ -57,7 +57,7 @@ def output_to(path: Path) -> Iterator[None]:
 def fresh_process_state() -> None:
     """Forget what the previous run left in this process (singletons, the DDP hand-over variable)."""
     from pyrosys.app_state import AppState
-    from pyrosys.param_registry import ParamRegistry
+    from pyrosys.configuration.param_registry import ParamRegistry
     from pyrosys.workers.trainer import EXPERIMENT_ENV
 
     ParamRegistry.reset()
@@ -110,7 +110,7 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
 
 def grid_folder(args: argparse.Namespace) -> Path:
     """A fresh `<outdir>/grid_<time>[_<tag>]` folder."""
-    from pyrosys.experiment import create_unique_folder, timestamp
+    from pyrosys.folders.experiment import create_unique_folder, timestamp
 
     return create_unique_folder(Path(args.outdir or "experiments"),
                                 f"grid_{timestamp()}" + (f"_{args.savetag}" if args.savetag else ""))
@@ -155,7 +155,7 @@ def next_attempt(run: Any, row: dict[str, Any], folder: Path) -> list[str]:
 
 def recheck(run: Any) -> None:
     """A run whose configuration failed to resolve is checked again (the file may have been fixed)."""
-    from pyrosys.config import load_configuration
+    from pyrosys.configuration.loading import load_configuration
 
     if run.error is None:
         return
@@ -190,7 +190,7 @@ def now() -> str:
 
 def grid_train(args: argparse.Namespace) -> int:
     """plan -> folder -> run every run not completed (pool or Ray) -> record each at once -> summary."""
-    from pyrosys.grid import GridPlan, GridStatus, command_line_overrides, expand
+    from pyrosys.execution.grid_plan import GridPlan, GridStatus, command_line_overrides, expand
 
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise ConfigError(f"--max-concurrent is at least 1, not {args.max_concurrent}", file="the command line",
@@ -266,12 +266,12 @@ def execute(jobs: list[dict], args: argparse.Namespace, concurrency: int, on_eve
     if not jobs:
         return
     if args.backend == "ray":
-        from pyrosys.ray_backend import run_on_ray
+        from pyrosys.execution.ray_backend import run_on_ray
 
         run_on_ray("pyrosys.workers.grid_trainer:train_run", jobs, concurrency, args.address, on_event,
                    gpus_per_job=1 if args.gpu else 0)
         return
-    from pyrosys.process_pool import ProcessPool
+    from pyrosys.execution.process_pool import ProcessPool
 
     gpus = visible_gpus() if args.gpu else []
     environments = [{"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} for i in range(concurrency)] if gpus else None

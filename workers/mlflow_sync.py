@@ -23,9 +23,9 @@ STATUSES = {"completed": "FINISHED", "failed": "FAILED", "running": "KILLED"}
 
 def relog(folder: Path, tracking_uri: str | None) -> tuple[str, bool]:
     """One experiment folder to a new MLflow run; (its run id, whether everything was logged)."""
-    from pyrosys.config import load_yaml
-    from pyrosys.experiment import Experiment
-    from pyrosys.mlflow_tracking import RUN_FILE, MLflowSink, flatten
+    from pyrosys.configuration.loading import load_yaml
+    from pyrosys.folders.experiment import Experiment
+    from pyrosys.tracking.mlflow_sink import RUN_FILE, MLflowSink, flatten
     from pyrosys.workers.trainer import log_run_end, run_tags
 
     experiment = Experiment.reopen(folder)
@@ -51,7 +51,7 @@ def relog(folder: Path, tracking_uri: str | None) -> tuple[str, bool]:
 
 def sync(args: argparse.Namespace) -> int:
     """Find the experiments -> log each again -> say which run each became."""
-    from pyrosys.experiment import experiment_folders
+    from pyrosys.folders.experiment import experiment_folders
 
     folder = Path(args.expdir)
     found = experiment_folders(folder) if folder.is_dir() else []

@@ -24,7 +24,7 @@ FASTA_SUFFIXES = (".fasta", ".fa", ".faa", ".fas")
 
 def load_model(path: str) -> Any:
     """A model from a bundle folder or a PyroSys checkpoint, in evaluation mode."""
-    from pyrosys.checkpoint import read_checkpoint
+    from pyrosys.callbacks.checkpoint import read_checkpoint
     from pyrosys.factory import resolve
     from pyrosys.models.model import BUNDLE_FILE, Model, load_weights
 
@@ -157,7 +157,7 @@ PREDICT_KEYS = ("model", "input", "output", "sequence_column")
 
 def settings(args: argparse.Namespace) -> None:
     """Fill the flags not given from a `--c` file's `predict:` section (paths relative to that file)."""
-    from pyrosys.config import load_yaml
+    from pyrosys.configuration.loading import load_yaml
     from pyrosys.errors import did_you_mean
 
     section: dict = {}

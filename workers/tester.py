@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pyrosys.config import COMMAND_LINE, Configuration, dump_yaml, load_configuration, parse_override
+from pyrosys.configuration.loading import COMMAND_LINE, Configuration, dump_yaml, load_configuration, parse_override
 from pyrosys.errors import ConfigError
-from pyrosys.param_registry import ParamRegistry
-from pyrosys.tables import TESTING_REPEATS, TESTING_SUMMARY
+from pyrosys.configuration.param_registry import ParamRegistry
+from pyrosys.tracking.tables import TESTING_REPEATS, TESTING_SUMMARY
 from pyrosys.workers.worker import add_configuration_flags, add_run_flags, base_parser, run
 
 CHECKPOINT = "the checkpoint"
@@ -25,8 +25,8 @@ def test_model(model: Any, problem: Any, folder: Path, name: str | None = None) 
 
     from pyrosys.app_state import AppState
     from pyrosys.atomic import write_text_atomic
-    from pyrosys.experiment import create_unique_folder, timestamp
-    from pyrosys.statistics import CsvSink, StatisticsCollector
+    from pyrosys.folders.experiment import create_unique_folder, timestamp
+    from pyrosys.callbacks.statistics import CsvSink, StatisticsCollector
 
     test_folder = create_unique_folder(Path(folder), name or f"testing_{timestamp()}")
     collector = StatisticsCollector([CsvSink(folder, test_folder)])
@@ -44,7 +44,7 @@ def confusion_matrix(model: Any, problem: Any, folder: Path) -> list[list[int]]:
     """Count (true, predicted) class pairs over the test split; write confusion_matrix.csv and .png."""
     import torch
 
-    from pyrosys.plots import plot_confusion
+    from pyrosys.tracking.plots import plot_confusion
 
     classes = model.data_definitions["targets"].get("classes") or [
         str(i) for i in range(model.data_definitions["targets"]["num_classes"])]
@@ -69,7 +69,7 @@ def _configuration(checkpoint: dict, args: argparse.Namespace) -> Configuration:
     """The checkpoint's configuration, with the files and overrides of this command merged over it."""
     from omegaconf import OmegaConf
 
-    from pyrosys.config import leaf_paths, resolve_interpolations
+    from pyrosys.configuration.loading import leaf_paths, resolve_interpolations
 
     tree = checkpoint["pyrosys"].get("configuration")
     if not isinstance(tree, dict):
@@ -90,7 +90,7 @@ def _configuration(checkpoint: dict, args: argparse.Namespace) -> Configuration:
 
 def test(args: argparse.Namespace) -> int:
     """Load -> rebuild -> test -> print."""
-    from pyrosys.checkpoint import read_checkpoint
+    from pyrosys.callbacks.checkpoint import read_checkpoint
     from pyrosys.factory import resolve
     from pyrosys.models.model import load_weights
     from pyrosys.workers.components import build_problem, make_objective, plain, resolve_problem
@@ -148,7 +148,7 @@ def repeat_tests(model: Any, problem: Any, folder: Path, repeats: int) -> tuple[
     import statistics
 
     from pyrosys.atomic import write_text_atomic
-    from pyrosys.experiment import create_unique_folder, timestamp
+    from pyrosys.folders.experiment import create_unique_folder, timestamp
 
     parent = create_unique_folder(Path(folder), f"testing_{timestamp()}")
     base_seed = problem.phases["test"].get("seed") or 0

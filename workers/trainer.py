@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyrosys.config import dump_yaml, load_configuration
+from pyrosys.configuration.loading import dump_yaml, load_configuration
 from pyrosys.errors import ConfigError, RunFailed
-from pyrosys.param_registry import ParamInterface, ParamRegistry
-from pyrosys.seeds import resolve_seed
+from pyrosys.configuration.param_registry import ParamInterface, ParamRegistry
+from pyrosys.configuration.seeds import resolve_seed
 from pyrosys.workers.components import ComponentPlan, plain, resolve_model, resolve_problem
 from pyrosys.workers.worker import (add_configuration_flags, add_run_flags, base_parser, run,
                                     show_progress_lines)
@@ -76,7 +76,7 @@ def check_trainer_keys(configuration: Any) -> None:
     """Refuse a misspelt key of the trainer's own sections at once, naming the nearest known key: the
     check the registry makes after the build, made before torch and Lightning are imported."""
     from pyrosys.errors import nearest
-    from pyrosys.param_registry import unknown_keys_error
+    from pyrosys.configuration.param_registry import unknown_keys_error
 
     known = {"": {**get_params(), "problem": {}, "model": {}},
              **{section: _node(get_params(), section) for section in CLOSED_SECTIONS}}
@@ -210,7 +210,7 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
         overrides.append(f"model.load={{from: {json.dumps(str(Path(args.model_weights).resolve()))}}}")
     files, choices, overrides = command_line_choices(args, overrides)
     if args.resume is not None:
-        from pyrosys.resume import CONFIGURATION_FILE, resume_point
+        from pyrosys.folders.resume import CONFIGURATION_FILE, resume_point
 
         resume_point(args.resume)
         files = [str(Path(args.resume) / CONFIGURATION_FILE), *files]
@@ -285,8 +285,8 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
     registry.check_unread()
     plan.configuration = registry.to_dict()
     if args.resume is not None:
-        from pyrosys.config import load_yaml
-        from pyrosys.resume import CONFIGURATION_FILE, configuration_changes
+        from pyrosys.configuration.loading import load_yaml
+        from pyrosys.folders.resume import CONFIGURATION_FILE, configuration_changes
 
         saved = Path(args.resume) / CONFIGURATION_FILE
         changes = configuration_changes(load_yaml(saved), plan.configuration)
@@ -300,7 +300,7 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
 def build_callbacks(plan: TrainingPlan) -> list:
     """Terminal conditions and the configured callbacks, each checked to be a Lightning callback."""
     from pyrosys.factory import instantiate
-    from pyrosys.terminal_conditions import LossStop
+    from pyrosys.callbacks.terminal_conditions import LossStop
 
     source = ParamRegistry().configuration.source
     callbacks: list = []
@@ -321,12 +321,12 @@ def tracking(plan: TrainingPlan, folder: Path, outdir: Path, callbacks: list,
     """Where statistics go (CSV and log lines always; TensorBoard at its level; MLflow) and the callbacks
     that feed them, and the MLflow sink (None when off); a resumed run goes on in its TensorBoard folder
     and MLflow run."""
-    from pyrosys.statistics import CsvSink, LogSink
+    from pyrosys.callbacks.statistics import CsvSink, LogSink
 
     sinks: list = [CsvSink(folder), LogSink()]
     mlflow = None
     if plan.mlflow is not None:
-        from pyrosys.mlflow_tracking import RUN_FILE, MLflowSink, default_tracking_uri
+        from pyrosys.tracking.mlflow_sink import RUN_FILE, MLflowSink, default_tracking_uri
 
         earlier = (resume or {}).get("mlflow") or {}
         uri = earlier.get("tracking_uri") or plan.mlflow["tracking_uri"] or default_tracking_uri(outdir)
@@ -338,7 +338,7 @@ def tracking(plan: TrainingPlan, folder: Path, outdir: Path, callbacks: list,
         if resume and not earlier.get("run_id"):      # the interrupted run never reached MLflow: log its rows now
             mlflow.replay(folder, resume["episode"])
     if plan.tensorboard is not None:
-        from pyrosys.tensorboard import TensorBoardHistograms, TensorBoardSink
+        from pyrosys.callbacks.tensorboard import TensorBoardHistograms, TensorBoardSink
 
         board = TensorBoardSink(folder / "tensorboard", purge_step=resume["episode"] + 1 if resume else None)
         sinks.append(board)
@@ -349,7 +349,7 @@ def tracking(plan: TrainingPlan, folder: Path, outdir: Path, callbacks: list,
 
 def checkpointing(plan: TrainingPlan, models_dir: Path) -> Any:
     """models/best.ckpt by the monitored value, and models/last.ckpt at every validation."""
-    from pyrosys.checkpoint import ModelCheckpoint
+    from pyrosys.callbacks.checkpoint import ModelCheckpoint
 
     return ModelCheckpoint(dirpath=models_dir, filename="best", monitor=plan.monitor, mode=plan.mode,
                            save_top_k=1, save_last=True, auto_insert_metric_name=False,
@@ -376,7 +376,7 @@ def trainer_arguments(plan: TrainingPlan) -> dict:
 
     from pyrosys.app_state import AppState
     from pyrosys.factory import check_arguments
-    from pyrosys.profiling import NoProfiler
+    from pyrosys.callbacks.profiling import NoProfiler
 
     interval = plan.validation_interval
     arguments: dict[str, Any] = {
@@ -401,8 +401,8 @@ def train_other_rank(plan: TrainingPlan, model: Any, problem: Any, arguments: di
     """A DDP process other than the first: the same fit into the first process's folder, writing nothing."""
     import pytorch_lightning as pl
 
-    from pyrosys.checkpoint import AtomicCheckpointIO
-    from pyrosys.statistics import StatisticsCollector
+    from pyrosys.callbacks.checkpoint import AtomicCheckpointIO
+    from pyrosys.callbacks.statistics import StatisticsCollector
 
     trainer = pl.Trainer(**arguments, default_root_dir=str(folder), plugins=[AtomicCheckpointIO()],
                          callbacks=[StatisticsCollector([], plan.logging_interval, problem_statistics(problem)),
@@ -490,7 +490,7 @@ def dry_run(model: Any, problem: Any) -> int:
 def configuration_header() -> str:
     """YAML comments recording the PyroSys version and, when the configs live in git, the commit."""
     import pyrosys
-    from pyrosys.provenance import git_state
+    from pyrosys.tracking.provenance import git_state
 
     files = ParamRegistry().configuration.files
     state = git_state(Path(files[0]).parent) if files else None
@@ -504,7 +504,7 @@ def command_line_choices(args: argparse.Namespace,
                          overrides: list[str]) -> tuple[list[str], dict[str, str], list[str]]:
     """The configuration files, the project group choices (model=vae) given after them, and the
     overrides: other `key=value` items given there, then `overrides`."""
-    from pyrosys.project import split_choices
+    from pyrosys.configuration.project import split_choices
 
     files = [item for item in args.config if "=" not in item or Path(item).exists()]
     items = [item for item in [*args.config, *args.choices] if item not in files]
@@ -514,7 +514,7 @@ def command_line_choices(args: argparse.Namespace,
 
 def list_choices(args: argparse.Namespace) -> int:
     """--list GROUP: the choices of a group of the project around the configuration (or this folder)."""
-    from pyrosys.project import find_project
+    from pyrosys.configuration.project import find_project
 
     start = args.config[0] if args.config else Path.cwd()
     project = find_project(start)
@@ -543,14 +543,14 @@ def train(args: argparse.Namespace) -> int:
 
     from pyrosys.app_state import AppState
     from pyrosys.atomic import write_text_atomic
-    from pyrosys.checkpoint import AtomicCheckpointIO, read_checkpoint
-    from pyrosys.experiment import Experiment, now_iso
-    from pyrosys.plots import plot_curves
-    from pyrosys.mlflow_tracking import flatten
-    from pyrosys.provenance import description
-    from pyrosys.seeds import apply_seeds
-    from pyrosys.statistics import StatisticsCollector
-    from pyrosys.terminal_conditions import stop_reason
+    from pyrosys.callbacks.checkpoint import AtomicCheckpointIO, read_checkpoint
+    from pyrosys.folders.experiment import Experiment, now_iso
+    from pyrosys.tracking.plots import plot_curves
+    from pyrosys.tracking.mlflow_sink import flatten
+    from pyrosys.tracking.provenance import description
+    from pyrosys.configuration.seeds import apply_seeds
+    from pyrosys.callbacks.statistics import StatisticsCollector
+    from pyrosys.callbacks.terminal_conditions import stop_reason
     from pyrosys.workers.components import build_model, build_problem, make_objective
     from pyrosys.workers.tester import test_model
 
@@ -573,7 +573,7 @@ def train(args: argparse.Namespace) -> int:
         return train_other_rank(plan, model, problem, arguments, callbacks, Path(os.environ[EXPERIMENT_ENV]))
     resume = None
     if args.resume is not None:
-        from pyrosys.resume import resume_point, truncate_statistics
+        from pyrosys.folders.resume import resume_point, truncate_statistics
 
         experiment = Experiment.reopen(args.resume)
         last, _, step = resume_point(experiment.folder)

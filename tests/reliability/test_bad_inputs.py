@@ -12,7 +12,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyrosys.config import load_configuration, parse_override
+from pyrosys.configuration.loading import load_configuration, parse_override
 from pyrosys.errors import ConfigError
 from pyrosys.workers import grid_trainer, predictor, tester, trainer
 

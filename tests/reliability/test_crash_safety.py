@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pyrosys.checkpoint import read_checkpoint
+from pyrosys.callbacks.checkpoint import read_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 HERE = Path(__file__).resolve().parent

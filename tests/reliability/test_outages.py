@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pyrosys.grid import GridRun, GridStatus
+from pyrosys.execution.grid_plan import GridRun, GridStatus
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 BIN = Path(sys.executable).parent

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pyrosys.checkpoint import read_checkpoint
+from pyrosys.callbacks.checkpoint import read_checkpoint
 from pyrosys.errors import ConfigError
 from pyrosys.workers import predictor, tester, trainer
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from pyrosys.checkpoint import read_checkpoint
+from pyrosys.callbacks.checkpoint import read_checkpoint
 from pyrosys.models.model import Model
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from pyrosys.checkpoint import read_checkpoint
+from pyrosys.callbacks.checkpoint import read_checkpoint
 from pyrosys.workers import trainer
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

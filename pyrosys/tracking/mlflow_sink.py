@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pyrosys.atomic import write_text_atomic
-from pyrosys.tables import CSV_FILES, SPREAD, read_rows
+from pyrosys.tracking.tables import CSV_FILES, SPREAD, read_rows
 
 log = logging.getLogger("pyrosys.mlflow")
 

@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from pyrosys.tables import CSV_FILES, read_rows  # noqa: E402
+from pyrosys.tracking.tables import CSV_FILES, read_rows  # noqa: E402
 
 
 def plot_curves(folder: str | Path, metric: str | None, title: str) -> Path:

@@ -191,7 +191,7 @@ def _load_tree(path: Path, chain: tuple[Path, ...],
     sources: dict[str, str] = {}
     includes = [path.parent / name for name in _default_list(data.pop("default_configs", None), path)]
     if "groups" in data:                     # a project's top-level config: its group choices come first
-        from pyrosys.project import group_files
+        from pyrosys.configuration.project import group_files
 
         includes += group_files(path, data.pop("groups"), choices or {})
     elif choices:

@@ -5,9 +5,9 @@ import csv
 
 import pytest
 
-from pyrosys.config import load_configuration
+from pyrosys.configuration.loading import load_configuration
 from pyrosys.errors import ConfigError
-from pyrosys.grid import GridPlan, GridStatus, expand
+from pyrosys.execution.grid_plan import GridPlan, GridStatus, expand
 
 EXPERIMENT = """\
 problem: {name: Digits, batch_size: 32}

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from pyrosys.workers import trainer
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 SHORT = ["training.terminal_conditions.epoch_limit=2", "training.trainer.enable_progress_bar=false",
          "logging.interval=10", "logging.tensorboard=null"]
 
@@ -103,7 +103,7 @@ def test_an_unreachable_server_gives_a_warning_and_training_completes(tmp_path, 
 
 
 def test_consecutive_metric_batches_are_merged_in_order_and_other_jobs_keep_their_place():
-    from pyrosys.mlflow_tracking import coalesce
+    from pyrosys.tracking.mlflow_sink import coalesce
 
     a, b, c = ("loss", 1.0, 0, 1), ("loss", 0.5, 0, 2), ("acc", 0.9, 0, 2)
     jobs = [("start",), ("metrics", [a]), ("metrics", [b, c]), ("params", {}, {}), ("metrics", [c]),
@@ -117,7 +117,7 @@ def test_a_new_store_is_copied_from_the_cached_empty_one_and_works(tmp_path, mon
 
     import mlflow
 
-    from pyrosys.mlflow_tracking import new_sqlite_store
+    from pyrosys.tracking.mlflow_sink import new_sqlite_store
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
@@ -135,7 +135,7 @@ def test_a_new_store_is_copied_from_the_cached_empty_one_and_works(tmp_path, mon
 
 
 def test_an_unwritable_cache_leaves_the_store_to_mlflow(tmp_path, monkeypatch):
-    from pyrosys.mlflow_tracking import new_sqlite_store
+    from pyrosys.tracking.mlflow_sink import new_sqlite_store
 
     (tmp_path / "not-a-folder").write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
@@ -148,7 +148,7 @@ def test_an_unwritable_cache_leaves_the_store_to_mlflow(tmp_path, monkeypatch):
 def test_a_damaged_cached_store_leaves_nothing_behind_and_the_store_to_mlflow(tmp_path, monkeypatch):
     import mlflow
 
-    from pyrosys.mlflow_tracking import new_sqlite_store
+    from pyrosys.tracking.mlflow_sink import new_sqlite_store
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     (tmp_path / "cache" / "pyrosys").mkdir(parents=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pyrosys.atomic import write_text_atomic
-from pyrosys.config import dump_yaml, load_configuration, load_yaml, parse_override
+from pyrosys.configuration.loading import dump_yaml, load_configuration, load_yaml, parse_override
 from pyrosys.errors import ConfigError, did_you_mean
 
 GRID_KEYS = ("grid_tasks", "grid_overwrite", "grid_settings", "grid_search")
@@ -134,7 +134,7 @@ def _sweep(search: Mapping[str, Sequence], file: str) -> list[dict[str, Any]]:
 
 def _task_runs(configs: list[str], overrides: list[str], sweep: list[dict], repetitions: int,
                stem: str, task: int, start: int, extra: Sequence[str], rng: random.Random) -> list[GridRun]:
-    from pyrosys.project import find_project
+    from pyrosys.configuration.project import find_project
 
     project = find_project(configs[0])
     groups = project.groups() if project else {}

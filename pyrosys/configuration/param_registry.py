@@ -9,7 +9,7 @@ import copy
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from pyrosys.config import Configuration, leaf_paths
+from pyrosys.configuration.loading import Configuration, leaf_paths
 from pyrosys.errors import ConfigError, nearest
 from pyrosys.singleton import Singleton
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from pytorch_lightning import callbacks
 from pytorch_lightning.profilers import SimpleProfiler
 
-from pyrosys.checkpoint import ModelCheckpoint
-from pyrosys.profiling import NoProfiler
+from pyrosys.callbacks.checkpoint import ModelCheckpoint
+from pyrosys.callbacks.profiling import NoProfiler
 
 
 def test_the_checkpoint_callback_keeps_lightning_s_state_key_so_earlier_checkpoints_resume():

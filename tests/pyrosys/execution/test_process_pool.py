@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from pyrosys.process_pool import ProcessPool
+from pyrosys.execution.process_pool import ProcessPool
 
 
 def test_workers_are_reused_across_jobs_and_results_come_back():
@@ -50,7 +50,7 @@ def running(pid: int) -> bool:
 
 
 def test_workers_die_with_the_pool_s_process_instead_of_running_on_unseen():
-    script = ("from pyrosys.process_pool import ProcessPool\n"
+    script = ("from pyrosys.execution.process_pool import ProcessPool\n"
               "ProcessPool(1, 'time:sleep').run([60], "
               "lambda e: print(e.pid, flush=True) if e.kind == 'started' else None)")
     owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

@@ -18,7 +18,7 @@ import torch
 
 from pyrosys.data_dict import batch_size
 from pyrosys.errors import TrainingDiverged
-from pyrosys.tables import CSV_FILES
+from pyrosys.tracking.tables import CSV_FILES
 
 
 def _scalar(value: Any) -> torch.Tensor:

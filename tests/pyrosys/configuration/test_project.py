@@ -8,9 +8,9 @@ import textwrap
 import pytest
 
 from pyrosys import factory
-from pyrosys.config import load_configuration
+from pyrosys.configuration.loading import load_configuration
 from pyrosys.errors import ConfigError
-from pyrosys.project import find_project, split_choices
+from pyrosys.configuration.project import find_project, split_choices
 from pyrosys.workers import grid_trainer, trainer
 
 
@@ -72,7 +72,7 @@ def test_the_trainer_takes_choices_after_its_files_and_lists_a_group(project, ca
 
 
 def test_a_grid_sweeps_group_choices(project, write):
-    from pyrosys.grid import expand
+    from pyrosys.execution.grid_plan import expand
 
     grid = write("grid.yaml", "grid_tasks: [{default_configs: lab/config/train.yaml}]\n"
                               "grid_search: {model: [small, big], training.optimizer.lr: [0.1]}\n")

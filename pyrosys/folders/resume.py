@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pyrosys.atomic import atomic_path
-from pyrosys.config import leaf_paths
+from pyrosys.configuration.loading import leaf_paths
 from pyrosys.errors import ConfigError
-from pyrosys.tables import CSV_FILES
+from pyrosys.tracking.tables import CSV_FILES
 
 CONFIGURATION_FILE = "training_configuration.yaml"
 RESUMABLE_CHANGES = ("training.terminal_conditions.",)
@@ -19,7 +19,7 @@ def resume_point(folder: str | Path) -> tuple[Path, dict, int]:
     """(checkpoint, status, its episode) where an experiment goes on: models/last.ckpt, or models/best.ckpt
     when that one is newer (a run killed at its first validation, between writing best and last); a
     ConfigError says what is missing."""
-    from pyrosys.checkpoint import read_checkpoint
+    from pyrosys.callbacks.checkpoint import read_checkpoint
 
     folder = Path(folder)
     for name in (CONFIGURATION_FILE, "status.json"):

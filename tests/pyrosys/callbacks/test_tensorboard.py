@@ -11,7 +11,7 @@ from tensorboardX.proto.event_pb2 import Event
 
 from pyrosys.workers import trainer
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 
 def events(run: Path) -> tuple[dict[str, list[int]], set[str]]:

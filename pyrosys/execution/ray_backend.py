@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pyrosys.errors import ConfigError
-from pyrosys.process_pool import Event
+from pyrosys.execution.process_pool import Event
 
 
 def _call(function: str, job: Any) -> tuple[int, Any]:

@@ -1,9 +1,9 @@
-"""pyrosys.config: safe YAML, default_configs, several files, overrides, interpolation, errors."""
+"""pyrosys.configuration.loading: safe YAML, default_configs, several files, overrides, interpolation, errors."""
 from __future__ import annotations
 
 import pytest
 
-from pyrosys.config import COMMAND_LINE, load_configuration, load_yaml, parse_override
+from pyrosys.configuration.loading import COMMAND_LINE, load_configuration, load_yaml, parse_override
 from pyrosys.errors import ConfigError
 
 

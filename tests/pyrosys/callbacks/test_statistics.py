@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pyrosys.statistics import PhaseBuffer
+from pyrosys.callbacks.statistics import PhaseBuffer
 
 
 def test_rows_last_and_aggregate_from_batches_of_tensors_and_numbers():

@@ -1,15 +1,15 @@
-"""pyrosys.param_registry: a singleton tree, tracked views, defaults, freezing, unread keys."""
+"""pyrosys.configuration.param_registry: a singleton tree, tracked views, defaults, freezing, unread keys."""
 from __future__ import annotations
 
 import pytest
 
-from pyrosys.config import Configuration
+from pyrosys.configuration.loading import Configuration
 from pyrosys.errors import ConfigError
-from pyrosys.param_registry import ParamRegistry
+from pyrosys.configuration.param_registry import ParamRegistry
 
 
 def registry_with(tree: dict, source: str = "exp.yaml") -> ParamRegistry:
-    from pyrosys.config import leaf_paths
+    from pyrosys.configuration.loading import leaf_paths
 
     registry = ParamRegistry()
     registry.load(Configuration(tree=tree, sources={leaf: source for leaf in leaf_paths(tree)}, files=[source]))
