@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from report import header
+from report import header, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -101,9 +101,7 @@ def main() -> int:
              "", "Per-run overhead: the run's wall time seen by its launcher minus its own time (`seconds` in "
              "status.json: fit, test, record). The first run of a pool also pays the imports its problem needs "
              "(scikit-learn for Digits)."]
-    text = "\n".join(lines) + "\n"
-    (ROOT / "benchmarks" / "grid_overhead.md").write_text(text)
-    print(text)
+    print(write_report(lines, ROOT / "benchmarks" / "grid_overhead.md"))
     return 0
 
 

@@ -15,7 +15,6 @@ import contextlib
 import cProfile
 import io
 import json
-import os
 import pstats
 import statistics
 import sys
@@ -153,7 +152,7 @@ def pyrosys_training(batch: int, hidden: int, folder: Path) -> float:
     """(d) pyrosys-trainer in this process; its training phase (`training_seconds` in status.json:
     every training step with statistics, CSV and TensorBoard, validation excluded)."""
     from pyrosys.workers import trainer
-    from pyrosys.workers.grid_trainer import fresh_process_state
+    from pyrosys.workers.pipeline.jobs import fresh_process_state
 
     config = folder / f"mlp_{batch}_{hidden}.yaml"
     config.write_text(PYROSYS_CONFIG.format(samples=int(SAMPLES / 0.8), features=FEATURES, classes=CLASSES,

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from report import header
+from report import header, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINER = Path(sys.executable).parent / "pyrosys-trainer"
@@ -68,9 +68,7 @@ def main() -> int:
               for mode, values in times.items()]
     lines += ["", f"Ratio of the medians on / off: **{ratio:.3f}**; median of the paired ratios (each run "
               f"with tracking on over the run without it that follows it): **{paired:.3f}** (target at most 1.05)."]
-    text = "\n".join(lines) + "\n"
-    (ROOT / "benchmarks" / "tracking_overhead.md").write_text(text)
-    print(text)
+    print(write_report(lines, ROOT / "benchmarks" / "tracking_overhead.md"))
     return 0
 
 

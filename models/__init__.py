@@ -1,4 +1,10 @@
 """Built-in models (installed as pyrosys.models); importing this package registers them."""
+from pyrosys.factory import Registry
+
+# the kind this package declares: `model: {name: ...}` names a subclass of Model
+MODELS = Registry("model", base="pyrosys.models.model:Model", packages=("pyrosys.models",))
+
+# the built-in models register themselves as they are imported
 from pyrosys.models.model import Model
 from pyrosys.models.mlp import MLP
 from pyrosys.models.lenet5 import LeNet5
@@ -8,5 +14,5 @@ from pyrosys.models.transformer_classifier import TransformerClassifier
 from pyrosys.models.protein_cnn import ProteinCNN
 from pyrosys.models.autoencoder import Autoencoder
 
-__all__ = ["Model", "MLP", "LeNet5", "SimpleCNN", "SequenceRNN", "TransformerClassifier", "ProteinCNN",
+__all__ = ["MODELS", "Model", "MLP", "LeNet5", "SimpleCNN", "SequenceRNN", "TransformerClassifier", "ProteinCNN",
            "Autoencoder"]

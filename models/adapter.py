@@ -13,7 +13,9 @@ from typing import Any
 
 import torch
 
+from pyrosys.callbacks.checkpoint import read_checkpoint
 from pyrosys.errors import ConfigError, did_you_mean
+from pyrosys.models.model import BUNDLE_FILE, Model
 
 
 @dataclass
@@ -35,16 +37,12 @@ class AdapterReport:
 
 def source_weights(source: Any) -> dict[str, torch.Tensor]:
     """The named tensors of a model, a bundle folder or a checkpoint, keyed as in `model.models`."""
-    from pyrosys.models.model import BUNDLE_FILE, Model
-
     if isinstance(source, Model):
         return dict(source.models.state_dict())
     path = Path(source)
     if path.is_dir() and (path / BUNDLE_FILE).is_file():
         return dict(Model.load(path).models.state_dict())
     if path.is_file():
-        from pyrosys.callbacks.checkpoint import read_checkpoint
-
         state = read_checkpoint(path, key="model.load.from")["state_dict"]
         return {key.removeprefix("models."): value for key, value in state.items() if key.startswith("models.")}
     raise ConfigError("there is no model bundle or checkpoint here", file=str(path), key="model.load.from",

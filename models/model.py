@@ -7,13 +7,17 @@ on the objective the worker attaches, never on an architecture.
 from __future__ import annotations
 
 import copy
+import random
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torchmetrics
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 import pyrosys
@@ -21,6 +25,7 @@ from pyrosys.atomic import atomic_path, write_text_atomic
 from pyrosys.configuration.loading import dump_yaml, load_yaml
 from pyrosys.data_dict import DataDict, batch_size
 from pyrosys.errors import ConfigError, did_you_mean
+from pyrosys.factory import resolve
 
 BUNDLE_FILE = "model.yaml"
 WEIGHTS_FILE = "weights.safetensors"
@@ -104,8 +109,6 @@ class Model(pl.LightningModule):
 
     def save(self, folder: str | Path) -> Path:
         """Write a bundle folder (model.yaml + weights) that `Model.load` rebuilds with nothing else."""
-        from safetensors.torch import save_file
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         weights = {k: v.detach().cpu().contiguous() for k, v in self.models.state_dict().items()}
@@ -117,11 +120,6 @@ class Model(pl.LightningModule):
     @classmethod
     def load(cls, folder: str | Path) -> Model:
         """Rebuild a saved model from its bundle folder: no trainer, problem or configuration needed."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        from pyrosys.factory import resolve
-
         folder = Path(folder)
         description = load_yaml(folder / BUNDLE_FILE)
         file = str(folder / BUNDLE_FILE)
@@ -140,6 +138,19 @@ class Model(pl.LightningModule):
         except (OSError, SafetensorError) as error:
             raise ConfigError(f"the bundle weights cannot be read ({error})", file=str(weights_file)) from None
         load_weights(model.models, state, str(weights_file))
+        return model.eval()
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Mapping, source: str) -> Model:
+        """Rebuild the model a PyroSys checkpoint (read by `read_checkpoint`) describes, with its weights,
+        in evaluation mode: the one way from a checkpoint to a model."""
+        description = checkpoint["pyrosys"]["model"]
+        model_cls = resolve({"_target_": description.get("class")}, "model", file=source, key="pyrosys.model.class")
+        if not issubclass(model_cls, cls):
+            raise ConfigError(f"the checkpoint holds a {model_cls.__name__}, not a {cls.__name__}", file=source,
+                              key="pyrosys.model.class", hint="Load it with Model.from_checkpoint to accept any model")
+        model = model_cls.create(description.get("params"), description.get("data_definitions"))
+        load_weights(model, checkpoint["state_dict"], source)
         return model.eval()
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
@@ -287,10 +298,6 @@ def load_weights(modules: nn.Module, state: Mapping[str, torch.Tensor], source: 
 
 def random_states() -> dict:
     """Python's, NumPy's and torch's random states as weights-only data (tensors, tuples, numbers)."""
-    import random
-
-    import numpy as np
-
     kind, keys, position, has_gauss, gauss = np.random.get_state()
     return {"python": random.getstate(), "torch": torch.get_rng_state(),
             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(gauss)]}
@@ -298,10 +305,6 @@ def random_states() -> dict:
 
 def restore_random_states(states: Mapping) -> None:
     """Set Python's, NumPy's and torch's random states from `random_states()`."""
-    import random
-
-    import numpy as np
-
     random.setstate(tuple(states["python"][:1]) + (tuple(states["python"][1]),) + tuple(states["python"][2:]))
     torch.set_rng_state(states["torch"])
     kind, keys, position, has_gauss, gauss = states["numpy"]

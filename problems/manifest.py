@@ -14,14 +14,13 @@ import csv
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from pyrosys.errors import ConfigError
 from pyrosys.factory import instantiate, register, resolve
-from pyrosys.problems.problem import InMemoryProblem
+from pyrosys.problems.problem import FileProblem
 
 SPLITS = ("train", "val", "test")
 
@@ -156,15 +155,12 @@ class LoadTensor(LoadFile):
 
 
 @register("problem")
-class Manifest(InMemoryProblem):
+class Manifest(FileProblem):
     """Any data set described by a CSV manifest with a split column and a loader per field."""
-
-    path_params = ("path",)
 
     @staticmethod
     def get_params() -> dict:
-        return {**InMemoryProblem.get_params(),
-                "path": None,             # the manifest CSV; relative to its YAML file
+        return {**FileProblem.get_params(),     # path: the manifest CSV
                 "split_column": "split",  # values train, val, test
                 "loaders": {}}            # field -> {name: LoadColumns | LoadClass | LoadNumpy | LoadTensor, ...}
 

@@ -207,3 +207,13 @@ class InMemoryProblem(Problem):
         return DataLoader(self.splits[split], batch_size=int(params["batch_size"]), shuffle=bool(shuffle),
                           drop_last=bool(params["drop_last"]), num_workers=int(params["num_workers"]),
                           collate_fn=keep_batch, persistent_workers=int(params["num_workers"]) > 0)
+
+
+class FileProblem(InMemoryProblem):
+    """An in-memory problem read from one file, `path` (relative to the YAML file that names it)."""
+
+    path_params = ("path",)
+
+    @staticmethod
+    def get_params() -> dict:
+        return {**InMemoryProblem.get_params(), "path": None}

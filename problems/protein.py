@@ -7,7 +7,6 @@ anything else is refused with its file, line and column.
 from __future__ import annotations
 
 import csv
-import re
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import torch
 
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
-from pyrosys.problems.problem import InMemoryProblem
+from pyrosys.problems.problem import FileProblem
 from pyrosys.problems.scikit_learn import split_indices, standardise
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
@@ -98,6 +97,27 @@ def read_table(path: Path, sequence_column: str, label_column: str | None, split
                 for number, row in enumerate(reader, start=2)]
 
 
+FASTA_SUFFIXES = (".fasta", ".fa", ".faa", ".fas")
+
+
+def read_sequence_file(path: Path, sequence_column: str = "sequence", label_column: str | None = "label",
+                       split_column: str | None = None) -> list[Record]:
+    """The records of a FASTA file (labels as `label=...` header keys) or a CSV/TSV table."""
+    if path.suffix.lower() in FASTA_SUFFIXES:
+        return read_fasta(path, label_column or "label")
+    return read_table(path, sequence_column, label_column, split_column)
+
+
+def token_ids(records: list[Record], path: Path, max_length: int) -> torch.Tensor:
+    """The records' token ids, padded to `max_length` (0 is padding): how a model trained on
+    ProteinSequences reads raw sequences, at training and in the predictor alike."""
+    ids = torch.zeros(len(records), max_length, dtype=torch.long)
+    for row, record in enumerate(records):
+        tokens = encode(record, path, max_length)
+        ids[row, :len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+    return ids
+
+
 def encode(record: Record, path: Path, max_length: int) -> list[int]:
     """Token ids of a sequence (truncated to max_length), refusing letters that are not amino acids."""
     ids = []
@@ -111,15 +131,12 @@ def encode(record: Record, path: Path, max_length: int) -> list[int]:
 
 
 @register("problem")
-class ProteinSequences(InMemoryProblem):
+class ProteinSequences(FileProblem):
     """Classify or regress a property of protein sequences read from FASTA, CSV or TSV."""
-
-    path_params = ("path",)
 
     @staticmethod
     def get_params() -> dict:
-        return {**InMemoryProblem.get_params(),
-                "path": None,                 # FASTA (.fasta/.fa), CSV or TSV; relative to its YAML file
+        return {**FileProblem.get_params(),                 # FASTA (.fasta/.fa), CSV or TSV; relative to its YAML file
                 "task": "classification",     # or regression
                 "sequence_column": "sequence",
                 "label_column": "label",      # tables: the label column; FASTA: the header key (label=...)
@@ -143,10 +160,7 @@ class ProteinSequences(InMemoryProblem):
         path = Path(params["path"])
         if not path.is_file():
             raise ConfigError("the sequence file does not exist", file=str(path), key="problem.path")
-        if path.suffix.lower() in (".fasta", ".fa", ".faa", ".fas"):
-            records = read_fasta(path, params["label_column"])
-        else:
-            records = read_table(path, params["sequence_column"], params["label_column"], params["split_column"])
+        records = read_sequence_file(path, params["sequence_column"], params["label_column"], params["split_column"])
         if not records:
             raise ConfigError("the file holds no sequences", file=str(path), key="problem.path")
         for record in records:
@@ -165,11 +179,9 @@ class ProteinSequences(InMemoryProblem):
         """Token ids, masks and targets of every split, and the data definitions."""
         params, path = self.params, Path(self.params["path"] or ".")
         records = self.read()
-        encoded = [encode(record, path, int(params["max_length"])) for record in records]
-        length = max(len(ids) for ids in encoded)
-        inputs = torch.zeros(len(records), length, dtype=torch.long)
-        for row, ids in enumerate(encoded):
-            inputs[row, :len(ids)] = torch.tensor(ids)
+        inputs = token_ids(records, path, int(params["max_length"]))
+        length = int((inputs != 0).sum(dim=1).max())
+        inputs = inputs[:, :length].contiguous()          # padded only to the longest sequence
         masks = inputs != 0
         if params["split_column"]:
             parts = [np.array([i for i, r in enumerate(records) if r.split == name], dtype=int) for name in SPLITS]

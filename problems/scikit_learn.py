@@ -2,11 +2,11 @@
 
 Splits are drawn from the seed; tabular features (and regression targets) are standardised with
 statistics fitted on the training split only, and those statistics go into the data definitions,
-so that a saved model can be fed raw data later.
+so that a saved model can be fed raw data later. Each data set's loader is imported inside the
+problem that reads it: naming one of these problems does not import all of scikit-learn's data sets.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 
 import numpy as np
 import torch

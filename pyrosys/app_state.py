@@ -1,8 +1,7 @@
-"""AppState: what the current process is doing (device, precision, seed, experiment folder...)."""
+"""AppState: what the current process runs on (the accelerator its workers hand to Lightning)."""
 from __future__ import annotations
 
-from pathlib import Path
-
+from pyrosys.errors import ConfigError
 from pyrosys.singleton import Singleton
 
 
@@ -11,23 +10,15 @@ class AppState(metaclass=Singleton):
 
     def __init__(self) -> None:
         self.accelerator: str = "cpu"
-        self.device: str = "cpu"
-        self.precision: str = "32-true"
-        self.seed: int | None = None
-        self.log_level: str = "INFO"
-        self.experiment_dir: Path | None = None
-        self.visualize: bool = False
 
     def use_gpu(self) -> None:
         """Switch to the first CUDA device (the worker's --gpu flag), if torch sees one."""
-        import torch
+        import torch     # only for --gpu: the configuration step stays free of torch
 
         if not torch.cuda.is_available():
-            from pyrosys.errors import ConfigError
-
             raise ConfigError("--gpu was given but torch sees no CUDA device", file="the command line",
                               key="--gpu", hint="Drop --gpu to train on the CPU")
-        self.accelerator, self.device = "gpu", "cuda:0"
+        self.accelerator = "gpu"
 
     def __repr__(self) -> str:
         return f"AppState({vars(self)})"

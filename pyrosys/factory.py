@@ -1,53 +1,103 @@
 """Factories: turn `{name: ...}` or `{_target_: ...}` into a class of the expected kind, then an object.
 
-`name:` looks up a registry filled by `@register`; `_target_:` imports a dotted path. Either way
-the class is checked against the base class expected at that place *before* it is called.
+Each component package declares its kinds with a `Registry` (as mmengine's `MODELS = Registry('model')`
+lives beside its models): the base class every choice must subclass, the package whose import fills
+the registry, the library namespaces whose classes count as names. This module knows no kind by name:
+a kind not declared yet is found through the `pyrosys.kinds` entry points that packages install.
+
+`name:` looks up the registry (filled by `@register`); `_target_:` imports a dotted path. Either way
+the class is checked against the kind's base class *before* it is called.
 """
 from __future__ import annotations
 
 import importlib
 import inspect
-from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from pyrosys.errors import ConfigError, did_you_mean
 
 T = TypeVar("T", bound=type)
 
-
-@dataclass(frozen=True)
-class Kind:
-    """A place in a configuration where a class is named, and what that class must be."""
-
-    name: str
-    base: str                       # "module:Class" of the base class every choice must subclass
-    packages: tuple[str, ...] = ()  # imported to fill the registry with built-in components
-    namespaces: tuple[str, ...] = ()  # modules whose public subclasses of `base` count as names
-
-
-KINDS: dict[str, Kind] = {
-    "model": Kind("model", "pyrosys.models.model:Model", packages=("pyrosys.models",)),
-    "problem": Kind("problem", "pyrosys.problems.problem:Problem", packages=("pyrosys.problems",)),
-    "loader": Kind("loader", "pyrosys.problems.manifest:Loader", packages=("pyrosys.problems",)),
-    "optimizer": Kind("optimizer", "torch.optim:Optimizer", namespaces=("torch.optim",)),
-    "scheduler": Kind("scheduler", "torch.optim.lr_scheduler:LRScheduler",
-                      namespaces=("torch.optim.lr_scheduler",)),
-    "callback": Kind("callback", "pytorch_lightning.callbacks:Callback",
-                     namespaces=("pytorch_lightning.callbacks",)),
-}
-
-_REGISTRY: dict[str, dict[str, type]] = defaultdict(dict)
+KINDS_GROUP = "pyrosys.kinds"            # installed packages declare their registries here
 ENTRY_POINTS = "pyrosys.components"      # installed packages name here the modules that register components
+KINDS: dict[str, Registry] = {}
 _loaded_entry_points: set[str] = set()
+
+
+def _attribute(path: str) -> Any:
+    """The object a "module:attribute" path names."""
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+class Registry:
+    """The names of one kind of component, and the base class every choice of the kind must subclass.
+
+    `base` is the base class or its "module:Class" path (imported when first needed, so that declaring
+    a kind stays cheap); importing `packages` registers the built-in components; the public subclasses
+    of `base` in `namespaces` (library modules such as torch.optim) count as names too.
+    """
+
+    def __init__(self, kind: str, base: type | str, packages: tuple[str, ...] = (),
+                 namespaces: tuple[str, ...] = ()) -> None:
+        self.kind, self._base, self.packages, self.namespaces = kind, base, packages, namespaces
+        self._classes: dict[str, type] = {}
+        KINDS[kind] = self
+
+    @property
+    def base(self) -> type:
+        """The class every choice of this kind must subclass."""
+        if isinstance(self._base, str):
+            self._base = _attribute(self._base)
+        return self._base
+
+    def register(self, name: str | None = None) -> Callable[[T], T]:
+        """Class decorator: make a component findable as `name:` (its class name by default)."""
+        def decorate(cls: T) -> T:
+            key = name or cls.__name__
+            existing = self._classes.get(key)
+            if existing is not None and existing is not cls and existing.__qualname__ != cls.__qualname__:
+                raise ValueError(f"{self.kind} name {key!r} is taken by {existing.__module__}.{existing.__qualname__}")
+            self._classes[key] = cls
+            return cls
+
+        return decorate
+
+    def names(self) -> dict[str, type]:
+        """Every name `name:` accepts: library namespaces, built-in and installed components."""
+        for package in self.packages:
+            importlib.import_module(package)
+        load_entry_points()
+        found: dict[str, type] = {}
+        for namespace in self.namespaces:
+            for attr, value in vars(importlib.import_module(namespace)).items():
+                if not attr.startswith("_") and isinstance(value, type) and issubclass(value, self.base) \
+                        and value is not self.base:
+                    found[attr] = value
+        return {**found, **self._classes}
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r})"
+
+
+def kind_registry(kind: str | Registry) -> Registry:
+    """The registry of a kind: a declared one, or one an installed package declares as an entry point."""
+    if isinstance(kind, Registry):
+        return kind
+    if kind not in KINDS:
+        for point in entry_points(group=KINDS_GROUP, name=kind):
+            point.load()                      # declaring the registry puts it into KINDS
+    if kind not in KINDS:
+        known = sorted({*KINDS, *(point.name for point in entry_points(group=KINDS_GROUP))})
+        raise ValueError(f"unknown component kind {kind!r}; known: {known}")
+    return KINDS[kind]
 
 
 def load_entry_points() -> None:
     """Import every module an installed package names in the `pyrosys.components` entry-point group, so
     that its @register decorators run and `name:` finds its components (once per process)."""
-    from importlib.metadata import entry_points
-
     for point in entry_points(group=ENTRY_POINTS):
         if point.value in _loaded_entry_points:
             continue
@@ -60,47 +110,22 @@ def load_entry_points() -> None:
                               hint="Fix or uninstall the package that declares this entry point") from None
 
 
-def register(kind: str, name: str | None = None) -> Callable[[T], T]:
-    """Class decorator: make a component findable as `name:` (its class name by default)."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown component kind {kind!r}; known: {sorted(KINDS)}")
-
-    def decorate(cls: T) -> T:
-        key = name or cls.__name__
-        existing = _REGISTRY[kind].get(key)
-        if existing is not None and existing is not cls and existing.__qualname__ != cls.__qualname__:
-            raise ValueError(f"{kind} name {key!r} is taken by {existing.__module__}.{existing.__qualname__}")
-        _REGISTRY[kind][key] = cls
-        return cls
-
-    return decorate
+def register(kind: str | Registry, name: str | None = None) -> Callable[[T], T]:
+    """Class decorator: make a component findable as `name:` among its kind (its class name by default)."""
+    return kind_registry(kind).register(name)
 
 
-def base_class(kind: str) -> type:
+def base_class(kind: str | Registry) -> type:
     """The class every choice of this kind must subclass."""
-    module, _, attr = KINDS[kind].base.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return kind_registry(kind).base
 
 
-def registered(kind: str) -> dict[str, type]:
+def registered(kind: str | Registry) -> dict[str, type]:
     """Every name `name:` accepts for this kind: registered components and library namespaces."""
-    spec = KINDS[kind]
-    for package in spec.packages:
-        importlib.import_module(package)
-    load_entry_points()
-    names: dict[str, type] = {}
-    base = base_class(kind)
-    for namespace in spec.namespaces:
-        module = importlib.import_module(namespace)
-        for attr, value in vars(module).items():
-            if not attr.startswith("_") and isinstance(value, type) and issubclass(value, base) \
-                    and value is not base:
-                names[attr] = value
-    names.update(_REGISTRY[kind])
-    return names
+    return kind_registry(kind).names()
 
 
-def _import_target(target: Any, kind: str, file: str | None, key: str) -> Any:
+def _import_target(target: Any, file: str | None, key: str) -> Any:
     if not isinstance(target, str) or "." not in target:
         raise ConfigError(f"_target_ must be a dotted path such as 'my_lab.models.Net', not {target!r}",
                           file=file, key=key)
@@ -118,35 +143,38 @@ def _import_target(target: Any, kind: str, file: str | None, key: str) -> Any:
     return getattr(module, attr)
 
 
-def resolve(spec: Mapping, kind: str, *, file: str | None = None, key: str = "") -> type:
-    """The class a `{name:}` or `{_target_:}` spec names, checked to be a subclass of the kind's base."""
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"a {kind} must be given as a mapping with 'name' or '_target_', not {spec!r}",
-                          file=file, key=key, hint=f"Write for example '{key or kind}: {{name: ...}}'")
+def _named(spec: Mapping, registry: Registry, file: str | None, key: str) -> tuple[Any, str, str]:
+    """(the object the spec names, its label, the key that named it) before any check of its kind."""
+    kind = registry.kind
     if "name" in spec and "_target_" in spec:
         raise ConfigError(f"a {kind} takes either 'name' or '_target_', not both", file=file, key=key)
-    base = base_class(kind)
     if "_target_" in spec:
         where = f"{key}._target_" if key else "_target_"
-        found = _import_target(spec["_target_"], kind, file, where)
-        label = spec["_target_"]
-    elif "name" in spec:
+        return _import_target(spec["_target_"], file, where), spec["_target_"], where
+    if "name" in spec:
         where = f"{key}.name" if key else "name"
-        name = spec["name"]
-        choices = registered(kind)
+        name, choices = spec["name"], registry.names()
         if not isinstance(name, str) or name not in choices:
             raise ConfigError(f"there is no {kind} named {name!r}", file=file, key=where,
                               hint=did_you_mean(str(name), choices)
-                              + f" Or name any {base.__name__} class with _target_: package.module.Class")
-        found, label = choices[name], name
-    else:
-        raise ConfigError(f"the {kind} names no class", file=file, key=key,
-                          hint="Add 'name: <registered name>' or '_target_: package.module.Class'")
+                              + f" Or name any {registry.base.__name__} class with _target_: package.module.Class")
+        return choices[name], name, where
+    raise ConfigError(f"the {kind} names no class", file=file, key=key,
+                      hint="Add 'name: <registered name>' or '_target_: package.module.Class'")
+
+
+def resolve(spec: Mapping, kind: str | Registry, *, file: str | None = None, key: str = "") -> type:
+    """The class a `{name:}` or `{_target_:}` spec names, checked to be a subclass of the kind's base."""
+    registry = kind_registry(kind)
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"a {registry.kind} must be given as a mapping with 'name' or '_target_', not {spec!r}",
+                          file=file, key=key, hint=f"Write for example '{key or registry.kind}: {{name: ...}}'")
+    found, label, where = _named(spec, registry, file, key)
+    base = registry.base
     if not (isinstance(found, type) and issubclass(found, base)):
         what = "a class" if isinstance(found, type) else f"a {type(found).__name__}, not a class"
-        raise ConfigError(f"'{label}' is {what} that is not a {kind} ({base.__module__}.{base.__qualname__})",
-                          file=file, key=where,
-                          hint=f"Only subclasses of {base.__qualname__} are accepted here")
+        raise ConfigError(f"'{label}' is {what} that is not a {registry.kind} ({base.__module__}.{base.__qualname__})",
+                          file=file, key=where, hint=f"Only subclasses of {base.__qualname__} are accepted here")
     return found
 
 
@@ -171,7 +199,7 @@ def check_arguments(cls: type, arguments: Mapping, *, file: str | None, key: str
                               file=file, key=f"{key}.{name}", hint="Write numbers unquoted, e.g. 0.001 or 1.0e-3")
 
 
-def instantiate(spec: Mapping, kind: str, *args: Any, file: str | None = None, key: str = "",
+def instantiate(spec: Mapping, kind: str | Registry, *args: Any, file: str | None = None, key: str = "",
                 given: tuple[str, ...] = ()) -> Any:
     """Resolve, check and call: the object a spec describes, built with its remaining keys as arguments.
 

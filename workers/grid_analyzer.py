@@ -11,18 +11,26 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pyrosys.errors import ConfigError
-from pyrosys.tracking.tables import CSV_FILES, SPREAD, read_rows
-from pyrosys.workers.worker import base_parser, run
+import matplotlib
 
-OUTPUTS = ("analysis.csv", "analysis.md", "analysis.png")
+from pyrosys.atomic import write_text_atomic
+from pyrosys.configuration.loading import load_yaml
+from pyrosys.errors import ConfigError
+from pyrosys.execution.grid_plan import GridPlan
+from pyrosys.factory import register
+from pyrosys.folders.experiment import Experiment, experiment_folders
+from pyrosys.folders.grid import Grid
+from pyrosys.tracking.tables import SPREAD, read_rows
+from pyrosys.workers.worker import Worker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the file backend
+
 TIME_COLUMNS = ("seconds",)
 
 
@@ -41,11 +49,9 @@ def _main_statistics(row: dict[str, Any]) -> dict[str, float]:
     return result
 
 
-def _monitor(folder: Path) -> tuple[str, str]:
+def _monitor(experiment: Experiment) -> tuple[str, str]:
     """The run's monitored validation statistic (val_loss -> loss) and its mode."""
-    from pyrosys.configuration.loading import load_yaml
-
-    path = folder / "training_configuration.yaml"
+    path = experiment.configuration_file
     validation = (load_yaml(path).get("validation") or {}) if path.is_file() else {}
     monitor = str(validation.get("monitor", "val_loss"))
     return monitor.removeprefix("val_"), str(validation.get("mode", "min"))
@@ -53,15 +59,16 @@ def _monitor(folder: Path) -> tuple[str, str]:
 
 def describe_run(folder: Path) -> dict[str, Any]:
     """One run's row: status, where and why it ended, final training, best validation, testing."""
-    status = json.loads((folder / "status.json").read_text())
-    monitor, mode = _monitor(folder)
+    experiment = Experiment(folder)
+    status = experiment.read_status()
+    monitor, mode = _monitor(experiment)
     row: dict[str, Any] = {"status": status.get("status", ""), "seed": status.get("seed_torch", ""),
                            "epoch": status.get("epoch", ""), "episode": status.get("episode", ""),
                            "reason": status.get("reason", ""), "monitor": f"val_{monitor}", "mode": mode}
-    training = read_rows(folder / CSV_FILES["training_agg"])
+    training = read_rows(experiment.csv("training_agg"))
     if training:
         row.update({f"train_{k}": v for k, v in _main_statistics(training[-1]).items()})
-    validation = read_rows(folder / CSV_FILES["validation"])
+    validation = read_rows(experiment.csv("validation"))
     values = [float(r[monitor]) for r in validation if r.get(monitor) not in ("", None)]
     if values:
         best = (min if mode == "min" else max)(range(len(values)), key=values.__getitem__)
@@ -75,17 +82,15 @@ def describe_run(folder: Path) -> dict[str, Any]:
 
 def collect(expdir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Every run under `expdir` (the grid's plan and status when there is one), and the swept keys."""
-    from pyrosys.folders.experiment import experiment_folders
-    from pyrosys.execution.grid_plan import PLAN_FILE, STATUS_FILE, GridPlan
-
-    plan = GridPlan.read(expdir) if (expdir / PLAN_FILE).is_file() else None
+    grid = Grid(expdir)
+    plan = GridPlan.read(grid) if grid.plan_file.is_file() else None
     swept_keys = plan.swept_keys if plan else []
-    grid_rows = {r["run"]: r for r in read_rows(expdir / STATUS_FILE)}
+    grid_rows = {r["run"]: r for r in read_rows(grid.status_file)}
     rows, seen = [], set()
     for run in plan.runs if plan else []:
         entry = grid_rows.get(run.name, {})
         folder = Path(entry["folder"]) if entry.get("folder") else None
-        row = describe_run(folder) if folder and (folder / "status.json").is_file() else \
+        row = describe_run(folder) if folder and Experiment(folder).status_file.is_file() else \
             {"status": entry.get("status", "pending"), "seed": run.seed if run.seed is not None else "",
              "reason": entry.get("reason") or run.error or "", "curve": []}
         if entry.get("status") == "failed":         # the grid's word wins (a killed run's folder says running)
@@ -130,28 +135,23 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def write_tables(expdir: Path, rows: list[dict[str, Any]], order: list[str]) -> None:
-    from pyrosys.atomic import write_text_atomic
-
+def write_tables(grid: Grid, rows: list[dict[str, Any]], order: list[str]) -> None:
+    """analysis.csv and analysis.md: one row per run, in `order`'s columns."""
+    table, markdown, _ = grid.analysis_files
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(order)
     for row in rows:
         writer.writerow([_cell(row.get(c)) for c in order])
-    write_text_atomic(expdir / OUTPUTS[0], text.getvalue())
-    lines = [f"# Grid analysis: {expdir.name}", "", "| " + " | ".join(order) + " |",
+    write_text_atomic(table, text.getvalue())
+    lines = [f"# Grid analysis: {grid.folder.name}", "", "| " + " | ".join(order) + " |",
              "|" + "|".join(" --- " for _ in order) + "|"]
     lines += ["| " + " | ".join(_cell(row.get(c)).replace("|", "/") for c in order) + " |" for row in rows]
-    write_text_atomic(expdir / OUTPUTS[1], "\n".join(lines) + "\n")
+    write_text_atomic(markdown, "\n".join(lines) + "\n")
 
 
-def plot(expdir: Path, rows: list[dict[str, Any]]) -> None:
+def plot(grid: Grid, rows: list[dict[str, Any]]) -> None:
     """The monitored metric per run (bars) and the validation curves overlaid."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     monitor = next((r["monitor"] for r in rows if r.get("monitor")), "val_loss")
     figure, (bars, curves) = plt.subplots(1, 2, figsize=(13, 5))
     shown = [r for r in rows if isinstance(r.get(monitor), float)]
@@ -167,40 +167,40 @@ def plot(expdir: Path, rows: list[dict[str, Any]]) -> None:
     curves.set_title("validation curves")
     if any(r.get("curve") for r in rows):
         curves.legend(fontsize=6, loc="best")
-    figure.suptitle(f"Grid {expdir.name}")
+    figure.suptitle(f"Grid {grid.folder.name}")
     figure.tight_layout()
-    figure.savefig(expdir / OUTPUTS[2], dpi=110)
+    figure.savefig(grid.analysis_files[2], dpi=110)
     plt.close(figure)
 
 
-def analyze(args: argparse.Namespace) -> int:
-    """Collect -> rank -> tables -> plot."""
-    expdir = Path(args.expdir)
-    if not expdir.is_dir():
-        raise ConfigError("the folder does not exist", file=str(expdir), key="--expdir")
-    rows, swept_keys = collect(expdir)
-    if not rows:
-        raise ConfigError("no experiment (status.json) was found here", file=str(expdir), key="--expdir")
-    rows = rank(rows)
-    order = columns(rows, swept_keys)
-    write_tables(expdir, rows, order)
-    plot(expdir, rows)
-    print((expdir / OUTPUTS[1]).read_text(), end="")
-    print(f"[pyrosys-grid] analysis: {', '.join(str(expdir / name) for name in OUTPUTS)}")
-    return 0
+@register("worker", name="grid_analyzer")
+class GridAnalyzer(Worker):
+    """Tabulate and plot every run under a grid (or any) folder."""
+
+    prog = "pyrosys-grid-analyzer"
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Collect -> rank -> tables -> plot."""
+        expdir = Path(args.expdir)
+        if not expdir.is_dir():
+            raise ConfigError("the folder does not exist", file=str(expdir), key="--expdir")
+        rows, swept_keys = collect(expdir)
+        if not rows:
+            raise ConfigError(f"no experiment ({Experiment.STATUS}) was found here", file=str(expdir), key="--expdir")
+        rows = rank(rows)
+        grid = Grid(expdir)
+        write_tables(grid, rows, columns(rows, swept_keys))
+        plot(grid, rows)
+        print(grid.analysis_files[1].read_text(), end="")
+        print(f"[pyrosys-grid] analysis: {', '.join(str(path) for path in grid.analysis_files)}")
+        return 0
+
+    def add_flags(self, parser: argparse.ArgumentParser) -> None:
+        """--expdir."""
+        parser.add_argument("--expdir", metavar="DIR", required=True, help="a grid folder (or any folder of experiments)")
 
 
-def parser() -> argparse.ArgumentParser:
-    """The analyzer's flags."""
-    result = base_parser("pyrosys-grid-analyzer", "Tabulate and plot every run under a grid (or any) folder.")
-    result.add_argument("--expdir", metavar="DIR", required=True, help="a grid folder (or any folder of experiments)")
-    return result
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of pyrosys-grid-analyzer."""
-    return run(analyze, parser(), argv)
-
+main = GridAnalyzer.main
 
 if __name__ == "__main__":
     sys.exit(main())

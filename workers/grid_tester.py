@@ -3,101 +3,86 @@
     pyrosys-grid-tester --expdir experiments/grid_<time> [--n N] [--max-concurrent N]
 
 Each run gets its testing_<time>/ folder as with pyrosys-tester; the grid folder gets grid_testing.csv.
+The tests run in a pool of long-lived processes, each running the tester (see pipeline.jobs).
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import io
-import json
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pyrosys.atomic import write_text_atomic
 from pyrosys.errors import ConfigError
-from pyrosys.tracking.tables import SPREAD, TESTING_REPEATS, TESTING_SUMMARY
-from pyrosys.workers.worker import base_parser, run
-
-TESTING_FILE = "grid_testing.csv"
-
-
-def completed_runs(folder: Path) -> list[Path]:
-    """Experiment folders under `folder` whose run completed and left models/best.ckpt, in name order."""
-    from pyrosys.folders.experiment import STATUS_FILE, experiment_folders
-
-    runs = []
-    for run in experiment_folders(folder):
-        try:
-            status = json.loads((run / STATUS_FILE).read_text())
-        except (OSError, ValueError):
-            continue
-        if status.get("status") == "completed" and (run / "models" / "best.ckpt").is_file():
-            runs.append(run)
-    return runs
+from pyrosys.execution.process_pool import ProcessPool
+from pyrosys.factory import register
+from pyrosys.folders.experiment import Experiment, experiment_folders
+from pyrosys.folders.grid import Grid
+from pyrosys.workers.pipeline.jobs import PRELOAD, TEST_JOB
+from pyrosys.workers.worker import Worker
 
 
-def test_run(job: dict[str, Any]) -> dict[str, Any]:
-    """One run's test in a pool worker: the tester, in this process; its whole-set statistics."""
-    from pyrosys.workers import tester
-    from pyrosys.workers.grid_trainer import call_worker
+@register("worker", name="grid_tester")
+class GridTester(Worker):
+    """Test the best checkpoint of every completed run under a folder."""
 
-    result = call_worker(tester.test, tester.parser(), job["arguments"], Path(job["log"]), job["threads"])
-    folder = Path(job["folder"])
-    tests = sorted(folder.glob("testing_*"), key=lambda p: p.stat().st_mtime)
-    if result["status"] == "completed" and tests:
-        from pyrosys.configuration.loading import load_yaml
+    prog = "pyrosys-grid-tester"
 
-        newest = tests[-1]
-        summary = newest / (TESTING_REPEATS if (newest / TESTING_REPEATS).is_file() else TESTING_SUMMARY)
-        values = load_yaml(summary)
-        main = [k for k in values if k not in ("repeats", "batches", "samples")
-                and not k.endswith(SPREAD)]
-        result["statistics"] = {}
-        for name in main:                      # whole-set values; with --n, their mean and std over repeats
-            value = values[name]
-            if isinstance(value, dict):
-                result["statistics"].update({name: value["mean"], f"{name}_std": value["std"]})
-            else:
-                result["statistics"][name] = value
-        result["folder"] = str(newest)
-    return result
+    def run(self, args: argparse.Namespace) -> int:
+        """Find completed runs -> test each best checkpoint in the pool -> one table."""
+        grid = Grid(args.expdir)
+        if not grid.folder.is_dir():
+            raise ConfigError("the folder does not exist", file=str(grid.folder), key="--expdir")
+        if args.n < 1:
+            raise ConfigError(f"--n is a number of repeats >= 1, not {args.n}", file="the command line", key="--n")
+        runs = completed_runs(grid.folder)
+        if not runs:
+            raise ConfigError(f"no completed run with {Experiment.MODELS}/{Experiment.BEST} was found here",
+                              file=str(grid.folder), key="--expdir")
+        concurrency = max(1, min(args.max_concurrent or os.cpu_count() or 1, len(runs)))
+        threads = max(1, (os.cpu_count() or 1) // concurrency)
+        jobs = [{"name": str(run.folder.relative_to(grid.folder)), "folder": str(run.folder), "threads": threads,
+                 "log": str(run.grid_testing_log), "arguments": ["--m", str(run.best_checkpoint), "--n", str(args.n),
+                                                                 "--ll", args.log_level]}
+                for run in runs]
+        results: dict[str, dict] = {}
+        print(f"[pyrosys-grid] testing {len(jobs)} runs of {grid.folder}, {concurrency} at a time", flush=True)
+        ProcessPool(concurrency, TEST_JOB, PRELOAD).run(jobs, lambda event: record(event, results, len(jobs)))
+        write_text_atomic(grid.testing_file, table(jobs, results))
+        failed = sum(r["status"] != "completed" for r in results.values())
+        print(f"[pyrosys-grid] tested {len(jobs) - failed} runs, {failed} failed; table in {grid.testing_file}")
+        return 1 if failed else 0
+
+    def add_flags(self, parser: argparse.ArgumentParser) -> None:
+        """--expdir, --n, --max-concurrent."""
+        parser.add_argument("--expdir", metavar="DIR", required=True, help="a grid folder (or any folder of experiments)")
+        parser.add_argument("--n", type=int, default=1, metavar="N", help="test each run N times (mean and std)")
+        parser.add_argument("--max-concurrent", type=int, default=None, metavar="N",
+                            help="tests at a time (default: one per core)")
 
 
-def grid_test(args: argparse.Namespace) -> int:
-    """Find completed runs -> test each best checkpoint in the pool -> one table."""
-    from pyrosys.atomic import write_text_atomic
-    from pyrosys.execution.process_pool import ProcessPool
-    from pyrosys.workers.grid_trainer import PRELOAD
+def completed_runs(folder: Path) -> list[Experiment]:
+    """Experiments under `folder` whose run completed and left models/best.ckpt, in name order."""
+    runs = [Experiment(run) for run in experiment_folders(folder)]
+    return [run for run in runs if run.state() == "completed" and run.best_checkpoint.is_file()]
 
-    folder = Path(args.expdir)
-    if not folder.is_dir():
-        raise ConfigError("the folder does not exist", file=str(folder), key="--expdir")
-    if args.n < 1:
-        raise ConfigError(f"--n is a number of repeats >= 1, not {args.n}", file="the command line", key="--n")
-    runs = completed_runs(folder)
-    if not runs:
-        raise ConfigError("no completed run with models/best.ckpt was found here", file=str(folder), key="--expdir")
-    concurrency = max(1, min(args.max_concurrent or os.cpu_count() or 1, len(runs)))
-    threads = max(1, (os.cpu_count() or 1) // concurrency)
-    jobs = [{"name": str(run.relative_to(folder)), "folder": str(run), "threads": threads,
-             "log": str(run / "grid_testing.log"),
-             "arguments": ["--m", str(run / "models" / "best.ckpt"), "--n", str(args.n), "--ll", args.log_level]}
-            for run in runs]
-    results: dict[str, dict] = {}
 
-    def record(event: Any) -> None:
-        if event.kind == "started":
-            return
-        result = event.result if event.kind == "finished" else \
-            {"status": "failed", "reason": f"the test's process died ({event.result})"}
-        results[event.job["name"]] = result
-        print(f"[pyrosys-grid] tested {len(results)}/{len(jobs)}: {event.job['name']} {result['status']}"
-              + (f": {result['reason']}" if result.get("reason") else ""), flush=True)
+def record(event: Any, results: dict[str, dict], total: int) -> None:
+    """Keep one pool event's result, and say it."""
+    if event.kind == "started":
+        return
+    result = event.result if event.kind == "finished" else \
+        {"status": "failed", "reason": f"the test's process died ({event.result})"}
+    results[event.job["name"]] = result
+    print(f"[pyrosys-grid] tested {len(results)}/{total}: {event.job['name']} {result['status']}"
+          + (f": {result['reason']}" if result.get("reason") else ""), flush=True)
 
-    print(f"[pyrosys-grid] testing {len(jobs)} runs of {folder}, {concurrency} at a time", flush=True)
-    ProcessPool(concurrency, "pyrosys.workers.grid_tester:test_run", PRELOAD).run(jobs, record)
+
+def table(jobs: list[dict], results: dict[str, dict]) -> str:
+    """grid_testing.csv: one row per run, its status and whole-set statistics."""
     names = sorted({k for r in results.values() for k in r.get("statistics", {})})
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
@@ -107,26 +92,10 @@ def grid_test(args: argparse.Namespace) -> int:
         statistics = result.get("statistics", {})
         writer.writerow([job["name"], result["status"], result.get("reason", ""),
                          *(f"{statistics[n]:.6g}" if n in statistics else "" for n in names), result.get("folder", "")])
-    write_text_atomic(folder / TESTING_FILE, text.getvalue())
-    failed = sum(r["status"] != "completed" for r in results.values())
-    print(f"[pyrosys-grid] tested {len(jobs) - failed} runs, {failed} failed; table in {folder / TESTING_FILE}")
-    return 1 if failed else 0
+    return text.getvalue()
 
 
-def parser() -> argparse.ArgumentParser:
-    """The grid tester's flags."""
-    result = base_parser("pyrosys-grid-tester", "Test the best checkpoint of every completed run under a folder.")
-    result.add_argument("--expdir", metavar="DIR", required=True, help="a grid folder (or any folder of experiments)")
-    result.add_argument("--n", type=int, default=1, metavar="N", help="test each run N times (mean and std)")
-    result.add_argument("--max-concurrent", type=int, default=None, metavar="N",
-                        help="tests at a time (default: one per core)")
-    return result
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of pyrosys-grid-tester."""
-    return run(grid_test, parser(), argv)
-
+main = GridTester.main
 
 if __name__ == "__main__":
     sys.exit(main())

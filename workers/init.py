@@ -11,11 +11,11 @@ import argparse
 import keyword
 import re
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from pyrosys.errors import ConfigError
-from pyrosys.workers.worker import base_parser, run
+from pyrosys.factory import register
+from pyrosys.workers.worker import Worker
 
 # the project's files; __name__ is the package name, __Camel__ its CamelCase form
 TEMPLATES = {
@@ -232,25 +232,26 @@ def create(name: str, destination: Path) -> Path:
     return root
 
 
-def init(args: argparse.Namespace) -> int:
-    root = create(args.name, Path(args.dest))
-    print(f"[pyrosys] project {args.name} in {root}")
-    print(f"[pyrosys] next: pip install -e {root}  then, in {root}: pyrosys-trainer --c {args.name}/config/train.yaml")
-    return 0
+@register("worker", name="init")
+class Init(Worker):
+    """Create a PyroSys project: a package for your models, problems, callbacks and configuration groups."""
+
+    prog = "pyrosys-init"
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Write the project and say what to do next."""
+        root = create(args.name, Path(args.dest))
+        print(f"[pyrosys] project {args.name} in {root}")
+        print(f"[pyrosys] next: pip install -e {root}  then, in {root}: pyrosys-trainer --c {args.name}/config/train.yaml")
+        return 0
+
+    def add_flags(self, parser: argparse.ArgumentParser) -> None:
+        """NAME and --dest."""
+        parser.add_argument("name", metavar="NAME", help="the project's package name, e.g. my_lab")
+        parser.add_argument("--dest", metavar="DIR", default=".", help="where the project folder goes (default: here)")
 
 
-def parser() -> argparse.ArgumentParser:
-    result = base_parser("pyrosys-init", "Create a PyroSys project: a package for your models, problems, "
-                                          "callbacks and configuration groups.")
-    result.add_argument("name", metavar="NAME", help="the project's package name, e.g. my_lab")
-    result.add_argument("--dest", metavar="DIR", default=".", help="where the project folder goes (default: here)")
-    return result
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of pyrosys-init."""
-    return run(init, parser(), argv)
-
+main = Init.main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,35 +12,60 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
+from pyrosys.configuration.loading import load_yaml
 from pyrosys.errors import ConfigError
-from pyrosys.workers.worker import base_parser, run
+from pyrosys.factory import register
+from pyrosys.folders.experiment import Experiment, experiment_folders
+from pyrosys.tracking.mlflow_sink import MLflowSink, flatten, log_run_end, run_tags
+from pyrosys.workers.worker import Worker
 
 STATUSES = {"completed": "FINISHED", "failed": "FAILED", "running": "KILLED"}
 
 
-def relog(folder: Path, tracking_uri: str | None) -> tuple[str, bool]:
-    """One experiment folder to a new MLflow run; (its run id, whether everything was logged)."""
-    from pyrosys.configuration.loading import load_yaml
-    from pyrosys.folders.experiment import Experiment
-    from pyrosys.tracking.mlflow_sink import RUN_FILE, MLflowSink, flatten
-    from pyrosys.workers.trainer import log_run_end, run_tags
+@register("worker", name="mlflow_sync")
+class MLflowSync(Worker):
+    """Log experiments to MLflow again from their folders."""
 
-    experiment = Experiment.reopen(folder)
-    configuration = load_yaml(folder / "training_configuration.yaml")
+    prog = "pyrosys-mlflow-sync"
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Find the experiments -> log each again -> say which run each became."""
+        folder = Path(args.expdir)
+        found = experiment_folders(folder) if folder.is_dir() else []
+        if not found:
+            raise ConfigError(f"no experiment folder ({Experiment.STATUS} and {Experiment.CONFIGURATION}) was "
+                              "found here", file=str(folder), key="--expdir")
+        failed = 0
+        for experiment in found:
+            run_id, logged = relog(Experiment.reopen(experiment), args.mlflow)
+            failed += not logged
+            print(f"[pyrosys] {experiment}: MLflow run {run_id}" + ("" if logged else " (not logged: see the warning)"))
+        return 1 if failed else 0
+
+    def add_flags(self, parser: argparse.ArgumentParser) -> None:
+        """--expdir and --mlflow."""
+        parser.add_argument("--expdir", metavar="DIR", required=True, help="an experiment folder, or a folder of them")
+        parser.add_argument("--mlflow", metavar="URI", default=None,
+                            help="the tracking store (default: the one the experiment used)")
+
+
+def relog(experiment: Experiment, tracking_uri: str | None) -> tuple[str, bool]:
+    """One experiment folder to a new MLflow run; (its run id, whether everything was logged)."""
+    folder = experiment.folder
+    configuration = load_yaml(experiment.configuration_file)
     settings = (configuration.get("logging") or {}).get("mlflow") or {}
     uri = tracking_uri or (experiment.status.get("mlflow") or {}).get("tracking_uri") or settings.get("tracking_uri")
     if not uri:
         raise ConfigError("this experiment names no MLflow tracking store", file=str(folder), key="--mlflow",
                           hint="Name one with --mlflow URI")
-    names = {section: (configuration.get(section) or {}).get("name") or (configuration.get(section) or {}).get("_target_", "")
-             for section in ("problem", "model")}
+    names = {section: (configuration.get(section) or {}).get("name")
+             or (configuration.get(section) or {}).get("_target_", "") for section in ("problem", "model")}
     sink = MLflowSink(uri, settings.get("experiment_name") or names["problem"],
                       settings.get("run_name") or f"{str(names['model']).rsplit('.', 1)[-1]}_{folder.name}",
-                      artifact_root=None, run_file=folder / RUN_FILE, start_after=float("inf"))
-    described = json.loads((folder / "description.json").read_text()) if (folder / "description.json").is_file() \
+                      artifact_root=None, run_file=experiment.mlflow_run_file, start_after=float("inf"))
+    described = json.loads(experiment.description_file.read_text()) if experiment.description_file.is_file() \
         else {"versions": {"pyrosys": ""}, "command": []}
     sink.log_params_and_tags(flatten(configuration), {**run_tags(described, folder), "pyrosys.relogged": "true"})
     sink.replay(folder, episode=sys.maxsize)
@@ -49,36 +74,7 @@ def relog(folder: Path, tracking_uri: str | None) -> tuple[str, bool]:
     return sink.run_id, logged
 
 
-def sync(args: argparse.Namespace) -> int:
-    """Find the experiments -> log each again -> say which run each became."""
-    from pyrosys.folders.experiment import experiment_folders
-
-    folder = Path(args.expdir)
-    found = experiment_folders(folder) if folder.is_dir() else []
-    if not found:
-        raise ConfigError("no experiment folder (status.json and training_configuration.yaml) was found here",
-                          file=str(folder), key="--expdir")
-    failed = 0
-    for experiment in found:
-        run_id, logged = relog(experiment, args.mlflow)
-        failed += not logged
-        print(f"[pyrosys] {experiment}: MLflow run {run_id}" + ("" if logged else " (not logged: see the warning)"))
-    return 1 if failed else 0
-
-
-def parser() -> argparse.ArgumentParser:
-    """The sync worker's flags."""
-    result = base_parser("pyrosys-mlflow-sync", "Log experiments to MLflow again from their folders.")
-    result.add_argument("--expdir", metavar="DIR", required=True, help="an experiment folder, or a folder of them")
-    result.add_argument("--mlflow", metavar="URI", default=None,
-                        help="the tracking store (default: the one the experiment used)")
-    return result
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of pyrosys-mlflow-sync."""
-    return run(sync, parser(), argv)
-
+main = MLflowSync.main
 
 if __name__ == "__main__":
     sys.exit(main())

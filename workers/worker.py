@@ -1,12 +1,18 @@
-"""Worker basics: the common flags (MI-Prometheus compatible), and the run wrapper that turns a
-ConfigError into one paragraph on stderr and exit status 2."""
+"""The Worker base of every command: the common flags (MI-Prometheus compatible), console logging, and
+the run wrapper that turns a ConfigError into one paragraph on stderr and exit status 2.
+
+Light on purpose (no torch, no Lightning): `--help` and configuration errors answer before them.
+"""
 from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 from pyrosys.errors import ConfigError, RunFailed
 
@@ -74,8 +80,6 @@ def show_progress_lines(show: bool) -> None:
 
 def configure_console_logging(level: str) -> None:
     """PyroSys's own messages on stderr at the chosen level; Lightning's banners only at DEBUG."""
-    import warnings
-
     for noisy in ("pytorch_lightning.utilities.rank_zero", "mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -124,3 +128,30 @@ def quick_exit() -> None:
     torch and Lightning made (about 1.5 s here); atexit handlers and module teardown still run, and
     PyroSys closes its files and writers itself."""
     gc.freeze()
+
+
+class Worker:
+    """A console command: its flags (`add_flags`) and what it does with them (`run`, an exit status).
+    Commands subclass it and register it by name (`@register("worker", name=...)`), so that grid workers
+    can run them in their pool processes without importing one another."""
+
+    prog: ClassVar[str] = ""          # the console command; its --help description is the class docstring
+
+    def add_flags(self, parser: argparse.ArgumentParser) -> None:
+        """The command's own flags, beside --ll."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Do the command's work; its exit status."""
+        raise NotImplementedError
+
+    def parser(self) -> argparse.ArgumentParser:
+        """Every flag of the command."""
+        result = base_parser(self.prog, inspect.getdoc(self) or "")
+        self.add_flags(result)
+        return result
+
+    @classmethod
+    def main(cls, argv: Sequence[str] | None = None) -> int:
+        """The console command's entry point."""
+        worker = cls()
+        return run(worker.run, worker.parser(), argv)

@@ -18,7 +18,6 @@ import torch
 
 from pyrosys.data_dict import batch_size
 from pyrosys.errors import TrainingDiverged
-from pyrosys.tracking.tables import CSV_FILES
 
 
 def _scalar(value: Any) -> torch.Tensor:
@@ -93,13 +92,13 @@ def check_finite(loss: float | None, episode: int) -> None:
 
 
 class CsvSink:
-    """Statistics rows appended to the experiment's CSV files."""
+    """Statistics rows appended to CSV files, one per table (the experiment folder names them)."""
 
-    def __init__(self, folder: str | Path, test_folder: str | Path | None = None) -> None:
-        self.folder, self.test_folder = Path(folder), Path(test_folder or folder)
+    def __init__(self, files: Mapping[str, Path]) -> None:
+        self.files = dict(files)
 
     def write(self, table: str, row: Mapping[str, Any]) -> None:
-        append_csv((self.test_folder if table == "testing" else self.folder) / CSV_FILES[table], row)
+        append_csv(self.files[table], row)
 
     def close(self) -> None:
         """Rows are written as they come; nothing is held."""

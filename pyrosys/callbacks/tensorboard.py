@@ -6,21 +6,19 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from tensorboardX import SummaryWriter
+from tensorboardX.proto.summary_pb2 import Summary
 
 
 class TensorBoardSink:
     """Statistics rows as scalars `<table>/<name>` at their episode, in `<experiment>/tensorboard`."""
 
     def __init__(self, folder: str | Path, purge_step: int | None = None) -> None:
-        from tensorboardX import SummaryWriter
-
         # purge_step: a resumed run hides the events its interrupted run wrote after the checkpoint
         self.writer = SummaryWriter(logdir=str(folder), flush_secs=30, purge_step=purge_step)
 
     def write(self, table: str, row: Mapping[str, Any]) -> None:
         """One event per row, holding every scalar of the row (not one event per scalar)."""
-        from tensorboardX.proto.summary_pb2 import Summary
-
         step = int(row.get("episode", row.get("batch", 0)))
         values = [Summary.Value(tag=f"{table}/{name}", simple_value=float(value)) for name, value in row.items()
                   if name not in ("episode", "epoch", "batch") and isinstance(value, (int, float))]

@@ -16,6 +16,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from pyrosys.configuration.project import group_files
 from pyrosys.errors import ConfigError
 
 COMMAND_LINE = "the command line"
@@ -87,6 +88,15 @@ def _all_keys(tree: Mapping) -> Iterable[Any]:
         yield key
         if isinstance(value, Mapping):
             yield from _all_keys(value)
+
+
+def value_at(tree: Any, path: str, default: Any = None) -> Any:
+    """The value at a dotted path of a nested mapping, or `default` where the path does not lead."""
+    for key in filter(None, path.split(".")):
+        if not isinstance(tree, Mapping) or key not in tree:
+            return default
+        tree = tree[key]
+    return tree
 
 
 def leaf_paths(tree: Mapping, prefix: str = "") -> Iterable[str]:
@@ -191,8 +201,6 @@ def _load_tree(path: Path, chain: tuple[Path, ...],
     sources: dict[str, str] = {}
     includes = [path.parent / name for name in _default_list(data.pop("default_configs", None), path)]
     if "groups" in data:                     # a project's top-level config: its group choices come first
-        from pyrosys.configuration.project import group_files
-
         includes += group_files(path, data.pop("groups"), choices or {})
     elif choices:
         raise ConfigError(f"group choices ({', '.join(f'{k}={v}' for k, v in choices.items())}) were given, but "
@@ -228,35 +236,44 @@ def parse_override(item: str) -> tuple[str, Any]:
 
 
 def load_configuration(paths: Sequence[str | Path], overrides: Sequence[str] = (),
-                       choices: Mapping[str, str] | None = None) -> Configuration:
-    """Merge the files (later wins) and the overrides, then resolve `${...}` interpolation; `choices`
-    pick a project's group files (model=vae)."""
+                       choices: Mapping[str, str] | None = None,
+                       base: Configuration | None = None) -> Configuration:
+    """Merge `base` (a checkpoint's configuration, say), the files (later wins) and the overrides,
+    then resolve `${...}` interpolation; `choices` pick a project's group files (model=vae). A mapping
+    that names another class than the one below it replaces it whole, wherever it comes from."""
     files = split_paths(str(p) for p in paths)
-    if not files:
+    if not files and base is None:
         raise ConfigError("no configuration file was given", file=COMMAND_LINE,
                           hint="Name one with --c FILE")
-    merged = OmegaConf.create({})
-    sources: dict[str, str] = {}
+    merged = OmegaConf.create(base.tree if base is not None else {})
+    sources: dict[str, str] = dict(base.sources) if base is not None else {}
     for index, file in enumerate(files):
         tree, tree_sources = _load_tree(Path(file), (), choices if index == 0 else None)
         merged = _merge(merged, tree, file)
         sources.update(tree_sources)
     for item in overrides:
-        key, value = parse_override(item)
-        try:
-            parent, _, leaf = key.rpartition(".")
-            node = OmegaConf.select(merged, parent) if parent else merged
-            if isinstance(node, DictConfig) and isinstance(value, dict):
-                _drop_replaced_specs(node, {leaf: value})
-            OmegaConf.update(merged, key, value, merge=True, force_add=True)
-        except OmegaConfBaseException as error:
-            raise ConfigError(f"the override cannot be applied: {_first_line(error)}",
-                              file=COMMAND_LINE, key=key) from None
-        sources = {k: v for k, v in sources.items() if not (k == key or k.startswith(key + "."))}
-        sources.update({f"{key}.{leaf}": COMMAND_LINE for leaf in leaf_paths(value)}
-                       if isinstance(value, dict) and value else {key: COMMAND_LINE})
+        _apply_override(merged, sources, item)
     tree = resolve_interpolations(merged, sources)
-    return Configuration(tree=tree, sources=sources, files=[str(Path(f).resolve()) for f in files])
+    named = base.files if base is not None else []
+    return Configuration(tree=tree, sources=sources, files=[*named, *(str(Path(f).resolve()) for f in files)])
+
+
+def _apply_override(merged: DictConfig, sources: dict[str, str], item: str) -> None:
+    """One `key.sub=value` over the merged tree; the key's sources become the command line."""
+    key, value = parse_override(item)
+    try:
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(merged, parent) if parent else merged
+        if isinstance(node, DictConfig) and isinstance(value, dict):
+            _drop_replaced_specs(node, {leaf: value})
+        OmegaConf.update(merged, key, value, merge=True, force_add=True)
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"the override cannot be applied: {_first_line(error)}",
+                          file=COMMAND_LINE, key=key) from None
+    for stale in [k for k in sources if k == key or k.startswith(key + ".")]:
+        del sources[stale]
+    sources.update({f"{key}.{leaf}": COMMAND_LINE for leaf in leaf_paths(value)}
+                   if isinstance(value, dict) and value else {key: COMMAND_LINE})
 
 
 def resolve_interpolations(config: DictConfig, sources: Mapping[str, str]) -> dict:

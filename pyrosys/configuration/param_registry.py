@@ -9,7 +9,7 @@ import copy
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from pyrosys.configuration.loading import Configuration, leaf_paths
+from pyrosys.configuration.loading import Configuration, leaf_paths, value_at
 from pyrosys.errors import ConfigError, nearest
 from pyrosys.singleton import Singleton
 
@@ -71,10 +71,7 @@ class ParamRegistry(metaclass=Singleton):
 
     def node(self, path: str) -> Any:
         """The raw value at a dotted path (no read tracking; for the registry's own views)."""
-        node: Any = self._tree
-        for key in filter(None, path.split(".")):
-            node = node[key]
-        return node
+        return value_at(self._tree, path)
 
     def freeze(self) -> None:
         """Forbid further defaults: the worker has started and the tree is final."""

@@ -1,4 +1,7 @@
-"""Seeds: draw one when the configuration asks for a random seed (-1 or null), and apply it."""
+"""Seeds: draw one when the configuration asks for a random seed (-1 or null), and apply it.
+
+Drawing happens while a configuration resolves, which stays free of torch; NumPy and torch are
+imported inside `apply_seeds`, when a run is built."""
 from __future__ import annotations
 
 import secrets

@@ -15,8 +15,6 @@ s gets seed s + k, and a task without a seed gets drawn seeds; every run's seed 
 """
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
 import random
@@ -26,16 +24,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyrosys.atomic import write_text_atomic
 from pyrosys.configuration.loading import dump_yaml, load_configuration, load_yaml, parse_override
+from pyrosys.configuration.project import find_project
 from pyrosys.errors import ConfigError, did_you_mean
+from pyrosys.folders.grid import Grid
 
 GRID_KEYS = ("grid_tasks", "grid_overwrite", "grid_settings", "grid_search")
 SETTINGS = {"experiment_repetitions": 1, "max_concurrent_runs": None}
-PLAN_FILE = "grid.yaml"
-STATUS_FILE = "grid_status.csv"
-STATUS_COLUMNS = ("run", "status", "reason", "folder", "seed", "pid", "started", "finished", "seconds",
-                  "attempts")
 
 
 @dataclass
@@ -76,11 +71,11 @@ class GridPlan:
                           "swept_keys": self.swept_keys, "runs": [asdict(run) for run in self.runs]})
 
     @classmethod
-    def read(cls, folder: Path) -> GridPlan:
-        """The plan saved in a grid folder (grid.yaml)."""
-        path = Path(folder) / PLAN_FILE
+    def read(cls, grid: Grid) -> GridPlan:
+        """The plan saved in a grid folder."""
+        path = grid.plan_file
         if not path.is_file():
-            raise ConfigError("this folder holds no grid (no grid.yaml)", file=str(folder), key="--resume",
+            raise ConfigError(f"this folder holds no grid (no {path.name})", file=str(grid.folder), key="--resume",
                               hint="Give the grid_<time> folder that pyrosys-grid-trainer printed")
         data = load_yaml(path)
         return cls(source=data["source"], max_concurrent_runs=data.get("max_concurrent_runs"),
@@ -134,8 +129,6 @@ def _sweep(search: Mapping[str, Sequence], file: str) -> list[dict[str, Any]]:
 
 def _task_runs(configs: list[str], overrides: list[str], sweep: list[dict], repetitions: int,
                stem: str, task: int, start: int, extra: Sequence[str], rng: random.Random) -> list[GridRun]:
-    from pyrosys.configuration.project import find_project
-
     project = find_project(configs[0])
     groups = project.groups() if project else {}
     runs = []
@@ -252,39 +245,6 @@ def expand(path: str | Path, extra: Sequence[str] = (), seed: int | None = None)
         return GridPlan(source=str(path.resolve()),
                         runs=_task_runs([str(path.resolve())], [], [{}], 1, path.stem, 0, 0, extra, rng))
     return _from_grid_file(path, extra, rng)
-
-
-class GridStatus:
-    """grid_status.csv: one row per run (pending, running, completed, failed), rewritten atomically."""
-
-    def __init__(self, folder: Path, runs: Sequence[GridRun]) -> None:
-        self.path = Path(folder) / STATUS_FILE
-        self.rows: dict[str, dict[str, Any]] = {run.name: {"run": run.name, "status": "pending", "attempts": 0,
-                                                           "seed": "" if run.seed is None else run.seed}
-                                                for run in runs}
-        if self.path.is_file():
-            with open(self.path, newline="", encoding="utf-8") as stream:
-                for row in csv.DictReader(stream):
-                    if row["run"] in self.rows:
-                        self.rows[row["run"]].update({k: v for k, v in row.items() if v not in ("", None)})
-
-    def update(self, name: str, **fields: Any) -> None:
-        self.rows[name].update(fields)
-        self.save()
-
-    def save(self) -> None:
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=STATUS_COLUMNS, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        for row in self.rows.values():
-            writer.writerow({column: row.get(column, "") for column in STATUS_COLUMNS})
-        write_text_atomic(self.path, text.getvalue())
-
-    def counts(self) -> dict[str, int]:
-        result = {"pending": 0, "running": 0, "completed": 0, "failed": 0}
-        for row in self.rows.values():
-            result[row["status"]] = result.get(row["status"], 0) + 1
-        return result
 
 
 def command_line_overrides(items: Sequence[str]) -> list[str]:

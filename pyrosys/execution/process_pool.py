@@ -8,6 +8,7 @@ worker gets its own environment (CUDA_VISIBLE_DEVICES, thread counts) before it 
 """
 from __future__ import annotations
 
+import ctypes
 import gc
 import importlib
 import multiprocessing
@@ -44,8 +45,6 @@ def _die_with(parent: int) -> None:
     """Have the kernel kill this worker when the pool's process dies (Linux), so that no run goes on unseen
     after its grid was killed, writing into a folder that a `--resume` of the grid would run again."""
     if sys.platform.startswith("linux"):
-        import ctypes
-
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:         # the parent died before the request was made
         os._exit(1)

@@ -1,5 +1,6 @@
 """Grid runs as Ray tasks: the same jobs and events as the local process pool, on a local Ray instance
-or a cluster (`--backend ray [--address HOST:PORT]`). Ray is an optional extra: pip install "pyrosys[ray]"."""
+or a cluster (`--backend ray [--address HOST:PORT]`). Ray is an optional extra (pip install "pyrosys[ray]"),
+imported inside `run_on_ray` so that this module loads without it."""
 from __future__ import annotations
 
 import importlib

@@ -1,4 +1,9 @@
-"""Experiment folders: one per run, `<outdir>/<Problem>/<Model>/<time>[_<tag>]/`, with a status file."""
+"""The experiment folder: one per run, `<outdir>/<Problem>/<Model>/<time>[_<tag>]/`.
+
+`Experiment` owns every file and folder name of that layout (DESIGN's "Experiments" section), and
+`TestingFolder` those of a `testing_<time>/` inside it; every writer and reader asks them for paths.
+Light on purpose (no torch): the grid's process, the analyzer and resume read folders through it.
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -11,8 +16,13 @@ from typing import Any
 from pyrosys.atomic import write_text_atomic
 from pyrosys.errors import ConfigError
 
-STATUS_FILE = "status.json"
-LOG_FILE = "pyrosys.log"
+# statistics table -> its CSV file (the testing table lives in a testing folder)
+CSV_FILES = {"training": "training_statistics.csv", "training_agg": "training_set_agg_statistics.csv",
+             "validation": "validation_statistics.csv", "validation_agg": "validation_set_agg_statistics.csv",
+             "testing": "testing_statistics.csv"}
+LOGGERS = ("pyrosys", "pytorch_lightning", "lightning", "lightning.pytorch")
+# names the experiment folder to a multi-process (DDP) run's other processes, which train into it
+HANDOVER_ENV = "PYROSYS_EXPERIMENT_DIR"
 
 
 def timestamp() -> str:
@@ -21,6 +31,7 @@ def timestamp() -> str:
 
 
 def now_iso() -> str:
+    """The local time with its offset, to the second: what status files record."""
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
@@ -45,22 +56,82 @@ def create_unique_folder(parent: Path, name: str) -> Path:
 
 
 def experiment_folders(root: str | Path) -> list[Path]:
-    """Experiment folders at or under `root` (a status.json beside a training_configuration.yaml), in
-    name order; MLflow's artifact copies and testing_* folders are not experiments."""
+    """Experiment folders at or under `root` (a status file beside a saved configuration), in name
+    order; MLflow's artifact copies and testing folders are not experiments."""
     root = Path(root)
     found = []
-    for status in sorted(root.rglob(STATUS_FILE)):
+    for status in sorted(root.rglob(Experiment.STATUS)):
         inside = status.parent.relative_to(root).parts
-        if "mlflow" not in inside and not any(part.startswith("testing_") for part in inside) \
-                and (status.parent / "training_configuration.yaml").is_file():
+        if "mlflow" not in inside and not any(part.startswith(TestingFolder.PREFIX) for part in inside) \
+                and Experiment(status.parent).configuration_file.is_file():
             found.append(status.parent)
     return found
 
 
-class Experiment:
-    """The folder of one run and its status.json (running, then completed or failed)."""
+class TestingFolder:
+    """One test of a model, `testing_<time>/` (or `repeat_<i>/` inside one): its files by name."""
+
+    __test__ = False                      # not a pytest test class, whatever its name says
+    PREFIX = "testing_"
+    STATISTICS = CSV_FILES["testing"]
+    SUMMARY = "testing_set_agg_statistics.yaml"   # the whole-set statistics
+    REPEATS = "testing_repeats.yaml"              # with --n: mean and std over the repeats
+    CONFIGURATION = "testing_configuration.yaml"
+    CONFUSION_CSV, CONFUSION_PNG = "confusion_matrix.csv", "confusion_matrix.png"
 
     def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    @classmethod
+    def create(cls, parent: Path, name: str | None = None) -> TestingFolder:
+        """A fresh `parent/testing_<time>/` (or `parent/<name>/`)."""
+        return cls(create_unique_folder(Path(parent), name or f"{cls.PREFIX}{timestamp()}"))
+
+    def repeat(self, index: int) -> TestingFolder:
+        """The folder of the index-th of several tests (`repeat_<index>/`)."""
+        return TestingFolder.create(self.folder, f"repeat_{index}")
+
+    @property
+    def statistics_file(self) -> Path:
+        return self.folder / self.STATISTICS
+
+    @property
+    def summary_file(self) -> Path:
+        return self.folder / self.SUMMARY
+
+    @property
+    def repeats_file(self) -> Path:
+        return self.folder / self.REPEATS
+
+    @property
+    def configuration_file(self) -> Path:
+        return self.folder / self.CONFIGURATION
+
+    @property
+    def confusion_files(self) -> tuple[Path, Path]:
+        return self.folder / self.CONFUSION_CSV, self.folder / self.CONFUSION_PNG
+
+    def result_file(self) -> Path:
+        """What a grid's table reads: the repeats' summary when there is one, else the whole-set summary."""
+        return self.repeats_file if self.repeats_file.is_file() else self.summary_file
+
+
+class Experiment:
+    """The folder of one run: its file names, its status.json (running, then completed or failed), and
+    its log file. The constructor only stores the folder; `create` and `reopen` touch the disk."""
+
+    CONFIGURATION = "training_configuration.yaml"
+    STATUS = "status.json"
+    LOG = "pyrosys.log"
+    DESCRIPTION = "description.json"
+    MLFLOW_RUN = "mlflow_run.json"
+    CURVES = "curves.png"
+    TENSORBOARD = "tensorboard"
+    MODELS = "models"
+    BEST, LAST, BUNDLE = "best.ckpt", "last.ckpt", "best"
+    GRID_TESTING_LOG = "grid_testing.log"
+
+    def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         self.status: dict[str, Any] = {}
 
@@ -79,24 +150,103 @@ class Experiment:
     def reopen(cls, folder: str | Path) -> Experiment:
         """An existing experiment folder, its status.json read back (to resume it)."""
         experiment = cls(Path(folder))
-        experiment.status = json.loads((experiment.folder / STATUS_FILE).read_text())
+        experiment.status = experiment.read_status()
         return experiment
+
+    # -- names --------------------------------------------------------------------------------------
+
+    @property
+    def configuration_file(self) -> Path:
+        return self.folder / self.CONFIGURATION
+
+    @property
+    def status_file(self) -> Path:
+        return self.folder / self.STATUS
+
+    @property
+    def log_file(self) -> Path:
+        return self.folder / self.LOG
+
+    @property
+    def description_file(self) -> Path:
+        return self.folder / self.DESCRIPTION
+
+    @property
+    def mlflow_run_file(self) -> Path:
+        return self.folder / self.MLFLOW_RUN
+
+    @property
+    def curves_file(self) -> Path:
+        return self.folder / self.CURVES
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.folder / self.TENSORBOARD
 
     @property
     def models_dir(self) -> Path:
-        return self.folder / "models"
+        return self.folder / self.MODELS
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.models_dir / self.BEST
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.models_dir / self.LAST
+
+    @property
+    def bundle_dir(self) -> Path:
+        return self.models_dir / self.BUNDLE
+
+    @property
+    def grid_testing_log(self) -> Path:
+        return self.folder / self.GRID_TESTING_LOG
+
+    def csv(self, table: str) -> Path:
+        """The CSV file of a training or validation statistics table (see CSV_FILES)."""
+        return self.folder / CSV_FILES[table]
+
+    def testing_folders(self) -> list[TestingFolder]:
+        """The tests of this experiment, oldest first."""
+        found = [path for path in self.folder.glob(f"{TestingFolder.PREFIX}*") if path.is_dir()]
+        return [TestingFolder(path) for path in sorted(found, key=lambda p: p.stat().st_mtime)]
+
+    @staticmethod
+    def holding(checkpoint: str | Path) -> Path:
+        """The experiment folder a checkpoint belongs to (its models/ folder's parent), or the
+        checkpoint's own folder for a checkpoint kept elsewhere."""
+        folder = Path(checkpoint).resolve().parent
+        return folder.parent if folder.name == Experiment.MODELS else folder
+
+    # -- status and log ------------------------------------------------------------------------------
+
+    def read_status(self) -> dict[str, Any]:
+        """status.json as written last (a ConfigError when it is missing or unreadable)."""
+        try:
+            return json.loads(self.status_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"the status file cannot be read ({error})", file=str(self.status_file),
+                              hint="Name an experiment folder written by pyrosys-trainer") from None
+
+    def state(self) -> str | None:
+        """The status word (running, completed, failed), or None when there is no readable status file."""
+        try:
+            return self.read_status().get("status")
+        except ConfigError:
+            return None
 
     def write_status(self, **fields: Any) -> None:
         """Update status.json atomically with `fields`."""
         self.status.update(fields)
-        write_text_atomic(self.folder / STATUS_FILE, json.dumps(self.status, indent=2, default=str) + "\n")
+        write_text_atomic(self.status_file, json.dumps(self.status, indent=2, default=str) + "\n")
 
     def start_logging(self, level: str = "INFO") -> logging.Handler:
         """Send PyroSys's and Lightning's log records to pyrosys.log in the folder."""
-        handler = logging.FileHandler(self.folder / LOG_FILE, encoding="utf-8")
+        handler = logging.FileHandler(self.log_file, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.setLevel(level)
-        for name in ("pyrosys", "pytorch_lightning", "lightning", "lightning.pytorch"):
+        for name in LOGGERS:
             logger = logging.getLogger(name)
             logger.addHandler(handler)
             if logger.level == logging.NOTSET or logger.level > logging.getLevelName(level):
@@ -105,6 +255,7 @@ class Experiment:
 
     @staticmethod
     def stop_logging(handler: logging.Handler) -> None:
-        for name in ("pyrosys", "pytorch_lightning", "lightning", "lightning.pytorch"):
+        """Detach and close the handler `start_logging` made."""
+        for name in LOGGERS:
             logging.getLogger(name).removeHandler(handler)
         handler.close()

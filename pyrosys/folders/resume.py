@@ -2,48 +2,38 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
 from pyrosys.atomic import atomic_path
-from pyrosys.configuration.loading import leaf_paths
+from pyrosys.configuration.loading import leaf_paths, value_at
 from pyrosys.errors import ConfigError
-from pyrosys.tracking.tables import CSV_FILES
+from pyrosys.folders.experiment import Experiment
 
-CONFIGURATION_FILE = "training_configuration.yaml"
 RESUMABLE_CHANGES = ("training.terminal_conditions.",)
+ABSENT = "(absent)"
 
 
-def resume_point(folder: str | Path) -> tuple[Path, dict, int]:
-    """(checkpoint, status, its episode) where an experiment goes on: models/last.ckpt, or models/best.ckpt
-    when that one is newer (a run killed at its first validation, between writing best and last); a
+def resume_point(experiment: Experiment) -> tuple[Path, int]:
+    """(checkpoint, its episode) where an experiment goes on: models/last.ckpt, or models/best.ckpt when
+    that one is newer (a run killed at its first validation, between writing best and last); a
     ConfigError says what is missing."""
-    from pyrosys.callbacks.checkpoint import read_checkpoint
+    from pyrosys.callbacks.checkpoint import read_checkpoint    # torch: only once a run resumes
 
-    folder = Path(folder)
-    for name in (CONFIGURATION_FILE, "status.json"):
-        if not (folder / name).is_file():
-            raise ConfigError(f"this is not an experiment that can be resumed: it has no {name}", file=str(folder),
-                              key="--resume", hint="Name an experiment folder written by pyrosys-trainer")
-    candidates = [folder / "models" / name for name in ("last.ckpt", "best.ckpt") if (folder / "models" / name).is_file()]
+    for path in (experiment.configuration_file, experiment.status_file):
+        if not path.is_file():
+            raise ConfigError(f"this is not an experiment that can be resumed: it has no {path.name}",
+                              file=str(experiment.folder), key="--resume",
+                              hint="Name an experiment folder written by pyrosys-trainer")
+    candidates = [path for path in (experiment.last_checkpoint, experiment.best_checkpoint) if path.is_file()]
     if not candidates:
-        raise ConfigError("this experiment has no checkpoint to go on from (models/last.ckpt): it stopped before "
-                          "its first validation", file=str(folder), key="--resume",
-                          hint="Start it again with --c and its training_configuration.yaml")
+        raise ConfigError(f"this experiment has no checkpoint to go on from ({Experiment.MODELS}/{Experiment.LAST}): "
+                          "it stopped before its first validation", file=str(experiment.folder), key="--resume",
+                          hint=f"Start it again with --c and its {Experiment.CONFIGURATION}")
     steps = [(int(read_checkpoint(path, key="--resume")["global_step"]), -index, path)
              for index, path in enumerate(candidates)]
     step, _, path = max(steps)
-    return path, json.loads((folder / "status.json").read_text()), step
-
-
-def _value(tree: Mapping, path: str) -> object:
-    node: object = tree
-    for key in path.split("."):
-        if not isinstance(node, Mapping) or key not in node:
-            return "(absent)"
-        node = node[key]
-    return node
+    return path, step
 
 
 def configuration_changes(saved: Mapping, given: Mapping) -> list[str]:
@@ -52,18 +42,23 @@ def configuration_changes(saved: Mapping, given: Mapping) -> list[str]:
     for path in sorted(set(leaf_paths(saved)) | set(leaf_paths(given))):
         if path.startswith(RESUMABLE_CHANGES):
             continue
-        old, new = _value(saved, path), _value(given, path)
+        old, new = value_at(saved, path, ABSENT), value_at(given, path, ABSENT)
         if old != new:
             changes.append(f"{path}: {old!r} -> {new!r}")
     return changes
 
 
-def truncate_statistics(folder: str | Path, episode: int) -> None:
+def clear_interrupted_writes(experiment: Experiment) -> None:
+    """Remove a checkpoint's temporary file that a kill left behind mid-write."""
+    for stale in experiment.models_dir.glob(".*.tmp"):
+        stale.unlink()
+
+
+def truncate_statistics(experiment: Experiment, episode: int) -> None:
     """Drop the rows an interrupted run wrote after `episode` (they are trained again), atomically per file."""
-    folder = Path(folder)
-    for table, name in CSV_FILES.items():
-        path = folder / name
-        if table == "testing" or not path.is_file():
+    for table in ("training", "training_agg", "validation", "validation_agg"):
+        path = experiment.csv(table)
+        if not path.is_file():
             continue
         with open(path, newline="", encoding="utf-8") as stream:
             reader = csv.DictReader(stream)

@@ -6,6 +6,9 @@ shares the interpreter lock with it. A run that ends sooner does its tracking af
 own process. Metrics travel in batches (one job per table and flush, never one call per metric per
 step). When the store cannot be reached, the trainer logs one warning and tracking stops; training and
 the CSV statistics go on.
+
+MLflow itself is imported inside the functions that call it, which run in the helper process or at
+the end of a run: importing this module costs the trainer nothing while it trains.
 """
 from __future__ import annotations
 
@@ -22,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from pyrosys.atomic import write_text_atomic
-from pyrosys.tracking.tables import CSV_FILES, SPREAD, read_rows
+from pyrosys.folders.experiment import Experiment
+from pyrosys.tracking.tables import SPREAD, read_rows
 
 log = logging.getLogger("pyrosys.mlflow")
 
-RUN_FILE = "mlflow_run.json"
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAM_LENGTH = 6000
@@ -304,10 +307,8 @@ class MLflowSink:
     def replay(self, folder: Path, episode: int) -> None:
         """Log the statistics rows a run wrote up to `episode` from its CSV files (a resumed run whose
         MLflow run never started, or a run re-logged after an outage)."""
-        for table, name in CSV_FILES.items():
-            if table == "testing":
-                continue
-            for row in read_rows(Path(folder) / name):
+        for table in ("training", "training_agg", "validation", "validation_agg"):
+            for row in read_rows(Experiment(folder).csv(table)):
                 if int(row["episode"]) <= episode:
                     self.pending += [(f"{table}/{key}", float(value), int(time.time() * 1000), int(row["episode"]))
                                      for key, value in row.items() if tracked(table, key) and value]
@@ -401,3 +402,26 @@ class MLflowSink:
     def close(self) -> None:
         """Statistics end with the fit; the run is closed by finish()."""
         self.flush()
+
+
+def run_tags(described: dict, folder: Path) -> dict[str, str]:
+    """MLflow tags of a run: PyroSys version, git commit of the configs, command line, experiment folder."""
+    git = described.get("git") or {}
+    return {"pyrosys.version": described["versions"]["pyrosys"], "pyrosys.command": " ".join(described["command"]),
+            "pyrosys.experiment_folder": str(folder), "mlflow.source.git.commit": git.get("commit", ""),
+            "pyrosys.git_dirty": str(git.get("dirty", ""))}
+
+
+def log_run_end(mlflow: MLflowSink, experiment: Experiment, results: dict, status: str, registered_model: str | None,
+                **recorded: Any) -> bool:
+    """Test metrics, artifacts (configuration, description, curves, status, the best bundle of a finished
+    run), the run's end, and where it went in status.json; whether everything was logged."""
+    bundle = experiment.bundle_dir
+    mlflow.log_final({f"test/{name}": value for name, value in results.items() if name != "folder"})
+    mlflow.log_artifacts([experiment.configuration_file, experiment.description_file, experiment.curves_file,
+                          experiment.status_file], bundle if status == "FINISHED" and bundle.is_dir() else None,
+                         registered_model)
+    logged = mlflow.finish(status)
+    experiment.write_status(mlflow={"tracking_uri": mlflow.tracking_uri, "run_id": mlflow.run_id, "logged": logged,
+                                    **recorded})
+    return logged

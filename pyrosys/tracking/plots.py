@@ -9,14 +9,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from pyrosys.tracking.tables import CSV_FILES, read_rows  # noqa: E402
+from pyrosys.folders.experiment import Experiment  # noqa: E402
+from pyrosys.tracking.tables import read_rows  # noqa: E402
 
 
-def plot_curves(folder: str | Path, metric: str | None, title: str) -> Path:
+def plot_curves(experiment: Experiment, metric: str | None, title: str) -> Path:
     """curves.png: training (epoch means) and validation loss, and the main metric, per epoch."""
-    folder = Path(folder)
-    training = read_rows(folder / CSV_FILES["training_agg"])
-    validation = read_rows(folder / CSV_FILES["validation"])
+    training = read_rows(experiment.csv("training_agg"))
+    validation = read_rows(experiment.csv("validation"))
     panels = [("loss", "loss")] + ([(metric, metric)] if metric else [])
     figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     for axis, (name, label) in zip(axes[0], panels):
@@ -34,7 +34,7 @@ def plot_curves(folder: str | Path, metric: str | None, title: str) -> Path:
         axis.legend()
     figure.suptitle(title)
     figure.tight_layout()
-    path = folder / "curves.png"
+    path = experiment.curves_file
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path

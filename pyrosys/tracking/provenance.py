@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytorch_lightning
+import torch
+
 import pyrosys
 
 
@@ -28,9 +31,6 @@ def git_state(folder: str | Path) -> dict | None:
 
 def versions() -> dict[str, str]:
     """Versions of Python, PyroSys and the libraries that shape a run's numbers."""
-    import pytorch_lightning
-    import torch
-
     return {"python": platform.python_version(), "pyrosys": pyrosys.__version__, "torch": torch.__version__,
             "pytorch_lightning": pytorch_lightning.__version__}
 

@@ -1,17 +1,10 @@
-"""The statistics tables: their CSV files and the spread columns of the aggregate tables, named in one
-place. Light on purpose (no torch): the MLflow helper, the plots and the grid's tables read them."""
+"""The statistics tables' shape: the spread columns of the aggregate tables, and reading rows back.
+Light on purpose (no torch): the MLflow helper, the plots and the grid's tables read them. Their
+file names belong to the experiment folder (`pyrosys.folders.experiment.CSV_FILES`)."""
 from __future__ import annotations
 
 import csv
 from pathlib import Path
-
-# table -> CSV file of the experiment folder (DESIGN's layout)
-CSV_FILES = {"training": "training_statistics.csv", "training_agg": "training_set_agg_statistics.csv",
-             "validation": "validation_statistics.csv", "validation_agg": "validation_set_agg_statistics.csv",
-             "testing": "testing_statistics.csv"}
-
-# a test's whole-set statistics (testing_<time>/), and with --n their mean and std over the repeats
-TESTING_SUMMARY, TESTING_REPEATS = "testing_set_agg_statistics.yaml", "testing_repeats.yaml"
 
 # the aggregate tables' per-batch spread of each statistic: <name>_mean, _std, _min, _max
 SPREAD = ("_mean", "_std", "_min", "_max")

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pyrosys.execution.grid_plan import GridRun, GridStatus
+from pyrosys.execution.grid_plan import GridRun
+from pyrosys.folders.grid import Grid, GridStatus
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 BIN = Path(sys.executable).parent
@@ -42,7 +43,7 @@ def test_two_trainers_started_in_the_same_second_get_distinct_folders(tmp_path):
 
 def test_grid_status_is_never_seen_half_written(tmp_path):
     runs = [GridRun(name=f"{i:03d}_run", configs=["x.yaml"]) for i in range(50)]
-    status = GridStatus(tmp_path, runs)
+    status = GridStatus(Grid(tmp_path), runs)
     status.save()
     seen, stop = [], threading.Event()
 

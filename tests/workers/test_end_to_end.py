@@ -4,12 +4,14 @@ from __future__ import annotations
 import csv
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
 from pyrosys.callbacks.checkpoint import read_checkpoint
+from pyrosys.configuration.loading import leaf_paths
 from pyrosys.models.model import Model
 
 pytestmark = pytest.mark.slow
@@ -136,3 +138,27 @@ def test_tester_repeats_report_mean_and_std(trained, tmp_path, cli):
     assert sorted(p.name for p in parent.glob("repeat_*")) == ["repeat_1", "repeat_2", "repeat_3"]
     bad = cli("pyrosys-tester", "--m", run / "models" / "best.ckpt", "--n", "0", cwd=tmp_path)
     assert bad.returncode == 2 and "--n" in bad.stderr
+
+
+def folder_layout(folder) -> dict:
+    """What the experiment folder holds, independent of times: files (time stamps and TensorBoard event
+    names masked), every CSV file's columns, the saved configuration's keys, status.json's keys."""
+    def masked(name: str) -> str:
+        parts = ["testing_<time>" if p.startswith("testing_") and "." not in p else p for p in name.split("/")]
+        return "tensorboard/<events>" if parts[0] == "tensorboard" else "/".join(parts)
+
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    with open(folder / "training_configuration.yaml") as stream:
+        configuration = yaml.safe_load(stream)
+    return {"files": sorted({masked(f) for f in files}),
+            "csv_columns": {masked(f): next(csv.reader(open(folder / f))) for f in files if f.endswith(".csv")},
+            "configuration_keys": sorted(leaf_paths(configuration)),
+            "status_keys": sorted(json.loads((folder / "status.json").read_text()))}
+
+
+def test_the_experiment_folder_keeps_its_layout(trained):
+    """The layout written before the run pipeline was reorganised (tests/workers/data): the same files,
+    CSV columns, configuration keys and status keys."""
+    _, run, _ = trained
+    expected = json.loads((Path(__file__).parent / "data" / "experiment_layout.json").read_text())
+    assert folder_layout(run) == expected

@@ -7,7 +7,8 @@ import pytest
 
 from pyrosys.configuration.loading import load_configuration
 from pyrosys.errors import ConfigError
-from pyrosys.execution.grid_plan import GridPlan, GridStatus, expand
+from pyrosys.execution.grid_plan import GridPlan, expand
+from pyrosys.folders.grid import Grid, GridStatus
 
 EXPERIMENT = """\
 problem: {name: Digits, batch_size: 32}
@@ -77,7 +78,7 @@ def test_the_plan_reads_back_from_grid_yaml(write, tmp_path):
     plan = expand(grid)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "grid.yaml").write_text(plan.to_yaml())
-    again = GridPlan.read(tmp_path / "out")
+    again = GridPlan.read(Grid(tmp_path / "out"))
     assert again.runs == plan.runs and again.swept_keys == plan.swept_keys
 
 
@@ -103,12 +104,12 @@ def test_grid_status_is_rewritten_whole_and_read_back_on_resume(write, tmp_path)
     write("a.yaml", EXPERIMENT)
     plan = expand(write("grid.yaml", "grid_tasks: [{default_configs: a.yaml}]\n"
                                      "grid_settings: {experiment_repetitions: 2}\n"))
-    status = GridStatus(tmp_path, plan.runs)
+    status = GridStatus(Grid(tmp_path), plan.runs)
     status.update(plan.runs[0].name, status="failed", reason="the training loss is nan")
     with open(tmp_path / "grid_status.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
     assert [r["status"] for r in rows] == ["failed", "pending"] and rows[0]["seed"] == "7"
     assert not list(tmp_path.glob(".grid_status.csv.*"))          # no temporary file left behind
-    again = GridStatus(tmp_path, plan.runs)
+    again = GridStatus(Grid(tmp_path), plan.runs)
     assert again.rows[plan.runs[0].name]["reason"] == "the training loss is nan"
     assert again.counts() == {"pending": 1, "running": 0, "completed": 0, "failed": 1}

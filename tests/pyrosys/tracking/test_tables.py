@@ -4,7 +4,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from pyrosys.tracking.tables import CSV_FILES, read_rows
+from pyrosys.folders.experiment import CSV_FILES
+from pyrosys.tracking.tables import read_rows
 
 
 def test_rows_of_a_table_and_none_for_a_missing_file(tmp_path):
@@ -15,6 +16,6 @@ def test_rows_of_a_table_and_none_for_a_missing_file(tmp_path):
 
 
 def test_table_names_and_the_mlflow_module_import_without_torch():
-    code = "import sys, pyrosys.tracking.tables, pyrosys.tracking.mlflow_sink; print('torch' in sys.modules)"
+    code = "import sys, pyrosys.tracking.tables, pyrosys.tracking.mlflow_sink, pyrosys.folders.experiment; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

@@ -1,0 +1,127 @@
+"""The grid folder: `<outdir>/grid_<time>[_<tag>]/`, with the expanded plan, one status row per run,
+each run's console log, the lock that keeps one grid worker per folder, and the grid's tables.
+
+`Grid` owns every file and folder name of that layout; the runs themselves are ordinary experiment
+folders inside it (see `Experiment`).
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import io
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from pyrosys.atomic import write_text_atomic
+from pyrosys.errors import ConfigError
+from pyrosys.folders.experiment import create_unique_folder, timestamp
+
+STATUS_COLUMNS = ("run", "status", "reason", "folder", "seed", "pid", "started", "finished", "seconds",
+                  "attempts")
+STATES = ("pending", "running", "completed", "failed")
+
+
+class Grid:
+    """The folder of one grid and its file names. The constructor only stores the folder."""
+
+    PREFIX = "grid_"
+    PLAN = "grid.yaml"
+    STATUS = "grid_status.csv"
+    LOCK = "grid.lock"
+    LOGS = "logs"
+    TESTING = "grid_testing.csv"
+    ANALYSIS = ("analysis.csv", "analysis.md", "analysis.png")
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    @classmethod
+    def create(cls, outdir: str | Path, tag: str | None = None) -> Grid:
+        """A fresh `<outdir>/grid_<time>[_<tag>]` folder."""
+        return cls(create_unique_folder(Path(outdir), f"{cls.PREFIX}{timestamp()}" + (f"_{tag}" if tag else "")))
+
+    @property
+    def plan_file(self) -> Path:
+        return self.folder / self.PLAN
+
+    @property
+    def status_file(self) -> Path:
+        return self.folder / self.STATUS
+
+    @property
+    def testing_file(self) -> Path:
+        return self.folder / self.TESTING
+
+    @property
+    def analysis_files(self) -> tuple[Path, Path, Path]:
+        """analysis.csv, analysis.md and analysis.png."""
+        csv_file, markdown, picture = (self.folder / name for name in self.ANALYSIS)
+        return csv_file, markdown, picture
+
+    def log_of(self, run: str) -> Path:
+        """The console output of one run."""
+        return self.folder / self.LOGS / f"{run}.log"
+
+    def free_run_name(self, name: str) -> str:
+        """`name`, or `name_1`, `name_2`... when an earlier attempt's folder has it."""
+        attempt, free = 0, name
+        while (self.folder / free).exists():
+            attempt += 1
+            free = f"{name}_{attempt}"
+        return free
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """One grid worker per grid folder: a second one is refused instead of running the same runs twice."""
+        with open(self.folder / self.LOCK, "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                raise ConfigError(f"another grid worker is running this grid (process {lock.read().strip() or '?'})",
+                                  file=str(self.folder), key="--resume",
+                                  hint="Wait for it to finish, or stop it first") from None
+            lock.seek(0)
+            lock.truncate()
+            lock.write(str(os.getpid()))
+            lock.flush()
+            yield
+
+
+class GridStatus:
+    """grid_status.csv: one row per run (pending, running, completed, failed), rewritten atomically."""
+
+    def __init__(self, grid: Grid, runs: Sequence[Any]) -> None:
+        self.path = grid.status_file
+        self.rows: dict[str, dict[str, Any]] = {run.name: {"run": run.name, "status": "pending", "attempts": 0,
+                                                           "seed": "" if run.seed is None else run.seed}
+                                                for run in runs}
+        if self.path.is_file():
+            with open(self.path, newline="", encoding="utf-8") as stream:
+                for row in csv.DictReader(stream):
+                    if row["run"] in self.rows:
+                        self.rows[row["run"]].update({k: v for k, v in row.items() if v not in ("", None)})
+
+    def update(self, name: str, **fields: Any) -> None:
+        """Change one run's row and write the file at once."""
+        self.rows[name].update(fields)
+        self.save()
+
+    def save(self) -> None:
+        """Write every row, atomically."""
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=STATUS_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows.values():
+            writer.writerow({column: row.get(column, "") for column in STATUS_COLUMNS})
+        write_text_atomic(self.path, text.getvalue())
+
+    def counts(self) -> dict[str, int]:
+        """How many runs are in each state."""
+        result = dict.fromkeys(STATES, 0)
+        for row in self.rows.values():
+            result[row["status"]] = result.get(row["status"], 0) + 1
+        return result

@@ -1,0 +1,231 @@
+"""Build: a resolved plan -> the problem, the model (with its objective and optimizer), the callbacks and
+the pl.Trainer with its statistics sinks; and `load_model`, the one way from a saved model on disk (a
+bundle folder or a checkpoint) to a model. Every configuration mistake found here surfaces before the
+experiment folder exists.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+
+from pyrosys.app_state import AppState
+from pyrosys.callbacks.checkpoint import AtomicCheckpointIO, ModelCheckpoint, read_checkpoint
+from pyrosys.callbacks.profiling import NoProfiler
+from pyrosys.callbacks.statistics import CsvSink, LogSink, StatisticsCollector
+from pyrosys.callbacks.tensorboard import TensorBoardHistograms, TensorBoardSink
+from pyrosys.callbacks.terminal_conditions import LossStop
+from pyrosys.configuration.seeds import apply_seeds
+from pyrosys.errors import ConfigError
+from pyrosys.factory import check_arguments, instantiate
+from pyrosys.folders.experiment import CSV_FILES, Experiment
+from pyrosys.models.adapter import adapt
+from pyrosys.models.model import BUNDLE_FILE, Model
+from pyrosys.objectives import Objective, check_task
+from pyrosys.problems.problem import Problem
+from pyrosys.tracking.mlflow_sink import MLflowSink, default_tracking_uri
+from pyrosys.workers.pipeline.resolve import PHASE_SECTIONS, ComponentPlan, TrainingPlan
+
+log = logging.getLogger("pyrosys.adapter")
+
+
+@dataclass
+class Setup:
+    """What a plan builds before anything is written: the parts of a run and pl.Trainer's arguments."""
+
+    problem: Any
+    model: Any
+    objective: Any
+    callbacks: list
+    arguments: dict
+
+
+@dataclass
+class Resume:
+    """Where an interrupted experiment goes on: its checkpoint, episode and MLflow run (if any)."""
+
+    checkpoint: Path
+    episode: int
+    mlflow: dict | None
+
+
+@dataclass
+class Run:
+    """A run under way: its folder, its trainer with the statistics collector, its MLflow sink (or None),
+    and what `record` keeps while it runs (the log handler, the run's description)."""
+
+    experiment: Experiment
+    trainer: pl.Trainer
+    collector: StatisticsCollector
+    mlflow: Any
+    handler: logging.Handler | None = None
+    described: dict | None = None
+
+
+def run(plan: TrainingPlan, parts: Setup, experiment: Experiment, outdir: Path, resume: Resume | None) -> Run:
+    """The pl.Trainer of a run with its statistics sinks, writing into `experiment`."""
+    statistics, callbacks, mlflow = sinks(plan, experiment, outdir, parts.callbacks, resume)
+    collector = StatisticsCollector(statistics, plan.logging_interval, problem_statistics(parts.problem))
+    return Run(experiment, trainer(plan, parts, experiment.folder, collector, callbacks), collector, mlflow)
+
+
+def setup(plan: TrainingPlan, gpu: bool = False) -> Setup:
+    """Seeds, problem, model with its objective and optimizer, callbacks and pl.Trainer's arguments."""
+    if gpu:
+        AppState().use_gpu()
+    apply_seeds(plan.seed_torch, plan.seed_numpy)
+    problem = build_problem(plan.problem)
+    plan.start_curriculum(problem)
+    model = build_model(plan.model, problem)
+    objective = make_objective(model, problem, plan.loss, plan.metrics)
+    model.attach(objective, optimization(plan, model), plan.configuration)
+    return Setup(problem, model, objective, build_callbacks(plan), trainer_arguments(plan))
+
+
+# -- components ----------------------------------------------------------------------------------------
+
+def build_problem(plan: ComponentPlan) -> Any:
+    """The problem, created and set up (so that data errors surface before an experiment starts)."""
+    problem = plan.cls.create(plan.params, plan.phases)
+    problem.setup()
+    for phase in PHASE_SECTIONS:
+        problem.loader(phase)
+    return problem
+
+
+def build_model(plan: ComponentPlan, problem: Any) -> Any:
+    """The model, checked to fit the problem's data and task, sized from its data definitions, and given
+    the weights `model.load` names (through the Adapter)."""
+    plan.cls.check_fit(problem.data_definitions, problem=f"the problem {problem.name}")
+    model = plan.cls.create(plan.params, problem.data_definitions)
+    if plan.load is not None:
+        report = adapt(model, plan.load["from"], plan.load["modules"], plan.load["freeze"])
+        if report.shape_mismatched or not report.matched:
+            first = report.shape_mismatched[0] if report.shape_mismatched else None
+            detail = (f": its {first[0]} has shape {first[2]}, the model {plan.name}'s {first[1]} on the problem "
+                      f"{problem.name} needs {first[3]}" if first else "")
+            raise ConfigError(f"the weights to load do not fit{detail}", file=str(plan.load["from"]),
+                              key="model.load.from",
+                              hint=report.summary() + "; load only the sub-modules that fit with modules: [...]")
+        log.info(report.summary())
+        model.adapter_report = report
+    return model
+
+
+def make_objective(model: Any, problem: Any, loss: str | None, metrics: list | None) -> Objective:
+    """The objective: the configuration's loss and metrics, else the model's (autoencoders), else the
+    problem's; checked to suit the task the model serves on this problem."""
+    objective = Objective(loss or model.default_loss or problem.default_loss,
+                          tuple(metrics if metrics is not None else model.default_metrics or problem.default_metrics),
+                          target_field=model.target_field)
+    check_task(objective.loss_name, objective.metric_names, model.task,
+               f"the model {type(model).__name__} on the problem {problem.name}")
+    return objective
+
+
+def problem_statistics(problem: Any) -> Any:
+    """The problem's own per-batch statistics function, or None when it adds none (most problems)."""
+    return problem.batch_statistics if type(problem).batch_statistics is not Problem.batch_statistics else None
+
+
+def load_model(path: str | Path, key: str = "--m") -> Model:
+    """A model from a bundle folder or a PyroSys checkpoint, in evaluation mode."""
+    location = Path(path)
+    if location.is_dir():
+        if not (location / BUNDLE_FILE).is_file():
+            raise ConfigError(f"this folder is not a model bundle (it has no {BUNDLE_FILE})", file=str(path), key=key,
+                              hint=f"Name <experiment>/{Experiment.MODELS}/{Experiment.BUNDLE} or a .ckpt file")
+        return Model.load(location)
+    return Model.from_checkpoint(read_checkpoint(location, key=key), str(path))
+
+
+# -- training ------------------------------------------------------------------------------------------
+
+def optimization(plan: TrainingPlan, model: Any) -> Any:
+    """The optimiser (and scheduler) the configuration names, built now so that mistakes show early."""
+    optimizer = instantiate(plan.optimizer, "optimizer", model.parameters(), given=("params",),
+                            file=plan.source("training.optimizer"), key="training.optimizer")
+    if plan.scheduler is None:
+        return lambda _: optimizer
+    scheduler = instantiate(plan.scheduler, "scheduler", optimizer, given=("optimizer",),
+                            file=plan.source("training.scheduler"), key="training.scheduler")
+    return lambda _: {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": plan.monitor}}
+
+
+def build_callbacks(plan: TrainingPlan) -> list:
+    """Terminal conditions and the configured callbacks, each checked to be a Lightning callback."""
+    callbacks: list = []
+    if plan.loss_stop is not None:
+        callbacks.append(LossStop(plan.loss_stop, plan.logging_interval))
+    if plan.early_stopping is not None:
+        spec = {"name": "EarlyStopping", "monitor": plan.monitor, "mode": plan.mode, **plan.early_stopping}
+        key = "training.terminal_conditions.early_stopping"
+        callbacks.append(instantiate(spec, "callback", file=plan.source(key), key=key))
+    for index, spec in enumerate(plan.callbacks):
+        key = f"training.callbacks.{index}"
+        callbacks.append(instantiate(spec, "callback", file=plan.source(key), key=key))
+    return callbacks
+
+
+def trainer_arguments(plan: TrainingPlan) -> dict:
+    """pl.Trainer's arguments from the plan: limits, validation schedule, clipping, the user's own."""
+    interval = plan.validation_interval
+    arguments: dict[str, Any] = {
+        "accelerator": AppState().accelerator, "devices": 1, "logger": False, "num_sanity_val_steps": 0,
+        "enable_model_summary": False, "max_epochs": plan.epoch_limit or -1, "max_steps": plan.episode_limit or -1,
+        "val_check_interval": interval, "check_val_every_n_epoch": None if isinstance(interval, int) else 1,
+        "gradient_clip_val": plan.gradient_clipping,
+        "enable_progress_bar": sys.stdout.isatty(),   # a bar on a terminal; plain log lines otherwise
+        "profiler": NoProfiler(),
+    }
+    user = dict(plan.trainer)
+    source = plan.source("training.trainer")
+    if "gradient_clip_val" in user and plan.gradient_clipping is not None:
+        raise ConfigError("gradient clipping is set twice", file=source, key="training.trainer.gradient_clip_val",
+                          hint="Keep either training.gradient_clipping or training.trainer.gradient_clip_val")
+    check_arguments(pl.Trainer, user, file=source, key="training.trainer")
+    return {**arguments, **user}
+
+
+def checkpointing(plan: TrainingPlan, models_dir: Path) -> ModelCheckpoint:
+    """models/best.ckpt by the monitored value, and models/last.ckpt at every validation."""
+    return ModelCheckpoint(dirpath=models_dir, filename=Path(Experiment.BEST).stem, monitor=plan.monitor,
+                           mode=plan.mode, save_top_k=1, save_last=True, auto_insert_metric_name=False,
+                           enable_version_counter=False)
+
+
+def trainer(plan: TrainingPlan, parts: Setup, folder: Path, collector: StatisticsCollector,
+            callbacks: list) -> pl.Trainer:
+    """The pl.Trainer of a run: statistics first, then checkpoints, then the configured callbacks."""
+    return pl.Trainer(**parts.arguments, default_root_dir=str(folder), plugins=[AtomicCheckpointIO()],
+                      callbacks=[collector, checkpointing(plan, Experiment(folder).models_dir), *callbacks])
+
+
+def sinks(plan: TrainingPlan, experiment: Experiment, outdir: Path, callbacks: list,
+          resume: Resume | None = None) -> tuple[list, list, Any]:
+    """Where statistics go (CSV and log lines always; TensorBoard at its level; MLflow) and the callbacks
+    that feed them, and the MLflow sink (None when off); a resumed run goes on in its TensorBoard folder
+    and MLflow run."""
+    result: list = [CsvSink({table: experiment.csv(table) for table in CSV_FILES if table != "testing"}),
+                    LogSink()]
+    mlflow = None
+    if plan.mlflow is not None:
+        earlier = (resume.mlflow if resume else None) or {}
+        uri = earlier.get("tracking_uri") or plan.mlflow["tracking_uri"] or default_tracking_uri(outdir)
+        mlflow = MLflowSink(uri, plan.mlflow["experiment_name"] or plan.problem.name,
+                            plan.mlflow["run_name"] or f"{plan.model.name}_{experiment.folder.name}",
+                            artifact_root=None if plan.mlflow["tracking_uri"] else outdir / "mlflow" / "artifacts",
+                            run_id=earlier.get("run_id"), run_file=experiment.mlflow_run_file)
+        result.append(mlflow)
+        if resume and not earlier.get("run_id"):      # the interrupted run never reached MLflow: log its rows now
+            mlflow.replay(experiment.folder, resume.episode)
+    if plan.tensorboard is not None:
+        board = TensorBoardSink(experiment.tensorboard_dir, purge_step=resume.episode + 1 if resume else None)
+        result.append(board)
+        if plan.tensorboard >= 1:
+            callbacks = [*callbacks, TensorBoardHistograms(board, plan.tensorboard, plan.logging_interval)]
+    return result, callbacks, mlflow

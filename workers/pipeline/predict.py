@@ -1,0 +1,125 @@
+"""Predict: raw inputs as the problem read them (FASTA, CSV, TSV, NPY) -> the fields a trained model
+reads -> one row of predictions per sample. A model's data definitions carry what turns raw data into
+what it was trained on (vocabulary, standardisation statistics, pixel scale): no training/use skew."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pyrosys.errors import ConfigError
+from pyrosys.problems.protein import read_sequence_file, token_ids
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab")
+
+
+def read_inputs(path: Path, definitions: dict, sequence_column: str) -> tuple[list[str], dict]:
+    """Sample ids and the model's input fields, encoded from a raw file as the problem would."""
+    if not path.is_file():
+        raise ConfigError("the input file does not exist", file=str(path), key="--input")
+    inputs = definitions["inputs"]
+    kind, suffix = inputs.get("kind"), path.suffix.lower()
+    if kind == "tokens":
+        return _sequences(path, inputs, sequence_column)
+    if suffix == ".npy":
+        ids, values = _array(path, inputs)
+    elif suffix in TABLE_SUFFIXES and kind == "vector":
+        ids, values = _table(path, inputs)
+    else:
+        raise ConfigError(f"a model reading {kind} inputs cannot take a {suffix or 'suffix-less'} file",
+                          file=str(path), key="--input",
+                          hint="Give tokens as FASTA/CSV/TSV, vectors as CSV/TSV/NPY, images and sequences as NPY")
+    _check_shape(path, inputs, values)
+    if "standardize" in inputs:
+        values = (values - np.asarray(inputs["standardize"]["mean"], dtype=np.float32)) / np.asarray(
+            inputs["standardize"]["std"], dtype=np.float32)
+    if "scale" in inputs:
+        values = values / float(inputs["scale"])
+    return ids, {"inputs": torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))}
+
+
+def _sequences(path: Path, inputs: dict, sequence_column: str) -> tuple[list[str], dict]:
+    """Amino-acid sequences from FASTA, CSV or TSV, as token ids and padding masks."""
+    records = read_sequence_file(path, sequence_column, label_column=None)
+    if not records:
+        raise ConfigError("the file holds no sequences", file=str(path), key="--input")
+    ids = token_ids(records, path, int(inputs["shape"][0]))
+    return [r.identifier for r in records], {"inputs": ids, "masks": ids != 0}
+
+
+def _array(path: Path, inputs: dict) -> tuple[list[str], np.ndarray]:
+    """An NPY array of samples (images given without their channel get one)."""
+    try:
+        values = np.load(path, allow_pickle=False).astype(np.float32)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"the array cannot be read ({error})", file=str(path), key="--input") from None
+    shape = list(inputs["shape"])
+    if inputs.get("kind") == "image" and values.ndim == len(shape) and shape[0] == 1:
+        values = values[:, None]
+    return [str(i) for i in range(len(values))], values
+
+
+def _table(path: Path, inputs: dict) -> tuple[list[str], np.ndarray]:
+    """A CSV or TSV table of feature columns (and an optional id column)."""
+    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    with open(path, encoding="utf-8", newline="") as stream:
+        reader = csv.DictReader(stream, delimiter=delimiter)
+        rows, header = list(reader), list(reader.fieldnames or [])
+    columns = inputs.get("feature_names") or inputs.get("columns") or [c for c in header if c != "id"]
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise ConfigError(f"the table lacks the feature column {missing[0]!r} (and {len(missing) - 1} more)",
+                          file=str(path), key="--input", hint="Give the columns the model was trained on")
+    try:
+        values = np.array([[float(row[c]) for c in columns] for row in rows], dtype=np.float32)
+    except ValueError as error:
+        raise ConfigError(f"a feature is not a number ({error})", file=str(path), key="--input") from None
+    return [row.get("id") or str(i) for i, row in enumerate(rows)], values
+
+
+def _check_shape(path: Path, inputs: dict, values: np.ndarray) -> None:
+    """Refuse samples whose shape is not the one the model reads."""
+    kind = inputs.get("kind")
+    expected = [d for d in inputs["shape"] if d is not None]
+    observed = list(values.shape[1:])[-len(expected):] if expected else []
+    if kind in ("vector", "image") and list(values.shape[1:]) != list(inputs["shape"]):
+        raise ConfigError(f"the inputs have shape {list(values.shape[1:])}, the model reads {inputs['shape']}",
+                          file=str(path), key="--input")
+    if kind == "sequence" and observed != expected:
+        raise ConfigError(f"the sequences have {observed} features per step, the model reads {expected}",
+                          file=str(path), key="--input")
+
+
+def prediction_rows(model: Any, ids: list[str], fields: dict) -> list[dict]:
+    """One row per sample: the prediction, class probabilities for classifiers, codes for autoencoders."""
+    with torch.no_grad():
+        outputs = model.predict(**fields)
+    targets = model.data_definitions.get("targets", {})
+    rows = [{"id": identifier} for identifier in ids]
+    if model.task == "classification":
+        probabilities = outputs.softmax(dim=-1)
+        classes = targets.get("classes") or [str(i) for i in range(probabilities.shape[-1])]
+        for row, values in zip(rows, probabilities.tolist()):
+            row["prediction"] = classes[max(range(len(values)), key=values.__getitem__)]
+            row.update({f"p_{name}": round(p, 6) for name, p in zip(classes, values)})
+    elif model.task == "regression":
+        values = outputs.reshape(len(ids), -1)
+        if "standardize" in targets:
+            values = values * torch.tensor(targets["standardize"]["std"]) + torch.tensor(targets["standardize"]["mean"])
+        for row, value in zip(rows, values.tolist()):
+            row.update({"prediction": value[0]} if len(value) == 1 else
+                       {f"prediction_{i}": v for i, v in enumerate(value)})
+    elif model.task == "sequence":
+        for row, steps in zip(rows, (outputs > 0).int().tolist()):
+            row["prediction"] = " ".join("".join(map(str, bits)) for bits in steps)
+    else:                                                       # autoencoding: codes and reconstruction error
+        with torch.no_grad():
+            codes = model.encode(fields["inputs"])
+        errors = (outputs - fields["inputs"]).pow(2).reshape(len(ids), -1).mean(dim=1)
+        for row, code, error in zip(rows, codes.tolist(), errors.tolist()):
+            row["reconstruction_mse"] = error
+            row.update({f"code_{i}": value for i, value in enumerate(code)})
+    return rows

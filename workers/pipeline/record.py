@@ -1,0 +1,127 @@
+"""Record: the experiment folder of a training run and what is written into it besides the statistics:
+the resolved configuration, status.json from running to completed or failed, description.json, the
+curves, and the MLflow run's parameters, test results, artifacts and end."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import pyrosys
+from pyrosys.atomic import write_text_atomic
+from pyrosys.configuration.loading import dump_yaml
+from pyrosys.errors import RunFailed
+from pyrosys.folders.experiment import Experiment, now_iso
+from pyrosys.folders.resume import clear_interrupted_writes, resume_point, truncate_statistics
+from pyrosys.tracking.mlflow_sink import flatten, log_run_end, run_tags
+from pyrosys.tracking.plots import plot_curves
+from pyrosys.tracking.provenance import description, git_state
+from pyrosys.workers.pipeline.build import Resume, Run, Setup
+from pyrosys.workers.pipeline.fit import Fitted
+from pyrosys.workers.pipeline.resolve import TrainingPlan
+
+log = logging.getLogger("pyrosys.trainer")
+
+
+def open_experiment(args: argparse.Namespace, plan: TrainingPlan) -> tuple[Experiment, Resume | None]:
+    """The run's folder: a new one (named by the problem, model and time, or by --run-name), or the
+    resumed one, brought back to its checkpoint (statistics after it dropped, an interrupted write cleared)."""
+    outdir = args.outdir or "experiments"
+    if args.resume is None:
+        if args.run_name:
+            return Experiment.create_named(outdir, args.run_name), None
+        return Experiment.create(outdir, plan.problem.name, plan.model.name, args.savetag), None
+    experiment = Experiment.reopen(args.resume)
+    checkpoint, episode = resume_point(experiment)
+    clear_interrupted_writes(experiment)
+    run_file = experiment.mlflow_run_file
+    resume = Resume(checkpoint, episode, json.loads(run_file.read_text()) if run_file.is_file() else None)
+    truncate_statistics(experiment, episode)
+    return experiment, resume
+
+
+def configuration_header(files: list[str]) -> str:
+    """YAML comments recording the PyroSys version and, when the configs live in git, the commit."""
+    state = git_state(Path(files[0]).parent) if files else None
+    lines = [f"# resolved by pyrosys {pyrosys.__version__}"]
+    if state:
+        lines.append(f"# configuration files at git commit {state['commit']}" + (" (dirty)" if state["dirty"] else ""))
+    return "\n".join(lines) + "\n"
+
+
+def started(run: Run, plan: TrainingPlan, parts: Setup, resume: Resume | None, log_level: str) -> None:
+    """The log file, the resolved configuration, status running, description.json, the MLflow run's
+    parameters and tags, the weights loaded through the Adapter; then the folder is said."""
+    experiment = run.experiment
+    run.handler = experiment.start_logging(log_level)
+    write_text_atomic(experiment.configuration_file,
+                      configuration_header(plan.loaded.files) + dump_yaml(plan.configuration))
+    resumed = {"resumed": [*experiment.status.get("resumed", []), {"at": now_iso(), "episode": resume.episode}]} \
+        if resume else {}
+    experiment.write_status(status="running", started=experiment.status.get("started", now_iso()),
+                            command=" ".join(sys.argv), seed_torch=plan.seed_torch, seed_numpy=plan.seed_numpy,
+                            **resumed)
+    run.described = description(plan.loaded.files, {"seed_torch": plan.seed_torch, "seed_numpy": plan.seed_numpy})
+    write_text_atomic(experiment.description_file,
+                      json.dumps({**run.described, "started": experiment.status["started"]}, indent=2))
+    if run.mlflow is not None:
+        run.mlflow.log_params_and_tags(flatten(plan.configuration), run_tags(run.described, experiment.folder))
+    report = getattr(parts.model, "adapter_report", None)
+    if report is not None:
+        log.info(report.summary())
+        experiment.write_status(weights_loaded={"from": str(plan.model.load["from"]), "summary": report.summary()})
+    print(f"[pyrosys] experiment folder: {experiment.folder}", flush=True)
+
+
+def completed(run: Run, plan: TrainingPlan, parts: Setup, fitted: Fitted, results: dict) -> None:
+    """The curves, status completed with the figures of the run, and the MLflow run's end."""
+    experiment = run.experiment
+    names = parts.objective.metric_names
+    plot_curves(experiment, names[0] if names else None, f"{plan.model.name} on {plan.problem.name}")
+    timing = {k: round(v, 3) if isinstance(v, float) and k != "first_step_at" else v
+              for k, v in run.collector.timing.items()}
+    experiment.write_status(status="completed", finished=now_iso(), reason=fitted.reason, epoch=fitted.epoch,
+                            episode=fitted.episode, seconds=round(time.perf_counter() - fitted.started, 3),
+                            fit_seconds=fitted.fit_seconds, **timing, best_checkpoint=str(experiment.best_checkpoint),
+                            validation=run.collector.results.get("val", {}), testing=results)
+    finish_tracking(run, plan, results, "FINISHED")
+
+
+def failed(run: Run, plan: TrainingPlan, error: BaseException) -> None:
+    """Status failed with the reason, the MLflow run's end, the reason in pyrosys.log."""
+    run.experiment.write_status(status="failed", finished=now_iso(), reason=f"{type(error).__name__}: {error}",
+                                epoch=run.trainer.current_epoch, episode=run.trainer.global_step)
+    finish_tracking(run, plan, {}, "FAILED")
+    if isinstance(error, RunFailed):
+        log.error("training failed: %s", error, extra={"file_only": True})   # the worker's outcome prints it
+    else:
+        log.exception("training failed")
+
+
+def closed(run: Run) -> None:
+    """After the run, finished or not: the collector's sinks closed (a grid worker goes on to its next
+    run), the end time in description.json, the log file detached."""
+    run.collector.close()
+    experiment = run.experiment
+    if run.described is not None:
+        write_text_atomic(experiment.description_file,
+                          json.dumps({**run.described, "started": experiment.status["started"],
+                                      "finished": now_iso()}, indent=2))
+    if run.handler is not None:
+        Experiment.stop_logging(run.handler)
+
+
+def say_results(results: dict, metric_names: tuple[str, ...] | list[str], folder: Path | str) -> None:
+    """The test figures and the results folder, on the console."""
+    print(f"[pyrosys] test loss: {results['loss']:.6f}" + "".join(
+        f"  test {name}: {results[name]:.6f}" for name in metric_names))
+    print(f"[pyrosys] results: {folder}")
+
+
+def finish_tracking(run: Run, plan: TrainingPlan, results: dict, status: str) -> None:
+    """The end of a trained run's MLflow tracking (none when MLflow is off)."""
+    if run.mlflow is not None:
+        log_run_end(run.mlflow, run.experiment, results, status, plan.mlflow["registered_model_name"])

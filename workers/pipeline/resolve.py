@@ -1,0 +1,458 @@
+"""Resolve: configuration files and command-line flags -> a checked TrainingPlan.
+
+Every key read here is a key a configuration may hold; keys nothing reads are refused with the
+nearest known key. The plan carries its configuration (tree and sources), so no later step reads
+the parameter registry back. Light on purpose: torch is imported only by the component classes a
+configuration names, after the trainer's own keys were checked.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyrosys.configuration.loading import COMMAND_LINE, Configuration, load_configuration, load_yaml, value_at
+from pyrosys.configuration.param_registry import ParamInterface, ParamRegistry, unknown_keys_error
+from pyrosys.configuration.project import split_choices
+from pyrosys.configuration.seeds import resolve_seed
+from pyrosys.errors import ConfigError, nearest
+from pyrosys.factory import resolve as resolve_class
+from pyrosys.folders.experiment import Experiment
+from pyrosys.folders.resume import configuration_changes, resume_point
+
+# phase of a problem -> the configuration section that holds its overrides
+PHASE_SECTIONS = {"train": "training", "val": "validation", "test": "testing"}
+CLASS_KEYS = ("name", "_target_")
+# sections whose keys the trainer knows in full (get_params); others belong to components
+CLOSED_SECTIONS = ("training", "training.terminal_conditions", "validation", "testing", "logging")
+# keys of pl.Trainer that PyroSys sets from its own sections
+DERIVED_TRAINER_KEYS = {
+    "max_epochs": "training.terminal_conditions.epoch_limit",
+    "max_steps": "training.terminal_conditions.episode_limit",
+    "callbacks": "training.callbacks", "logger": "logging", "default_root_dir": "--outdir",
+    "val_check_interval": "validation.interval", "check_val_every_n_epoch": "validation.interval",
+    "plugins": "(PyroSys's atomic checkpoint I/O)", "enable_checkpointing": "(always on)",
+}
+
+
+def get_params() -> dict:
+    """The trainer's sections and their defaults (the problem and model bring their own)."""
+    return {
+        "training": {
+            "seed": -1,                 # -1 or null: drawn at random and recorded
+            "seed_torch": None,         # MI-Prometheus: separate seeds (default: seed)
+            "seed_numpy": None,
+            "problem": {"split": "train"},
+            "optimizer": {"name": "Adam", "lr": 1.0e-3},
+            "scheduler": None,
+            "loss": None,               # null: the model's or the problem's default loss
+            "metrics": None,            # null: the model's or the problem's default metrics
+            "terminal_conditions": {"epoch_limit": 10, "episode_limit": -1, "loss_stop": None,
+                                    "early_stopping": None},
+            "gradient_clipping": None,  # MI-Prometheus: clip gradients to this norm
+            "curriculum_learning": None,  # problems that grow their difficulty: {interval: ..., must_finish: ...}
+            "trainer": {},              # more pl.Trainer arguments (precision, devices, strategy...)
+            "callbacks": [],            # Lightning callbacks as {_target_: ..., arg: ...}
+        },
+        "validation": {"problem": {"split": "val"}, "interval": 1.0, "monitor": "val_loss", "mode": "min"},
+        "testing": {"problem": {"split": "test"}},
+        "logging": {"interval": 50,
+                    "tensorboard": 0,           # 0 statistics, 1 + weight histograms, 2 + gradient histograms; null off
+                    "mlflow": {"tracking_uri": None,        # null: sqlite:///<outdir>/mlflow.db; `mlflow: null` off
+                               "experiment_name": None,     # null: the problem's name
+                               "run_name": None,            # null: <model>_<experiment folder name>
+                               "registered_model_name": None}},
+    }
+
+
+def plain(value: Any) -> Any:
+    """Plain data from a registry value (a section view becomes a dict, read whole)."""
+    return value.to_dict() if isinstance(value, ParamInterface) else value
+
+
+@dataclass
+class ComponentPlan:
+    """A component class and the parameters it will be created with."""
+
+    cls: type
+    params: dict
+    phases: dict[str, dict] = field(default_factory=dict)
+    load: dict | None = None     # models: weights to adapt in ({from, modules, freeze})
+
+    @property
+    def name(self) -> str:
+        return self.cls.__name__
+
+
+@dataclass
+class TrainingPlan:
+    """Everything the configuration asks of one training run, read and checked, as plain values."""
+
+    loaded: Configuration          # the merged configuration as loaded (its sources name files)
+    configuration: dict            # the resolved tree, defaults and drawn seeds included
+    problem: ComponentPlan
+    model: ComponentPlan
+    seed_torch: int
+    seed_numpy: int
+    loss: str | None
+    metrics: list | None
+    optimizer: dict
+    scheduler: dict | None
+    epoch_limit: int | None
+    episode_limit: int | None
+    loss_stop: float | None
+    early_stopping: dict | None
+    gradient_clipping: float | None
+    curriculum: dict | None
+    trainer: dict
+    callbacks: list
+    validation_interval: float | int
+    monitor: str
+    mode: str
+    logging_interval: int
+    tensorboard: int | None
+    mlflow: dict | None
+
+    def source(self, key: str) -> str | None:
+        """The file (or the command line) that set `key`."""
+        return self.loaded.source(key)
+
+    def start_curriculum(self, problem: Any) -> None:
+        """Hand the problem its curriculum; with must_finish, train at least until it is complete."""
+        if self.curriculum is None:
+            return
+        problem.set_curriculum({k: v for k, v in self.curriculum.items() if k != "must_finish"})
+        if not self.curriculum["must_finish"]:
+            return
+        end = problem.curriculum_end()
+        if self.episode_limit is not None:
+            self.episode_limit = max(self.episode_limit, end)
+        if self.epoch_limit is not None:
+            self.epoch_limit = max(self.epoch_limit, math.ceil(end / max(1, len(problem.loader("train")))))
+
+
+# -- the command line ----------------------------------------------------------------------------------
+
+def command_line_choices(args: argparse.Namespace,
+                         overrides: list[str]) -> tuple[list[str], dict[str, str], list[str]]:
+    """The configuration files, the project group choices (model=vae) given after them, and the
+    overrides: other `key=value` items given there, then `overrides`."""
+    files = [item for item in args.config if "=" not in item or Path(item).exists()]
+    items = [item for item in [*args.config, *args.choices] if item not in files]
+    choices, rest = split_choices(items, files[0] if files else Path.cwd())
+    return files, choices, [*rest, *overrides]
+
+
+def flag_overrides(args: argparse.Namespace) -> list[str]:
+    """`--set` items, then the flags that stand for configuration keys (--seed, --li, --m...)."""
+    overrides = list(args.overrides)
+    for flag, key in (("seed", "training.seed"), ("logging_interval", "logging.interval"),
+                      ("tensorboard", "logging.tensorboard"), ("mlflow", "logging.mlflow.tracking_uri")):
+        if getattr(args, flag) is not None:
+            overrides.append(f"{key}={getattr(args, flag)}")
+    if args.model_weights is not None:
+        overrides.append(f"model.load={{from: {json.dumps(str(Path(args.model_weights).resolve()))}}}")
+    return overrides
+
+
+def load_training_configuration(args: argparse.Namespace) -> Configuration:
+    """The trainer's configuration: files (the resumed experiment's first), group choices, overrides."""
+    if args.resume is not None and args.model_weights is not None:
+        raise ConfigError("--resume and --m cannot be combined: --resume goes on with an experiment's own weights, "
+                          "--m starts a new experiment from other weights", file=COMMAND_LINE, key="--resume",
+                          hint="Keep one of the two")
+    files, choices, overrides = command_line_choices(args, flag_overrides(args))
+    if args.resume is not None:
+        resume_point(Experiment(args.resume))          # refuses a folder that cannot be resumed
+        files = [str(Experiment(args.resume).configuration_file), *files]
+    elif not files:
+        raise ConfigError("no configuration file was given", file=COMMAND_LINE, key="--c",
+                          hint="Name one with --c FILE, or continue an experiment with --resume EXPERIMENT_DIR")
+    return load_configuration(files, overrides, choices)
+
+
+def check_trainer_keys(configuration: Configuration) -> None:
+    """Refuse a misspelt key of the trainer's own sections at once, naming the nearest known key: the
+    check the registry makes after the build, made before torch and Lightning are imported."""
+    known = {"": {**get_params(), "problem": {}, "model": {}},
+             **{section: value_at(get_params(), section) for section in CLOSED_SECTIONS}}
+    for section, allowed in known.items():
+        given = value_at(configuration.tree, section) if section else configuration.tree
+        if not isinstance(given, dict) or not isinstance(allowed, dict):
+            continue
+        for key in given:
+            if key not in allowed:
+                path = f"{section}.{key}" if section else key
+                close = nearest(key, allowed, n=1)
+                near = (f"{section}.{close[0]}" if section else close[0]) if close else None
+                raise unknown_keys_error([(path, near)], [configuration.source(path)])
+
+
+# -- the components ------------------------------------------------------------------------------------
+
+def _class_spec(section: ParamInterface) -> dict:
+    return {key: section[key] for key in CLASS_KEYS if key in section and section.get(key) is not None}
+
+
+def resolve_problem(registry: ParamRegistry, seed: int | None = None) -> ComponentPlan:
+    """The problem class (one for every phase), its shared parameters and each phase's overrides."""
+    sections = {"problem": registry.section("problem")}
+    for name in PHASE_SECTIONS.values():
+        if "problem" in registry.section(name):
+            sections[f"{name}.problem"] = registry.section(f"{name}.problem")
+    named = {path: spec for path, spec in ((p, _class_spec(s)) for p, s in sections.items()) if spec}
+    if not named:
+        raise ConfigError("no problem is named", file=registry.configuration.source("problem"), key="problem.name",
+                          hint="Add 'problem: {name: Digits}' or '_target_: package.module.ProblemClass'")
+    classes = {path: resolve_class(spec, "problem", file=sections[path].source(), key=path)
+               for path, spec in named.items()}
+    first, problem_cls = next(iter(classes.items()))
+    for other, cls in classes.items():
+        if cls is not problem_cls:
+            raise ConfigError(f"'{other}' names another problem class than '{first}'",
+                              file=sections[other].source(), key=other,
+                              hint="One problem class serves every phase; phases may only change its parameters")
+    defaults = problem_cls.get_params()
+    shared = sections["problem"]
+    shared.add_default_params(defaults)
+    for section in sections.values():
+        absolute_paths(section, problem_cls.path_params)
+    if seed is not None and shared.get("seed") is None:
+        shared.add_config_params({"seed": seed})
+    phases = {}
+    for phase, name in PHASE_SECTIONS.items():
+        section = sections.get(f"{name}.problem")
+        phases[phase] = {key: plain(section[key]) for key in defaults if section is not None and key in section}
+    return ComponentPlan(problem_cls, {key: plain(shared[key]) for key in defaults}, phases)
+
+
+def absolute_paths(section: ParamInterface, keys: tuple[str, ...]) -> None:
+    """Make relative file parameters absolute, taken from the folder of the YAML file that set them."""
+    for key in keys:
+        value = section.get(key) if key in section else None
+        if not isinstance(value, str) or not value or Path(value).is_absolute():
+            continue
+        source = section.source(key)
+        base = Path(source).parent if source and Path(source).is_file() else Path.cwd()
+        section.add_config_params({key: str((base / value).resolve())})
+
+
+def resolve_model(registry: ParamRegistry) -> ComponentPlan:
+    """The model class and its parameters, defaults filled in from its get_params()."""
+    section = registry.section("model")
+    spec = _class_spec(section)
+    if not spec:
+        raise ConfigError("no model is named", file=section.source(), key="model.name",
+                          hint="Add 'model: {name: LeNet5}' or '_target_: package.module.ModelClass'")
+    model_cls = resolve_class(spec, "model", file=section.source(), key="model")
+    defaults = model_cls.get_params()
+    if "load" in defaults:
+        raise TypeError(f"{model_cls.__name__}.get_params() may not use 'load': it names weights to adapt in")
+    section.add_default_params(defaults)
+    return ComponentPlan(model_cls, {key: plain(section[key]) for key in defaults}, load=_weights_to_load(section))
+
+
+def _weights_to_load(model: ParamInterface) -> dict | None:
+    """`model.load: {from: PATH, modules: [...], freeze: [...]}`: weights adapted in by structure."""
+    if model.get("load") is None:
+        return None
+    section = model["load"]
+    if not isinstance(section, ParamInterface):
+        raise ConfigError("model.load is a mapping such as {from: run/models/best, modules: [encoder]}",
+                          file=model.source("load"), key="model.load")
+    section.add_default_params({"from": None, "modules": None, "freeze": None})
+    absolute_paths(section, ("from",))
+    load = {key: section[key] for key in ("from", "modules", "freeze")}
+    if not load["from"]:
+        raise ConfigError("model.load names no source", file=section.source(), key="model.load.from",
+                          hint="Set 'from' to a bundle folder or a checkpoint")
+    for key in ("modules", "freeze"):
+        names = load[key]
+        if names is not None and (not isinstance(names, list) or not all(isinstance(m, str) for m in names)):
+            raise ConfigError(f"{key} is a list of sub-module names", file=section.source(key), key=f"model.load.{key}")
+    return load
+
+
+# -- the trainer's own sections ----------------------------------------------------------------------
+
+def _number(section: ParamInterface, key: str, kind: type, *, minimum: float, allow_off: bool) -> Any:
+    """A positive limit, interval or threshold; -1 / null switch it off where `allow_off`."""
+    value = section.get(key)
+    off = value is None or (allow_off and value == -1)
+    if off and allow_off:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= minimum
+    if kind is int:
+        ok = ok and float(value).is_integer()
+    if not ok:
+        wanted = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"must be {wanted} >= {minimum}" + (" (or -1 / null for none)" if allow_off else "")
+                          + f", not {value!r}", file=section.source(key), key=f"{section.path}.{key}")
+    return kind(value)
+
+
+def _seed(section: ParamInterface, key: str, fallback: int | None = None) -> int:
+    value = section.get(key)
+    if value is None and fallback is not None:
+        return fallback
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < -1):
+        raise ConfigError(f"a seed is a whole number >= 0, or -1 / null for a random one, not {value!r}",
+                          file=section.source(key), key=f"{section.path}.{key}")
+    return resolve_seed(value)
+
+
+def _seeds(training: ParamInterface) -> tuple[int, int]:
+    """(seed_torch, seed_numpy), drawn where the configuration asks for random ones, and recorded."""
+    seed_torch = _seed(training, "seed_torch", fallback=_seed(training, "seed"))
+    seed_numpy = _seed(training, "seed_numpy", fallback=seed_torch)
+    training.add_config_params({"seed": training["seed"] if training["seed"] not in (None, -1) else seed_torch,
+                                "seed_torch": seed_torch, "seed_numpy": seed_numpy})
+    return seed_torch, seed_numpy
+
+
+def _curriculum(registry: ParamRegistry, problem: ComponentPlan) -> dict | None:
+    """MI-Prometheus's curriculum_learning, with the problem's defaults and must_finish (default true)."""
+    training = registry.section("training")
+    if training.get("curriculum_learning") is None:
+        return None
+    if problem.cls.curriculum is None:
+        raise ConfigError(f"the problem {problem.name} has no curriculum to learn",
+                          file=training.source("curriculum_learning"), key="training.curriculum_learning",
+                          hint="Remove curriculum_learning, or use a problem that grows its difficulty")
+    section = registry.section("training.curriculum_learning")
+    defaults = {**problem.cls.curriculum, "must_finish": True}
+    section.add_default_params(defaults)
+    return {key: section[key] for key in defaults}
+
+
+def _mlflow(logging_section: ParamInterface) -> dict | None:
+    """logging.mlflow as plain values; null switches MLflow tracking off."""
+    value = logging_section.get("mlflow")
+    if value is None:
+        return None
+    if not isinstance(value, ParamInterface):
+        raise ConfigError("logging.mlflow is a mapping (tracking_uri, experiment_name, run_name, "
+                          "registered_model_name) or null", file=logging_section.source("mlflow"), key="logging.mlflow")
+    settings = value.to_dict()
+    for key, text in settings.items():
+        if text is not None and not isinstance(text, str):
+            raise ConfigError(f"must be a string, not {text!r}", file=value.source(key), key=f"logging.mlflow.{key}")
+    return settings
+
+
+def _spec(section: ParamInterface, key: str) -> dict | None:
+    value = plain(section.get(key))
+    if value is not None and not isinstance(value, dict):
+        raise ConfigError(f"must be a mapping with 'name' or '_target_', not {value!r}",
+                          file=section.source(key), key=f"{section.path}.{key}")
+    return value
+
+
+def _trainer(training: ParamInterface) -> dict:
+    """training.trainer: more pl.Trainer arguments, none of those PyroSys sets itself."""
+    trainer = plain(training["trainer"])
+    for key, instead in DERIVED_TRAINER_KEYS.items():
+        if key in trainer:
+            raise ConfigError(f"PyroSys sets pl.Trainer's '{key}' itself", file=training.source("trainer"),
+                              key=f"training.trainer.{key}", hint=f"Use {instead} instead")
+    return trainer
+
+
+def _callbacks(training: ParamInterface) -> list:
+    callbacks = plain(training["callbacks"])
+    if not isinstance(callbacks, list):
+        raise ConfigError("must be a list of callbacks, each {_target_: ..., arg: ...}",
+                          file=training.source("callbacks"), key="training.callbacks")
+    return callbacks
+
+
+def _validation_interval(validation: ParamInterface) -> float | int:
+    interval = validation["interval"]
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0 \
+            or (isinstance(interval, float) and interval > 1.0):
+        raise ConfigError(f"the validation interval is a fraction of an epoch in (0, 1] or a whole number of "
+                          f"episodes, not {interval!r}", file=validation.source("interval"), key="validation.interval")
+    return interval
+
+
+def _mode(validation: ParamInterface) -> str:
+    mode = validation["mode"]
+    if mode not in ("min", "max"):
+        raise ConfigError(f"mode is 'min' or 'max', not {mode!r}", file=validation.source("mode"),
+                          key="validation.mode")
+    return mode
+
+
+def _tensorboard(logging_section: ParamInterface) -> int | None:
+    level = logging_section["tensorboard"]
+    if level not in (None, 0, 1, 2) or isinstance(level, bool):
+        raise ConfigError(f"the TensorBoard level is 0, 1, 2 or null, not {level!r}",
+                          file=logging_section.source("tensorboard"), key="logging.tensorboard",
+                          hint="0: statistics; 1: + weight histograms; 2: + gradient histograms; null: off")
+    return level
+
+
+def _check_limits(plan: TrainingPlan) -> None:
+    if plan.epoch_limit is None and plan.episode_limit is None:
+        raise ConfigError("training has no limit: both epoch_limit and episode_limit are off",
+                          file=plan.source("training.terminal_conditions"), key="training.terminal_conditions",
+                          hint="Set epoch_limit or episode_limit to a positive number")
+    if plan.early_stopping is not None and not isinstance(plan.early_stopping, dict):
+        key = "training.terminal_conditions.early_stopping"
+        raise ConfigError("early_stopping is a mapping such as {monitor: val_loss, patience: 5}",
+                          file=plan.source(key), key=key)
+
+
+def _check_resumed(plan: TrainingPlan, folder: str) -> None:
+    """A resumed experiment keeps its configuration; only its terminal conditions may change."""
+    saved = Experiment(folder).configuration_file
+    changes = configuration_changes(load_yaml(saved), plan.configuration)
+    if changes:
+        raise ConfigError("a resumed experiment keeps its configuration; only terminal conditions may change, "
+                          "but these differ: " + "; ".join(changes), file=str(saved), key=changes[0].split(":")[0],
+                          hint="Start a new experiment for other settings (--m CHECKPOINT starts from its weights)")
+
+
+# -- the plan ------------------------------------------------------------------------------------------
+
+def resolve(args: argparse.Namespace) -> TrainingPlan:
+    """Configuration files and flags -> a checked TrainingPlan; the registry is then frozen."""
+    configuration = load_training_configuration(args)
+    check_trainer_keys(configuration)          # before any component (torch, Lightning) is imported
+    from pyrosys.objectives import check_objective   # torch, now that the trainer's own keys are right
+
+    ParamRegistry.reset()
+    registry = ParamRegistry()
+    registry.load(configuration)
+    registry.section().add_default_params(get_params())
+    training = registry.section("training")
+    seed_torch, seed_numpy = _seeds(training)
+    problem, model = resolve_problem(registry, seed=seed_numpy), resolve_model(registry)
+    limits, validation, logging_section = (training["terminal_conditions"], registry.section("validation"),
+                                           registry.section("logging"))
+    loss, metrics = training.get("loss"), plain(training.get("metrics"))
+    check_objective(loss if loss is not None else "mse", metrics if metrics is not None else [],
+                    file=training.source("loss" if loss is not None else "metrics"))
+    plan = TrainingPlan(
+        loaded=configuration, configuration={}, problem=problem, model=model, seed_torch=seed_torch,
+        seed_numpy=seed_numpy, loss=loss, metrics=metrics, optimizer=_spec(training, "optimizer") or {},
+        scheduler=_spec(training, "scheduler"),
+        epoch_limit=_number(limits, "epoch_limit", int, minimum=1, allow_off=True),
+        episode_limit=_number(limits, "episode_limit", int, minimum=1, allow_off=True),
+        loss_stop=_number(limits, "loss_stop", float, minimum=0, allow_off=True),
+        early_stopping=plain(limits.get("early_stopping")),
+        gradient_clipping=_number(training, "gradient_clipping", float, minimum=0, allow_off=True),
+        curriculum=_curriculum(registry, problem), trainer=_trainer(training), callbacks=_callbacks(training),
+        validation_interval=_validation_interval(validation), monitor=str(validation["monitor"]),
+        mode=_mode(validation), logging_interval=_number(logging_section, "interval", int, minimum=1, allow_off=False),
+        tensorboard=_tensorboard(logging_section), mlflow=_mlflow(logging_section))
+    _check_limits(plan)
+    registry.freeze()
+    registry.check_unread()
+    plan.configuration = registry.to_dict()
+    if args.resume is not None:
+        _check_resumed(plan, args.resume)
+    return plan

@@ -1,0 +1,85 @@
+"""Test: a model on its problem's test split -> statistics, a summary and (for classifiers) a confusion
+matrix in a testing folder; repeated tests with their mean and std; and the configuration a checkpoint
+is tested with (its own, with the tester's files and overrides merged over it by the same rules as
+the trainer's)."""
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from pyrosys.app_state import AppState
+from pyrosys.atomic import write_text_atomic
+from pyrosys.callbacks.statistics import CsvSink, StatisticsCollector
+from pyrosys.configuration.loading import Configuration, dump_yaml, leaf_paths, load_configuration
+from pyrosys.errors import ConfigError
+from pyrosys.folders.experiment import TestingFolder
+from pyrosys.tracking.plots import plot_confusion
+
+CHECKPOINT = "the checkpoint"      # the source of the keys a checkpoint's own configuration set
+
+
+def test_model(model: Any, problem: Any, parent: Path, name: str | None = None) -> dict:
+    """Run the test phase into `parent/testing_<time>/` (or `parent/<name>/`); the whole-set statistics."""
+    testing = TestingFolder.create(parent, name)
+    collector = StatisticsCollector([CsvSink({"testing": testing.statistics_file})])
+    trainer = pl.Trainer(accelerator=AppState().accelerator, devices=1, logger=False, enable_checkpointing=False,
+                         enable_model_summary=False, enable_progress_bar=False, callbacks=[collector])
+    trainer.test(model, datamodule=problem, verbose=False)
+    write_text_atomic(testing.summary_file, dump_yaml(collector.results["test"]))
+    write_text_atomic(testing.configuration_file, dump_yaml(model.configuration or {}))
+    if model.task == "classification":
+        confusion_matrix(model, problem, testing)
+    return {**collector.results["test"], "folder": str(testing.folder)}
+
+
+def confusion_matrix(model: Any, problem: Any, testing: TestingFolder) -> list[list[int]]:
+    """Count (true, predicted) class pairs over the test split; write confusion_matrix.csv and .png."""
+    targets = model.data_definitions["targets"]
+    classes = targets.get("classes") or [str(i) for i in range(targets["num_classes"])]
+    counts = torch.zeros(len(classes), len(classes), dtype=torch.long)
+    model.eval()
+    with torch.no_grad():
+        for batch in problem.loader("test"):
+            predicted = model.forward_batch(batch).argmax(dim=-1).reshape(-1)
+            truth = batch["targets"].reshape(-1)
+            counts += torch.bincount(truth * len(classes) + predicted, minlength=len(classes) ** 2).reshape(
+                len(classes), len(classes))
+    matrix = counts.tolist()
+    lines = ["true \\ predicted," + ",".join(classes)] + [",".join([name, *map(str, row)])
+                                                         for name, row in zip(classes, matrix)]
+    table, picture = testing.confusion_files
+    write_text_atomic(table, "\n".join(lines) + "\n")
+    plot_confusion(matrix, classes, picture, f"{type(model).__name__} on {problem.name}: test confusion matrix")
+    return matrix
+
+
+def repeat_tests(model: Any, problem: Any, folder: Path, repeats: int) -> tuple[dict, Path]:
+    """Test `repeats` times (generated problems draw new test samples each time, from seed + repeat) into
+    `testing_<time>/repeat_<i>/`, and write the mean and std of every statistic to testing_repeats.yaml."""
+    parent = TestingFolder.create(folder)
+    base_seed = problem.phases["test"].get("seed") or 0
+    runs = []
+    for index in range(1, repeats + 1):
+        problem.phases["test"]["seed"] = base_seed + index - 1
+        runs.append(test_model(model, problem, parent.folder, name=f"repeat_{index}"))
+    problem.phases["test"]["seed"] = base_seed
+    names = [key for key, value in runs[0].items() if isinstance(value, float)]
+    summary = {key: {"mean": statistics.fmean(r[key] for r in runs), "std": statistics.pstdev(r[key] for r in runs),
+                     "values": [r[key] for r in runs]} for key in names}
+    write_text_atomic(parent.repeats_file, dump_yaml({"repeats": repeats, **summary}))
+    return summary, parent.folder
+
+
+def checkpoint_configuration(checkpoint: dict, source: str, files: list[str], overrides: list[str]) -> Configuration:
+    """The checkpoint's configuration with `files` and `overrides` merged over it, as the trainer merges
+    its own (a mapping naming another class replaces the old one whole)."""
+    tree = checkpoint["pyrosys"].get("configuration")
+    if not isinstance(tree, dict):
+        raise ConfigError("the checkpoint carries no configuration", file=source, key="--m",
+                          hint="Give a checkpoint written by pyrosys-trainer")
+    base = Configuration(tree=tree, sources={leaf: CHECKPOINT for leaf in leaf_paths(tree)}, files=[source])
+    return load_configuration(files, overrides, base=base)
