@@ -70,7 +70,8 @@ def adapt(target: Any, source: Any, modules: Sequence[str] | None = None,
         sources = _under(weights, module) if module is None or _under(weights, module) else []
         if module is not None and not sources:
             raise ConfigError(f"the source has no sub-module '{module}'", key="model.load.modules",
-                              hint="Sub-modules of the source: " + ", ".join(sorted({k.split(".")[0] for k in weights})))
+                              hint="Sub-modules of the source: "
+                                   + ", ".join(sorted({k.split(".")[0] for k in weights})))
         for (target_name, own_tensor), (source_name, tensor) in zip(targets, sources):
             if tuple(own_tensor.shape) == tuple(tensor.shape):
                 updates[target_name] = tensor.detach().clone().to(own_tensor.dtype)

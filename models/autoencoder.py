@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from pyrosys.configuration.constraints import Integer, ListOf
 from pyrosys.factory import register
 from pyrosys.models.model import Model
 from pyrosys.models.modules import MLPDecoder, MLPEncoder
@@ -23,6 +24,10 @@ class Autoencoder(Model):
     @staticmethod
     def get_params() -> dict:
         return {"hidden_sizes": [64], "latent_size": 8}
+
+    @staticmethod
+    def constraints() -> dict:
+        return {"hidden_sizes": ListOf(Integer(low=1)), "latent_size": Integer(low=1)}
 
     @staticmethod
     def build(params: Mapping, data_definitions: Mapping) -> dict[str, nn.Module]:

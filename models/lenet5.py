@@ -6,6 +6,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from pyrosys.configuration.constraints import Integer, ListOf, Number
 from pyrosys.factory import register
 from pyrosys.models.model import Model
 from pyrosys.models.modules import Conv2dEncoder, MLPEncoder, head_for
@@ -20,6 +21,11 @@ class LeNet5(Model):
     @staticmethod
     def get_params() -> dict:
         return {"channels": [6, 16], "hidden_sizes": [120, 84], "dropout": 0.0}
+
+    @staticmethod
+    def constraints() -> dict:
+        return {"channels": ListOf(Integer(low=1)), "hidden_sizes": ListOf(Integer(low=1)),
+                "dropout": Number(low=0, high=1, high_open=True)}
 
     @staticmethod
     def build(params: Mapping, data_definitions: Mapping) -> dict[str, nn.Module]:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from pyrosys.configuration.constraints import Integer, ListOf, Number
 from pyrosys.factory import register
 from pyrosys.models.model import Model
 from pyrosys.models.modules import MLPEncoder, head_for
@@ -19,6 +20,10 @@ class MLP(Model):
     @staticmethod
     def get_params() -> dict:
         return {"hidden_sizes": [128, 64], "dropout": 0.0}
+
+    @staticmethod
+    def constraints() -> dict:
+        return {"hidden_sizes": ListOf(Integer(low=1)), "dropout": Number(low=0, high=1, high_open=True)}
 
     @staticmethod
     def build(params: Mapping, data_definitions: Mapping) -> dict[str, nn.Module]:

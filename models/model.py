@@ -7,6 +7,7 @@ on the objective the worker attaches, never on an architecture.
 from __future__ import annotations
 
 import copy
+import hashlib
 import random
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,23 +18,26 @@ import pytorch_lightning as pl
 import torch
 import torchmetrics
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 from torch import nn
 
 import pyrosys
 from pyrosys.atomic import atomic_path, write_text_atomic
+from pyrosys.configuration.constraints import check_params
 from pyrosys.configuration.loading import dump_yaml, load_yaml
 from pyrosys.data_dict import DataDict, batch_size
 from pyrosys.errors import ConfigError, did_you_mean
-from pyrosys.factory import resolve
+from pyrosys.factory import check_class_path, class_path, resolve
 
 BUNDLE_FILE = "model.yaml"
 WEIGHTS_FILE = "weights.safetensors"
-
-
-def class_path(cls: type) -> str:
-    """The dotted import path of a class (what bundles and checkpoints record)."""
-    return f"{cls.__module__}.{cls.__qualname__}"
+CHECKSUM_KEY = "weights_sha256"       # model.yaml: the SHA-256 of the weights file (bundles written before lack it)
+# what a model description (a bundle's model.yaml, a checkpoint's pyrosys.model) holds, and the type of each
+DESCRIPTION = {"class": (str, "a dotted class path"), "params": (Mapping, "a mapping"),
+               "data_definitions": (Mapping, "a mapping")}
+# what a damaged description provokes in a model's get_params/build: told as the file's fault
+BUILD_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, RuntimeError)
 
 
 class Model(pl.LightningModule):
@@ -48,6 +52,12 @@ class Model(pl.LightningModule):
     @staticmethod
     def get_params() -> dict:
         """Hyper-parameters and their defaults, fixed for the model's lifetime."""
+        return {}
+
+    @staticmethod
+    def constraints() -> dict:
+        """The valid values of each parameter of get_params() (pyrosys.configuration.constraints); a parameter
+        without one is not checked."""
         return {}
 
     @staticmethod
@@ -83,6 +93,7 @@ class Model(pl.LightningModule):
             if key not in defaults:
                 raise ConfigError(f"{cls.__name__} has no parameter '{key}'", key=f"model.{key}",
                                   hint=did_you_mean(key, defaults))
+        check_params(cls, params or {}, section="model", defaults=defaults)
         data_definitions = dict(data_definitions or {})
         cls.check_fit(data_definitions)
         return cls({**defaults, **dict(params or {})}, data_definitions)
@@ -108,50 +119,65 @@ class Model(pl.LightningModule):
                 "pyrosys_version": pyrosys.__version__}
 
     def save(self, folder: str | Path) -> Path:
-        """Write a bundle folder (model.yaml + weights) that `Model.load` rebuilds with nothing else."""
+        """Write a bundle folder (model.yaml + weights) that `Model.load` rebuilds with nothing else; model.yaml
+        records the weights' SHA-256, so that a damaged weights file is refused rather than predicting."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         weights = {k: v.detach().cpu().contiguous() for k, v in self.models.state_dict().items()}
+        data = save_safetensors(weights)
         with atomic_path(folder / WEIGHTS_FILE) as temporary:
-            save_file(weights, str(temporary))
-        write_text_atomic(folder / BUNDLE_FILE, dump_yaml({**self.description(), "weights": WEIGHTS_FILE}))
+            temporary.write_bytes(data)
+        write_text_atomic(folder / BUNDLE_FILE, dump_yaml({**self.description(), "weights": WEIGHTS_FILE,
+                                                           CHECKSUM_KEY: hashlib.sha256(data).hexdigest()}))
         return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> Model:
         """Rebuild a saved model from its bundle folder: no trainer, problem or configuration needed."""
         folder = Path(folder)
-        description = load_yaml(folder / BUNDLE_FILE)
         file = str(folder / BUNDLE_FILE)
-        for key in ("class", "params", "data_definitions"):
-            if key not in description:
-                raise ConfigError(f"the bundle description lacks '{key}'", file=file, key=key,
-                                  hint="Is this folder a PyroSys model bundle (written by Model.save)?")
-        model_cls = resolve({"_target_": description["class"]}, "model", file=file, key="class")
-        if not issubclass(model_cls, cls):
-            raise ConfigError(f"the bundle holds a {model_cls.__name__}, not a {cls.__name__}", file=file,
-                              key="class", hint="Load it with Model.load to accept any model")
-        model = model_cls.create(description["params"], description["data_definitions"])
-        weights_file = folder / str(description.get("weights", WEIGHTS_FILE))
         try:
-            state = load_file(str(weights_file))
-        except (OSError, SafetensorError) as error:
-            raise ConfigError(f"the bundle weights cannot be read ({error})", file=str(weights_file)) from None
-        load_weights(model.models, state, str(weights_file))
+            raw = load_yaml(folder / BUNDLE_FILE)
+        except ConfigError as error:          # its hints speak to the author of a configuration
+            raise ConfigError(error.message, file=error.file, key=error.key, hint="Is this folder a PyroSys model "
+                              "bundle (written by Model.save)? Its model.yaml is damaged or foreign") from None
+        description = checked_description(raw, file, "")
+        weights_file = folder / inside(folder, description.get("weights", WEIGHTS_FILE), file, "weights")
+        model = cls._described(description, file, "", "bundle")
+        load_weights(model.models, read_weights(weights_file, description.get(CHECKSUM_KEY), file), str(weights_file))
         return model.eval()
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Mapping, source: str) -> Model:
         """Rebuild the model a PyroSys checkpoint (read by `read_checkpoint`) describes, with its weights,
         in evaluation mode: the one way from a checkpoint to a model."""
-        description = checkpoint["pyrosys"]["model"]
-        model_cls = resolve({"_target_": description.get("class")}, "model", file=source, key="pyrosys.model.class")
-        if not issubclass(model_cls, cls):
-            raise ConfigError(f"the checkpoint holds a {model_cls.__name__}, not a {cls.__name__}", file=source,
-                              key="pyrosys.model.class", hint="Load it with Model.from_checkpoint to accept any model")
-        model = model_cls.create(description.get("params"), description.get("data_definitions"))
+        description = checked_description(checkpoint["pyrosys"].get("model"), source, "pyrosys.model.")
+        model = cls._described(description, source, "pyrosys.model.", "checkpoint")
         load_weights(model, checkpoint["state_dict"], source)
         return model.eval()
+
+    @classmethod
+    def _described(cls, description: Mapping, file: str, prefix: str, holder: str) -> Model:
+        """The model a checked description names, built with its parameters: its class is checked against
+        the known models before anything is imported; what the description cannot build is the file's fault."""
+        check_class_path(description["class"], "model", file=file, key=f"{prefix}class")
+        model_cls = resolve({"_target_": description["class"]}, "model", file=file, key=f"{prefix}class")
+        if not issubclass(model_cls, cls):
+            reader = "load" if holder == "bundle" else "from_checkpoint"
+            raise ConfigError(f"the {holder} holds a {model_cls.__name__}, not a {cls.__name__}", file=file,
+                              key=f"{prefix}class", hint=f"Load it with Model.{reader} to accept any model")
+        try:
+            return model_cls.create(description["params"], description["data_definitions"])
+        except ConfigError as error:        # an unknown parameter, a misfit: the file's, not a configuration's
+            key = error.key or ""
+            where = f"params.{key.removeprefix('model.')}" if key.startswith("model.") and key != "model.name" \
+                else "data_definitions"
+            raise ConfigError(error.message, file=file, key=prefix + where, hint=error.hint) from None
+        except BUILD_ERRORS as error:
+            raise ConfigError(f"the model description's params and data_definitions cannot build a "
+                              f"{model_cls.__name__} ({type(error).__name__}: {error})", file=file,
+                              key=f"{prefix}params", hint="The file is damaged or was written for another version "
+                                                          "of this model; use another checkpoint or bundle") from None
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """Batches of in-memory CPU problems are already where a CPU run needs them: no per-step walk."""
@@ -279,6 +305,63 @@ class Model(pl.LightningModule):
         states = checkpoint.get("pyrosys", {}).get("random_states")
         if states:
             restore_random_states(states)
+
+
+def checked_description(description: Any, file: str, prefix: str) -> Mapping:
+    """A model description read from a file (a bundle's model.yaml, a checkpoint's pyrosys.model), its
+    keys there and of the right type, or a ConfigError naming the file and the key."""
+    hint = "The file is damaged or was not written by PyroSys; use another checkpoint or bundle"
+    if not isinstance(description, Mapping):
+        what = "missing" if description is None else f"of type {type(description).__name__}, not a mapping"
+        raise ConfigError(f"the model description is {what}", file=file, key=prefix.rstrip(".") or None, hint=hint)
+    for key, (kind, what) in DESCRIPTION.items():
+        if key not in description:
+            raise ConfigError(f"the model description lacks '{key}'", file=file, key=prefix + key, hint=hint)
+        if not isinstance(description[key], kind):
+            raise ConfigError(f"'{key}' is of type {type(description[key]).__name__} where {what} belongs",
+                              file=file, key=prefix + key, hint=hint)
+    for key in ("inputs", "targets"):
+        value = description["data_definitions"].get(key)
+        if value is not None and not isinstance(value, Mapping):
+            raise ConfigError(f"'data_definitions.{key}' is of type {type(value).__name__} where a mapping belongs",
+                              file=file, key=f"{prefix}data_definitions.{key}", hint=hint)
+    return description
+
+
+def inside(folder: Path, name: Any, file: str, key: str) -> str:
+    """A file name read from `file` that stays inside `folder` (no absolute path, no '..', no link out)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"'{key}' must name a file in the bundle folder, not {name!r}", file=file, key=key)
+    relative = Path(name)
+    target = (folder / relative).resolve()
+    if relative.is_absolute() or ".." in relative.parts or not target.is_relative_to(folder.resolve()):
+        link = "" if relative.is_absolute() or ".." in relative.parts else f", a link to {target}"
+        raise ConfigError(f"'{key}' names {name!r}{link}, outside the bundle folder, and was refused unread",
+                          file=file, key=key, hint=f"A bundle reads only files inside its own folder; write e.g. "
+                                                   f"'{key}: {WEIGHTS_FILE}' and put the file beside {BUNDLE_FILE}")
+    return name
+
+
+def read_weights(path: Path, checksum: Any, file: str) -> dict[str, torch.Tensor]:
+    """The tensors of a bundle's safetensors file, refused when its SHA-256 differs from the one model.yaml
+    records (a bundle written before the checksum existed is read unchecked)."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"the bundle weights cannot be read ({error.strerror or error})", file=str(path),
+                          key="weights") from None
+    if checksum is not None:
+        if not isinstance(checksum, str) or len(checksum) != 64:
+            raise ConfigError(f"'{CHECKSUM_KEY}' must be a SHA-256 (64 hexadecimal digits), not {checksum!r}",
+                              file=file, key=CHECKSUM_KEY, hint="The bundle description is damaged")
+        if hashlib.sha256(data).hexdigest() != checksum.lower():
+            raise ConfigError(f"the weights file {path.name} does not match its SHA-256 in {BUNDLE_FILE}: it is "
+                              "damaged or was altered", file=file, key=CHECKSUM_KEY,
+                              hint="Use another bundle (or the checkpoint it was made from); do not edit bundles")
+    try:
+        return load_safetensors(data)
+    except (SafetensorError, ValueError, OSError) as error:
+        raise ConfigError(f"the bundle weights cannot be read ({error})", file=str(path), key="weights") from None
 
 
 def load_weights(modules: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:

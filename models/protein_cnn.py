@@ -6,10 +6,10 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from pyrosys.configuration.constraints import Integer, ListOf, Number, OneOf
 from pyrosys.data_dict import DataDict
 from pyrosys.factory import register
 from pyrosys.models.model import Model
-from pyrosys.errors import ConfigError
 from pyrosys.models.modules import Conv1dEncoder, TokenEmbedding, head_for, masked_max, masked_mean
 
 
@@ -25,9 +25,13 @@ class ProteinCNN(Model):
                 "pooling": "max"}   # max: motifs anywhere; mean: composition-like properties
 
     @staticmethod
+    def constraints() -> dict:
+        return {"embedding_dim": Integer(low=1), "channels": ListOf(Integer(low=1)),
+                "kernel_size": Integer(low=1, odd=True),    # odd: the padding keeps every sequence's length
+                "dropout": Number(low=0, high=1, high_open=True), "pooling": OneOf("max", "mean")}
+
+    @staticmethod
     def build(params: Mapping, data_definitions: Mapping) -> dict[str, nn.Module]:
-        if params["pooling"] not in ("max", "mean"):
-            raise ConfigError(f"pooling is 'max' or 'mean', not {params['pooling']!r}", key="model.pooling")
         embedding = TokenEmbedding(len(data_definitions["inputs"]["vocabulary"]), params["embedding_dim"])
         encoder = Conv1dEncoder(embedding.out_features, params["channels"], int(params["kernel_size"]),
                                 params["dropout"])

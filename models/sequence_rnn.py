@@ -6,6 +6,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from pyrosys.configuration.constraints import Boolean, Integer, Number, OneOf
 from pyrosys.data_dict import DataDict
 from pyrosys.factory import register
 from pyrosys.models.model import Model
@@ -23,6 +24,12 @@ class SequenceRNN(Model):
     def get_params() -> dict:
         return {"cell": "lstm", "hidden_size": 64, "num_layers": 1, "bidirectional": False,
                 "embedding_dim": 32, "dropout": 0.0}
+
+    @staticmethod
+    def constraints() -> dict:
+        return {"cell": OneOf("lstm", "gru", "rnn"), "hidden_size": Integer(low=1), "num_layers": Integer(low=1),
+                "bidirectional": Boolean(), "embedding_dim": Integer(low=1),
+                "dropout": Number(low=0, high=1, high_open=True)}
 
     @staticmethod
     def build(params: Mapping, data_definitions: Mapping) -> dict[str, nn.Module]:

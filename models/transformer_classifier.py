@@ -6,7 +6,9 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from pyrosys.configuration.constraints import Integer, Number
 from pyrosys.data_dict import DataDict
+from pyrosys.errors import ConfigError
 from pyrosys.factory import register
 from pyrosys.models.model import Model
 from pyrosys.models.modules import SequenceInput, TransformerEncoder, head_for, masked_mean
@@ -24,7 +26,21 @@ class TransformerClassifier(Model):
                 "max_length": 1024}
 
     @staticmethod
+    def constraints() -> dict:
+        return {"embedding_dim": Integer(low=1), "dim": Integer(low=1), "heads": Integer(low=1),
+                "layers": Integer(low=1), "feedforward": Integer(low=1),
+                "dropout": Number(low=0, high=1, high_open=True), "max_length": Integer(low=1)}
+
+    @staticmethod
     def build(params: Mapping, data_definitions: Mapping) -> dict[str, nn.Module]:
+        if params["dim"] % params["heads"]:
+            raise ConfigError(f"dim ({params['dim']}) must be a multiple of heads ({params['heads']}): each "
+                              "attention head reads an equal share of it", key="model.heads")
+        length = data_definitions["inputs"]["shape"][0]
+        if length is not None and length > params["max_length"]:
+            raise ConfigError(f"the sequences are up to {length} long, longer than the model's max_length "
+                              f"({params['max_length']}), the positions it can encode", key="model.max_length",
+                              hint=f"Set model.max_length to at least {length}, or shorten the sequences")
         entry = SequenceInput(data_definitions["inputs"], params["embedding_dim"])
         encoder = TransformerEncoder(entry.out_features, params["dim"], params["heads"], params["layers"],
                                      params["feedforward"], params["dropout"], params["max_length"])

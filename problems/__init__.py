@@ -12,5 +12,6 @@ from pyrosys.problems.protein import ProteinSequences
 from pyrosys.problems.recall import ReverseRecall, SerialRecall
 from pyrosys.problems.scikit_learn import BreastCancer, Diabetes, Digits
 
-__all__ = ["PROBLEMS", "LOADERS", "Problem", "InMemoryProblem", "FileProblem", "Digits", "BreastCancer", "Diabetes", "SerialRecall", "ReverseRecall",
+__all__ = ["PROBLEMS", "LOADERS", "Problem", "InMemoryProblem", "FileProblem", "Digits", "BreastCancer", "Diabetes",
+           "SerialRecall", "ReverseRecall",
            "ProteinSequences", "Manifest", "LoadColumns", "LoadClass", "LoadNumpy", "LoadTensor"]

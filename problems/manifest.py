@@ -10,7 +10,7 @@ and a loader per field (`inputs`, `targets`, ...) that turns rows into a tensor.
 """
 from __future__ import annotations
 
-import csv
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pyrosys.configuration.constraints import MappingOf, Text
 from pyrosys.errors import ConfigError
 from pyrosys.factory import instantiate, register, resolve
-from pyrosys.problems.problem import FileProblem
+from pyrosys.problems.problem import FileProblem, read_rows
 
 SPLITS = ("train", "val", "test")
 
@@ -46,6 +47,14 @@ class LoadColumns(Loader):
     task = "regression"
 
     def __init__(self, columns: list | None = None, startswith: str | None = None, regex: str | None = None) -> None:
+        if columns is not None and (not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)):
+            raise ValueError(f"columns is a list of column names, not {columns!r}")
+        if startswith is not None and not isinstance(startswith, str):
+            raise ValueError(f"startswith is the start of column names, not {startswith!r}")
+        try:
+            re.compile(regex or "")
+        except (re.error, TypeError) as error:
+            raise ValueError(f"regex {regex!r} is not a regular expression ({error})") from None
         self.columns, self.startswith, self.regex = columns, startswith, regex
 
     def chosen(self, header: Sequence[str], manifest: Path) -> list[str]:
@@ -70,8 +79,11 @@ class LoadColumns(Loader):
                 try:
                     values[i, j] = float(row[column])
                 except (TypeError, ValueError):
-                    raise ConfigError(f"line {i + 2}, column '{column}': {row[column]!r} is not a number",
-                                      file=str(manifest), key="problem.loaders") from None
+                    values[i, j] = math.nan
+                if not math.isfinite(values[i, j]):
+                    raise ConfigError(f"line {i + 2}, column '{column}': {row[column]!r} is not a finite number",
+                                      file=str(manifest), key="problem.loaders",
+                                      hint="Mend or leave out rows with missing or infinite values")
         tensor = torch.from_numpy(values)
         shape = [len(columns)]
         if len(columns) == 1 and self.columns is not None:
@@ -127,6 +139,9 @@ class LoadFile(Loader):
             except (OSError, ValueError, RuntimeError) as error:
                 raise ConfigError(f"line {i + 2}, column '{self.column}': {path.name} cannot be read ({error})",
                                   file=str(manifest), key="problem.loaders") from None
+            if tensors[-1].is_floating_point() and not bool(torch.isfinite(tensors[-1]).all()):
+                raise ConfigError(f"line {i + 2}, column '{self.column}': {path.name} holds values that are not finite "
+                                  "numbers (NaN or infinite)", file=str(manifest), key="problem.loaders")
             if tensors[-1].shape != tensors[0].shape:
                 raise ConfigError(f"line {i + 2}: {path.name} has shape {list(tensors[-1].shape)}, the first file "
                                   f"{list(tensors[0].shape)}", file=str(manifest), key="problem.loaders")
@@ -164,6 +179,16 @@ class Manifest(FileProblem):
                 "split_column": "split",  # values train, val, test
                 "loaders": {}}            # field -> {name: LoadColumns | LoadClass | LoadNumpy | LoadTensor, ...}
 
+    @staticmethod
+    def constraints() -> dict:
+        return {**FileProblem.constraints(), "split_column": Text(), "loaders": MappingOf()}
+
+    def splits_key(self) -> str:
+        return "problem.split_column"
+
+    def labels_key(self) -> str:
+        return "problem.loaders.targets"
+
     @property
     def task(self) -> str:  # type: ignore[override]
         """Classification when the targets' loader reads class labels, regression otherwise."""
@@ -184,8 +209,7 @@ class Manifest(FileProblem):
             raise ConfigError("loaders must name at least an 'inputs' and a 'targets' loader", file=str(manifest),
                               key="problem.loaders", hint="e.g. loaders: {inputs: {name: LoadColumns, startswith: "
                                                           "feature_}, targets: {name: LoadClass, column: label}}")
-        with open(manifest, encoding="utf-8", newline="") as stream:
-            rows = list(csv.DictReader(stream))
+        rows = [row for _, row in read_rows(manifest)[1]]
         if not rows:
             raise ConfigError("the manifest holds no rows", file=str(manifest), key="problem.path")
         split_column = params["split_column"]

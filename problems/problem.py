@@ -6,17 +6,25 @@ its task and default objective, and hands out a loader per phase (train, val, te
 from __future__ import annotations
 
 import copy
+import csv
+import io
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from pyrosys.configuration.constraints import Boolean, Integer, ListOf, Number, OptionalOf, Text, check_params
 from pyrosys.data_dict import DataDict
 from pyrosys.errors import ConfigError, did_you_mean
 
 PHASES = ("train", "val", "test")
+SEED_LIMIT = 2**32 - 1        # NumPy's seeds stop here
+# a phase -> what it does with its split (for messages)
+PHASE_WORK = {"train": "train on", "val": "validate on", "test": "test on"}
+FRACTIONS = ListOf(Number(low=0, low_open=True), min_length=3, max_length=3)   # train, val, test shares
 
 # task -> (default loss, default metrics)
 DEFAULT_OBJECTIVES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -45,6 +53,13 @@ class Problem(pl.LightningDataModule):
             "seed": None,          # None: the experiment's seed (filled in by the worker)
         }
 
+    @staticmethod
+    def constraints() -> dict:
+        """The valid values of each parameter of get_params(), checked before anything is read or built."""
+        return {"batch_size": Integer(low=1), "split": Text(), "drop_last": Boolean(), "num_workers": Integer(low=0),
+                "shuffle": OptionalOf(Boolean(), "the training phase only"),
+                "seed": OptionalOf(Integer(low=0, high=SEED_LIMIT), "the experiment's seed")}
+
     def __init__(self, params: Mapping, phases: Mapping[str, Mapping] | None = None) -> None:
         super().__init__()
         self.params = dict(params)
@@ -52,13 +67,14 @@ class Problem(pl.LightningDataModule):
 
     @classmethod
     def create(cls, params: Mapping | None = None, phases: Mapping[str, Mapping] | None = None) -> Problem:
-        """A problem from (partial) parameters: defaults filled in, unknown keys refused."""
+        """A problem from (partial) parameters: defaults filled in, unknown keys and invalid values refused."""
         defaults = cls.get_params()
         for where, given in [("problem", params or {})] + [(f"{p}.problem", v) for p, v in (phases or {}).items()]:
             for key in given:
                 if key not in defaults:
                     raise ConfigError(f"{cls.__name__} has no parameter '{key}'", key=f"{where}.{key}",
                                       hint=did_you_mean(key, defaults))
+            check_params(cls, given, section=where, defaults=defaults)
         return cls({**defaults, **dict(params or {})}, phases)
 
     @property
@@ -187,24 +203,67 @@ class InMemoryProblem(Problem):
     def define_data(self) -> dict:
         return {field: dict(definition) for field, definition in self.prepared()[1].items()}
 
+    def data_file(self) -> str | None:
+        """The file the data are read from (for messages); None for bundled or generated data."""
+        return None
+
+    def splits_key(self) -> str:
+        """The key that decides which samples each split holds (for messages)."""
+        return "problem.fractions" if "fractions" in self.params else "problem.split"
+
+    def labels_key(self) -> str:
+        """The key that names the classification labels (for messages)."""
+        return "problem"
+
     def setup(self, stage: str | None = None) -> None:
         if getattr(self, "splits", None) is None:
-            self.splits = {name: TensorSplit(fields) for name, fields in self.load_splits().items()}
+            splits = {name: TensorSplit(fields) for name, fields in self.load_splits().items()}
+            self.check_data(splits)
+            self.splits = splits
 
-    def loader(self, phase: str) -> DataLoader:
+    def check_data(self, splits: Mapping[str, TensorSplit]) -> None:
+        """Refuse data that cannot train or test: a single class, or values that are not finite numbers."""
+        targets = self.data_definitions["targets"]
+        if self.task == "classification" and int(targets.get("num_classes", 2)) < 2:
+            raise ConfigError(f"the data hold a single class ({(targets.get('classes') or ['?'])[0]!r}): there is "
+                              "nothing to tell apart", file=self.data_file(), key=self.labels_key(),
+                              hint="A classification needs samples of at least two classes")
+        for name, split in splits.items():
+            for field, tensor in split.fields.items():
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    row = int((~torch.isfinite(tensor)).reshape(len(tensor), -1).any(dim=1).nonzero()[0])
+                    raise ConfigError(f"the {field} of sample {row + 1} of the {name} split are not finite numbers "
+                                      "(NaN or infinite)", file=self.data_file(), key="problem",
+                                      hint="Remove or mend the samples with missing or infinite values")
+
+    def phase_split(self, phase: str) -> TensorSplit:
+        """The split a phase reads, refused when it does not exist or holds no samples."""
         self.setup()
-        params = self.phases[phase]
-        split = params["split"]
+        split = self.phases[phase]["split"]
         if split not in self.splits:
             raise ConfigError(f"{self.name} has no split '{split}'", key=f"{phase}.problem.split",
                               hint=did_you_mean(str(split), self.splits))
+        if not len(self.splits[split]):
+            sizes = ", ".join(f"{name} {len(part)}" for name, part in self.splits.items())
+            raise ConfigError(f"the {phase} phase reads the split '{split}', which holds no samples ({sizes}): "
+                              f"there is nothing to {PHASE_WORK[phase]}", file=self.data_file(), key=self.splits_key(),
+                              hint="Give every split some samples, or use more data")
+        return self.splits[split]
+
+    def loader(self, phase: str) -> DataLoader:
+        split, params = self.phase_split(phase), self.phases[phase]
         shuffle = params["shuffle"] if params["shuffle"] is not None else phase == "train"
+        if params["drop_last"] and len(split) < int(params["batch_size"]):
+            raise ConfigError(f"the {phase} phase's split holds {len(split)} samples, fewer than one batch of "
+                              f"{params['batch_size']}, and drop_last drops it: there is nothing to "
+                              f"{PHASE_WORK[phase]}", key="problem.drop_last",
+                              hint="Lower batch_size, or set drop_last: false")
         workers = int(params["num_workers"])
         trainer = self.trainer                   # set by Lightning while it fits, validates or tests
         if workers == 0 and (trainer is None or trainer.world_size == 1):
-            return TensorBatches(self.splits[split], int(params["batch_size"]), bool(shuffle), bool(params["drop_last"]))
+            return TensorBatches(split, int(params["batch_size"]), bool(shuffle), bool(params["drop_last"]))
         # worker processes, or DDP (whose sampler shares the split out between processes): a DataLoader
-        return DataLoader(self.splits[split], batch_size=int(params["batch_size"]), shuffle=bool(shuffle),
+        return DataLoader(split, batch_size=int(params["batch_size"]), shuffle=bool(shuffle),
                           drop_last=bool(params["drop_last"]), num_workers=int(params["num_workers"]),
                           collate_fn=keep_batch, persistent_workers=int(params["num_workers"]) > 0)
 
@@ -217,3 +276,43 @@ class FileProblem(InMemoryProblem):
     @staticmethod
     def get_params() -> dict:
         return {**InMemoryProblem.get_params(), "path": None}
+
+    @staticmethod
+    def constraints() -> dict:
+        return {**InMemoryProblem.constraints(), "path": OptionalOf(Text())}
+
+    def data_file(self) -> str | None:
+        return self.params["path"]
+
+
+def read_text(path: Path, key: str = "problem.path") -> str:
+    """A data file's text, refused (with the line and column of the first bad byte) unless it is UTF-8."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"the file cannot be read ({error.strerror or error})", file=str(path), key=key) from None
+    try:
+        return data.decode("utf-8-sig")          # a byte-order mark (spreadsheets write one) is not data
+    except UnicodeDecodeError as error:       # error.object: the bytes after any byte-order mark
+        read, at = bytes(error.object), error.start
+        line, column = read.count(b"\n", 0, at) + 1, at - read.rfind(b"\n", 0, at)
+        raise ConfigError(f"line {line}, column {column}: byte {read[at]:#04x} is not UTF-8 text",
+                          file=str(path), key=key,
+                          hint="Save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8 OLD > NEW)") from None
+
+
+def read_rows(path: Path, key: str = "problem.path", delimiter: str = ",") -> tuple[list[str], list[tuple[int, dict]]]:
+    """A CSV or TSV table's columns and its rows, each with the line it ends on; a table the csv module
+    cannot read (a field over its size limit, as an unclosed quote makes one) is refused with its line."""
+    reader = csv.DictReader(io.StringIO(read_text(path, key), newline=""), delimiter=delimiter)
+    rows = []
+    try:
+        columns = list(reader.fieldnames or [])
+        for row in reader:
+            rows.append((reader.line_num, row))
+    except csv.Error as error:                # line_num counts the lines of the rows read whole
+        raise ConfigError(f"line {reader.line_num + 1}: the row that starts here cannot be read ({error})",
+                          file=str(path), key=key,
+                          hint="Look for an unclosed quote (\") at or before this line: it runs one field on over "
+                               "the lines after it") from None
+    return columns, rows

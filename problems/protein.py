@@ -6,15 +6,17 @@ anything else is refused with its file, line and column.
 """
 from __future__ import annotations
 
-import csv
+import io
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from pyrosys.configuration.constraints import Boolean, Integer, OneOf, OptionalOf, Text
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
-from pyrosys.problems.problem import FileProblem
+from pyrosys.problems.problem import FRACTIONS, FileProblem, read_rows, read_text
 from pyrosys.problems.scikit_learn import split_indices, standardise
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
@@ -60,41 +62,36 @@ def read_fasta(path: Path, label_key: str) -> list[Record]:
         if header is not None:
             records.append(Record(header[0], header[1], None, header[2], parts))
 
-    with open(path, encoding="utf-8") as stream:
-        for number, line in enumerate(stream, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            if line.startswith(">"):
-                close()
-                fields = line[1:].split()
-                labels = dict(field.split("=", 1) for field in fields[1:] if "=" in field)
-                header, parts = (fields[0] if fields else f"record{len(records) + 1}", labels.get(label_key),
-                                 number), []
-            elif header is None:
-                raise ConfigError(f"line {number}: sequence data before the first '>' header", file=str(path),
-                                  key="problem.path", hint="A FASTA record starts with a '>identifier' line")
-            else:
-                parts.append((line, number))
+    for number, line in enumerate(io.StringIO(read_text(path), newline=None), start=1):   # lines as open() cuts them
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith(">"):
+            close()
+            fields = line[1:].split()
+            labels = dict(field.split("=", 1) for field in fields[1:] if "=" in field)
+            header, parts = (fields[0] if fields else f"record{len(records) + 1}", labels.get(label_key), number), []
+        elif header is None:
+            raise ConfigError(f"line {number}: sequence data before the first '>' header", file=str(path),
+                              key="problem.path", hint="A FASTA record starts with a '>identifier' line")
+        else:
+            parts.append((line, number))
     close()
     return records
 
 
 def read_table(path: Path, sequence_column: str, label_column: str | None, split_column: str | None) -> list[Record]:
     """Records of a CSV or TSV table with a sequence column (and label and split columns)."""
-    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-    with open(path, encoding="utf-8", newline="") as stream:
-        reader = csv.DictReader(stream, delimiter=delimiter)
-        columns = reader.fieldnames or []
-        for wanted, key in ((sequence_column, "sequence_column"), (label_column, "label_column"),
-                            (split_column, "split_column")):
-            if wanted is not None and wanted not in columns:
-                raise ConfigError(f"the table has no column '{wanted}' (columns: {', '.join(columns) or 'none'})",
-                                  file=str(path), key=f"problem.{key}", hint="Name an existing column")
-        return [Record(row.get("id") or f"row {number}", row[label_column] if label_column else None,
-                       row[split_column] if split_column else None, number,
-                       [((row[sequence_column] or "").strip(), number)], sequence_column)
-                for number, row in enumerate(reader, start=2)]
+    columns, rows = read_rows(path, delimiter="\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
+    for wanted, key in ((sequence_column, "sequence_column"), (label_column, "label_column"),
+                        (split_column, "split_column")):
+        if wanted is not None and wanted not in columns:
+            raise ConfigError(f"the table has no column '{wanted}' (columns: {', '.join(columns) or 'none'})",
+                              file=str(path), key=f"problem.{key}", hint="Name an existing column")
+    return [Record(row.get("id") or f"row {number}", row[label_column] if label_column else None,
+                   row[split_column] if split_column else None, number,
+                   [((row[sequence_column] or "").strip(), number)], sequence_column)
+            for number, row in rows]
 
 
 FASTA_SUFFIXES = (".fasta", ".fa", ".faa", ".fas")
@@ -130,6 +127,22 @@ def encode(record: Record, path: Path, max_length: int) -> list[int]:
     return ids[:max_length]
 
 
+def regression_values(records: list[Record], path: Path, label_column: str) -> np.ndarray:
+    """The records' labels as numbers, refusing any that is not a finite number with its line."""
+    values = np.zeros(len(records))
+    for row, record in enumerate(records):
+        try:
+            values[row] = float(str(record.label))
+        except ValueError:
+            values[row] = math.nan
+        if not math.isfinite(values[row]):
+            where = f"line {record.line}" + (f", column '{label_column}'" if record.field is not None else "")
+            raise ConfigError(f"{where}: the regression label {record.label!r} of {record.identifier} is not a finite "
+                              "number", file=str(path), key="problem.label_column",
+                              hint="Give every sequence a numeric label, or leave the unmeasured ones out")
+    return values
+
+
 @register("problem")
 class ProteinSequences(FileProblem):
     """Classify or regress a property of protein sequences read from FASTA, CSV or TSV."""
@@ -145,15 +158,26 @@ class ProteinSequences(FileProblem):
                 "max_length": 512,            # longer sequences are truncated
                 "standardize": True}          # regression targets standardised with training statistics
 
+    @staticmethod
+    def constraints() -> dict:
+        return {**FileProblem.constraints(), "task": OneOf("classification", "regression"),
+                "sequence_column": Text(), "label_column": Text(),
+                "split_column": OptionalOf(Text(), "seeded fractions"), "fractions": FRACTIONS,
+                "max_length": Integer(low=1), "standardize": Boolean()}
+
     @property
     def task(self) -> str:  # type: ignore[override]
         return self.params["task"]
 
+    def splits_key(self) -> str:
+        return "problem.split_column" if self.params["split_column"] else "problem.fractions"
+
+    def labels_key(self) -> str:
+        return "problem.label_column"
+
     def read(self) -> list[Record]:
         """Every record of the file, checked."""
         params = self.params
-        if params["task"] not in ("classification", "regression"):
-            raise ConfigError(f"task is classification or regression, not {params['task']!r}", key="problem.task")
         if not params["path"]:
             raise ConfigError("no sequence file is named", key="problem.path",
                               hint="Set problem.path to a FASTA, CSV or TSV file")
@@ -194,11 +218,7 @@ class ProteinSequences(FileProblem):
             targets = torch.tensor([index[r.label] for r in records])
             targets_definition.update(dtype="int64", num_classes=len(classes), classes=classes)
         else:
-            try:
-                values = np.array([float(r.label) for r in records])
-            except ValueError as error:
-                raise ConfigError(f"a regression label is not a number ({error})", file=str(path),
-                                  key="problem.label_column") from None
+            values = regression_values(records, path, params["label_column"])
             if params["standardize"]:
                 values, mean, std = standardise(values, parts[0])
                 targets_definition["standardize"] = {"mean": mean, "std": std}

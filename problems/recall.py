@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from pyrosys.configuration.constraints import Integer
 from pyrosys.data_dict import DataDict
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
@@ -55,6 +56,12 @@ class RecallProblem(Problem):
     def get_params() -> dict:
         return {**Problem.get_params(), "control_bits": 2, "data_bits": 8, "min_sequence_length": 1,
                 "max_sequence_length": 10, "episodes": 1000}
+
+    @staticmethod
+    def constraints() -> dict:
+        return {**Problem.constraints(), "control_bits": Integer(low=2), "data_bits": Integer(low=1),
+                "min_sequence_length": Integer(low=1), "max_sequence_length": Integer(low=1),
+                "episodes": Integer(low=1)}
 
     def __init__(self, params: Mapping, phases: Mapping[str, Mapping] | None = None) -> None:
         super().__init__(params, phases)
@@ -103,15 +110,9 @@ class RecallProblem(Problem):
         return DataDict(inputs=inputs, targets=targets, masks=masks)
 
     def check(self) -> None:
-        """Refuse lengths and sizes that cannot produce a sample."""
-        for phase, params in self.phases.items():
+        """Refuse lengths that cannot produce a sample (each value's own range is in constraints())."""
+        for params in self.phases.values():
             low, high = params["min_sequence_length"], params["max_sequence_length"]
-            for key in ("control_bits", "data_bits", "min_sequence_length", "max_sequence_length", "episodes"):
-                value = params[key]
-                if not isinstance(value, int) or isinstance(value, bool) or value < 1 or (key == "control_bits"
-                                                                                          and value < 2):
-                    raise ConfigError(f"{key} must be a whole number >= {2 if key == 'control_bits' else 1}, "
-                                      f"not {value!r}", key=f"problem.{key}")
             if low > high:
                 raise ConfigError(f"min_sequence_length {low} is above max_sequence_length {high}",
                                   key="problem.min_sequence_length")

@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pyrosys.configuration.constraints import Boolean, Integer
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
-from pyrosys.problems.problem import InMemoryProblem
+from pyrosys.problems.problem import FRACTIONS, InMemoryProblem
 
 
 def split_indices(count: int, fractions: list, seed: int | None, key: str = "problem.fractions") -> list[np.ndarray]:
@@ -66,6 +67,10 @@ class Digits(ScikitLearnProblem):
     def get_params() -> dict:
         return {**InMemoryProblem.get_params(), "fractions": [0.7, 0.15, 0.15]}
 
+    @staticmethod
+    def constraints() -> dict:
+        return {**InMemoryProblem.constraints(), "fractions": FRACTIONS}
+
     def load_arrays(self) -> tuple[np.ndarray, np.ndarray, dict]:
         from sklearn.datasets import load_digits
 
@@ -85,6 +90,10 @@ class TabularProblem(ScikitLearnProblem):
     @staticmethod
     def get_params() -> dict:
         return {**InMemoryProblem.get_params(), "fractions": [0.7, 0.15, 0.15], "standardize": True}
+
+    @staticmethod
+    def constraints() -> dict:
+        return {**InMemoryProblem.constraints(), "fractions": FRACTIONS, "standardize": Boolean()}
 
     def describe(self, inputs: np.ndarray, targets: np.ndarray, extra: dict,
                  train: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -137,14 +146,21 @@ class SyntheticClassification(TabularProblem):
     def get_params() -> dict:
         return {**TabularProblem.get_params(), "samples": 20000, "features": 64, "informative": 16, "classes": 10}
 
+    @staticmethod
+    def constraints() -> dict:
+        return {**TabularProblem.constraints(), "samples": Integer(low=2), "features": Integer(low=2),
+                "informative": Integer(low=2), "classes": Integer(low=2)}
+
     def load_arrays(self) -> tuple[np.ndarray, np.ndarray, dict]:
         from sklearn.datasets import make_classification
 
         params = self.params
-        for key in ("samples", "features", "informative", "classes"):
-            value = params[key]
-            if not isinstance(value, int) or isinstance(value, bool) or value < 2:
-                raise ConfigError(f"must be a whole number of at least 2, not {value!r}", key=f"problem.{key}")
+        if params["informative"] > params["features"]:
+            raise ConfigError(f"informative ({params['informative']}) cannot be more than features "
+                              f"({params['features']})", key="problem.informative")
+        if params["classes"] > 2 ** params["informative"]:
+            raise ConfigError(f"{params['classes']} classes need more than {params['informative']} informative "
+                              "features (at most 2 ** informative classes)", key="problem.classes")
         inputs, targets = make_classification(
             n_samples=params["samples"], n_features=params["features"], n_informative=params["informative"],
             n_redundant=0, n_classes=params["classes"], n_clusters_per_class=1, random_state=params["seed"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import sysconfig
 from collections.abc import Iterable
 
 
@@ -27,9 +28,9 @@ class ConfigError(Exception):
         if self.key:
             where.append(f"at key '{self.key}'")
         text = "Configuration error" + (" " + ", ".join(where) if where else "") + ": "
-        text += self.message.rstrip(".") + "."
+        text += self.message.rstrip(".") + ("" if self.message.endswith("?") else ".")
         if self.hint:
-            text += " " + self.hint.rstrip(".") + "."
+            text += " " + self.hint.rstrip(".") + ("" if self.hint.endswith("?") else ".")
         return " ".join(text.split())
 
     def __str__(self) -> str:
@@ -39,6 +40,16 @@ class ConfigError(Exception):
 class RunFailed(Exception):
     """A run that started and then failed for a reason that is not a configuration mistake (its loss
     diverged, a component raised). Workers print it on one line and exit with status 1."""
+
+
+class Interrupted(Exception):
+    """The user stopped a command (Ctrl-C: SIGINT; or SIGTERM, as schedulers do): not a failure. Workers
+    say so on one line and exit with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, signal_name: str, exit_code: int, episode: int | None = None,
+                 checkpoint: str | None = None) -> None:
+        super().__init__(f"interrupted by {signal_name}")
+        self.signal_name, self.exit_code, self.episode, self.checkpoint = signal_name, exit_code, episode, checkpoint
 
 
 class TrainingDiverged(RunFailed):
@@ -65,3 +76,23 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
         shown = ", ".join(f"'{c}'" for c in choices[:12]) + (", ..." if len(choices) > 12 else "")
         return f"Known: {shown}"
     return ""
+
+
+def origin(error: BaseException) -> tuple[str, str]:
+    """Whose code raised `error`: ("pyrosys", place) when the innermost frame outside the libraries is
+    PyroSys's own (a bug to report), ("component", place) when it is a user's component or script."""
+    libraries = {path for path in (sysconfig.get_paths().get("stdlib"), sysconfig.get_paths().get("purelib"),
+                                   sysconfig.get_paths().get("platlib")) if path}
+    frames = []
+    tb = error.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        module, file = frame.f_globals.get("__name__", ""), frame.f_code.co_filename
+        place = f"{file}:{frame.f_lineno}"
+        if module == "pyrosys" or module.startswith("pyrosys."):
+            return "pyrosys", place
+        if not any(file.startswith(path) for path in libraries):
+            return "component", place
+    return "pyrosys", "?"

@@ -6,24 +6,33 @@ the registry, the library namespaces whose classes count as names. This module k
 a kind not declared yet is found through the `pyrosys.kinds` entry points that packages install.
 
 `name:` looks up the registry (filled by `@register`); `_target_:` imports a dotted path. Either way
-the class is checked against the kind's base class *before* it is called.
+the class is checked against the kind's base class *before* it is called. A class path read from a
+file the user did not write (a checkpoint, a model bundle) is checked on its text before anything is
+imported (`check_class_path`): only the known classes of the kind, and modules the user trusts.
 """
 from __future__ import annotations
 
 import importlib
 import inspect
+import os
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
-from pyrosys.errors import ConfigError, did_you_mean
+from pyrosys.errors import ConfigError, did_you_mean, nearest
 
 T = TypeVar("T", bound=type)
 
 KINDS_GROUP = "pyrosys.kinds"            # installed packages declare their registries here
 ENTRY_POINTS = "pyrosys.components"      # installed packages name here the modules that register components
+TRUSTED_MODULES = "PYROSYS_TRUSTED_MODULES"   # module prefixes whose classes a checkpoint or bundle may name
 KINDS: dict[str, Registry] = {}
 _loaded_entry_points: set[str] = set()
+
+
+def class_path(cls: type) -> str:
+    """The dotted import path of a class (what bundles and checkpoints record)."""
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _attribute(path: str) -> Any:
@@ -70,13 +79,23 @@ class Registry:
         for package in self.packages:
             importlib.import_module(package)
         load_entry_points()
+        found = {path.rpartition(".")[2]: cls for path, cls in self._library_classes().items()}
+        return {**found, **self._classes}
+
+    def _library_classes(self) -> dict[str, type]:
+        """The public subclasses of `base` in the library namespaces, by their path there (torch.optim.Adam)."""
         found: dict[str, type] = {}
         for namespace in self.namespaces:
             for attr, value in vars(importlib.import_module(namespace)).items():
                 if not attr.startswith("_") and isinstance(value, type) and issubclass(value, self.base) \
                         and value is not self.base:
-                    found[attr] = value
-        return {**found, **self._classes}
+                    found[f"{namespace}.{attr}"] = value
+        return found
+
+    def class_paths(self) -> dict[str, type]:
+        """Every dotted path naming a known class of this kind: where each class is defined, and where
+        its library namespace offers it. Importing them runs only PyroSys's and installed packages' code."""
+        return {**{class_path(cls): cls for cls in self.names().values()}, **self._library_classes()}
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r})"
@@ -123,6 +142,31 @@ def base_class(kind: str | Registry) -> type:
 def registered(kind: str | Registry) -> dict[str, type]:
     """Every name `name:` accepts for this kind: registered components and library namespaces."""
     return kind_registry(kind).names()
+
+
+def trusted_modules() -> tuple[str, ...]:
+    """The module prefixes the user trusts beyond the known classes: $PYROSYS_TRUSTED_MODULES, comma-separated."""
+    return tuple(part.strip().rstrip(".") for part in os.environ.get(TRUSTED_MODULES, "").split(",") if part.strip())
+
+
+def check_class_path(path: Any, kind: str | Registry, *, file: str | None, key: str) -> None:
+    """Refuse a class path read from a checkpoint or a bundle unless it names a known class of the kind
+    (`Registry.class_paths`) or lies under a module the user trusts: checked on the text alone, before any
+    import, so that an untrusted file runs no import-time code."""
+    registry = kind_registry(kind)
+    if not isinstance(path, str) or "." not in path:
+        raise ConfigError(f"a {registry.kind} class must be a dotted path such as 'my_lab.models.Net', not {path!r}",
+                          file=file, key=key, hint="The file is damaged or was not written by PyroSys")
+    known = registry.class_paths()
+    module = path.rpartition(".")[0]
+    if path in known or any(module == prefix or module.startswith(prefix + ".") for prefix in trusted_modules()):
+        return
+    close = did_you_mean(path, known) if nearest(path, known) else ""
+    raise ConfigError(f"'{path}' is not a {registry.kind} class PyroSys knows (a registered {registry.kind}) nor under "
+                      f"a trusted module, and was refused without importing it", file=file, key=key,
+                      hint=f"{close} Install the package that provides it (its {ENTRY_POINTS} entry point registers "
+                           f"it), or, if you trust this file and its code, set the environment variable "
+                           f"{TRUSTED_MODULES}={path.split('.')[0]} (comma-separated module prefixes)")
 
 
 def _import_target(target: Any, file: str | None, key: str) -> Any:

@@ -25,6 +25,7 @@ from pyrosys.execution.grid_plan import GridPlan
 from pyrosys.factory import register
 from pyrosys.folders.experiment import Experiment, experiment_folders
 from pyrosys.folders.grid import Grid
+from pyrosys.tracking.plots import save_figure
 from pyrosys.tracking.tables import SPREAD, read_rows
 from pyrosys.workers.worker import Worker
 
@@ -169,8 +170,7 @@ def plot(grid: Grid, rows: list[dict[str, Any]]) -> None:
         curves.legend(fontsize=6, loc="best")
     figure.suptitle(f"Grid {grid.folder.name}")
     figure.tight_layout()
-    figure.savefig(grid.analysis_files[2], dpi=110)
-    plt.close(figure)
+    save_figure(figure, grid.analysis_files[2], dpi=110)
 
 
 @register("worker", name="grid_analyzer")
@@ -197,7 +197,8 @@ class GridAnalyzer(Worker):
 
     def add_flags(self, parser: argparse.ArgumentParser) -> None:
         """--expdir."""
-        parser.add_argument("--expdir", metavar="DIR", required=True, help="a grid folder (or any folder of experiments)")
+        parser.add_argument("--expdir", metavar="DIR", required=True,
+                            help="a grid folder (or any folder of experiments)")
 
 
 main = GridAnalyzer.main

@@ -58,7 +58,8 @@ class GridTester(Worker):
 
     def add_flags(self, parser: argparse.ArgumentParser) -> None:
         """--expdir, --n, --max-concurrent."""
-        parser.add_argument("--expdir", metavar="DIR", required=True, help="a grid folder (or any folder of experiments)")
+        parser.add_argument("--expdir", metavar="DIR", required=True,
+                            help="a grid folder (or any folder of experiments)")
         parser.add_argument("--n", type=int, default=1, metavar="N", help="test each run N times (mean and std)")
         parser.add_argument("--max-concurrent", type=int, default=None, metavar="N",
                             help="tests at a time (default: one per core)")

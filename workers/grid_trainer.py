@@ -23,10 +23,10 @@ from typing import Any
 from pyrosys.atomic import write_text_atomic
 from pyrosys.configuration.loading import load_configuration
 from pyrosys.errors import ConfigError
-from pyrosys.execution.grid_plan import GridPlan, GridRun, command_line_overrides, expand
+from pyrosys.execution.grid_plan import MAX_RUNS, GridPlan, GridRun, command_line_overrides, expand
 from pyrosys.execution.process_pool import ProcessPool
 from pyrosys.factory import register
-from pyrosys.folders.experiment import Experiment, now_iso
+from pyrosys.folders.experiment import RESUMABLE_STATES, Experiment, now_iso, safe_name
 from pyrosys.folders.grid import Grid, GridStatus
 from pyrosys.workers.pipeline.jobs import PRELOAD, TRAIN_JOB
 from pyrosys.workers.worker import Worker
@@ -64,7 +64,7 @@ class GridTrainer(Worker):
         return 1 if counts["failed"] else 0
 
     def add_flags(self, parser: argparse.ArgumentParser) -> None:
-        """--c, --resume, --set, --outdir, --savetag, --max-concurrent, --backend, --address, --seed, --gpu."""
+        """--c, --resume, --set, --outdir, --savetag, --max-concurrent, --backend, --address, --seed, --gpu, --yes."""
         parser.add_argument("--c", "--config", dest="config", metavar="PATH", default=None,
                             help="a folder of experiment configs (recursively; _*.yaml and files without both a "
                                  "problem and a model are skipped) or a grid file (grid_tasks, grid_search...)")
@@ -86,6 +86,8 @@ class GridTrainer(Worker):
         parser.add_argument("--seed", type=int, default=None,
                             help="seed of the seeds drawn for runs whose configuration has none")
         parser.add_argument("--gpu", action="store_true", help="one run per GPU (CUDA_VISIBLE_DEVICES)")
+        parser.add_argument("--yes", action="store_true",
+                            help=f"run a grid of more than {MAX_RUNS:,} runs (or its grid_settings.max_runs)")
 
 
 def open_grid(args: argparse.Namespace) -> tuple[Grid, GridPlan]:
@@ -96,8 +98,8 @@ def open_grid(args: argparse.Namespace) -> tuple[Grid, GridPlan]:
     if not args.config:
         raise ConfigError("no grid was given", file="the command line", key="--c",
                           hint="Name a folder of configs or a grid file with --c, or --resume GRID_DIR")
-    plan = expand(args.config, command_line_overrides(args.overrides), seed=args.seed)
-    grid = Grid.create(args.outdir or "experiments", args.savetag)
+    plan = expand(args.config, command_line_overrides(args.overrides), seed=args.seed, allow_large=args.yes)
+    grid = Grid.create(args.outdir or "experiments", safe_name(args.savetag, "--savetag"))
     write_text_atomic(grid.plan_file, plan.to_yaml())
     return grid, plan
 
@@ -120,11 +122,12 @@ def plan_jobs(grid: Grid, plan: GridPlan, status: GridStatus, log_level: str) ->
 
 
 def next_attempt(run: GridRun, row: dict[str, Any], grid: Grid) -> tuple[str, list[str]]:
-    """The folder and trainer flags of a run's next attempt: `--resume` for an interrupted run that left
-    a last.ckpt, else a fresh experiment folder (a failed attempt's folder is kept, for its logs)."""
+    """The folder and trainer flags of a run's next attempt: `--resume` for a run that was interrupted or
+    whose process died, and left a last.ckpt; else a fresh experiment folder (a failed attempt's folder is
+    kept, for its logs)."""
     previous = Experiment(row["folder"]) if row.get("folder") else None
-    if previous is not None and previous.last_checkpoint.is_file() and previous.state() == "running":
-        return str(previous.folder), ["--resume", str(previous.folder)]    # its process died mid-run
+    if previous is not None and previous.last_checkpoint.is_file() and previous.state() in RESUMABLE_STATES:
+        return str(previous.folder), ["--resume", str(previous.folder)]
     name = grid.free_run_name(run.name)
     return str(grid.folder / name), [*run.trainer_arguments(), "--outdir", str(grid.folder), "--run-name", name]
 
@@ -155,8 +158,9 @@ class Progress:
         if self.durations and left:
             mean = sum(self.durations) / len(self.durations)
             eta = f", ETA {dt.timedelta(seconds=round(mean * left / self.concurrency))}"
-        print(f"[pyrosys-grid] {counts['completed']} completed, {counts['failed']} failed, {counts['running']} running, "
-              f"{counts['pending']} waiting{eta}" + (f" | {note}" if note else ""), flush=True)
+        print(f"[pyrosys-grid] {counts['completed']} completed, {counts['failed']} failed, "
+              f"{counts['running']} running, {counts['pending']} waiting{eta}" + (f" | {note}" if note else ""),
+              flush=True)
 
 
 def default_concurrency(gpu: bool) -> int:

@@ -242,7 +242,8 @@ class Init(Worker):
         """Write the project and say what to do next."""
         root = create(args.name, Path(args.dest))
         print(f"[pyrosys] project {args.name} in {root}")
-        print(f"[pyrosys] next: pip install -e {root}  then, in {root}: pyrosys-trainer --c {args.name}/config/train.yaml")
+        print(f"[pyrosys] next: pip install -e {root}  then, in {root}: "
+              f"pyrosys-trainer --c {args.name}/config/train.yaml")
         return 0
 
     def add_flags(self, parser: argparse.ArgumentParser) -> None:

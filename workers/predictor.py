@@ -4,13 +4,17 @@
 
 Inputs are raw data, as the problem read them (see `pyrosys.workers.pipeline.predict`). The build and
 predict steps import torch, so they are imported inside `Predictor.run`: --help answers before them.
+An --output that cannot take the predictions (a folder, an unwritable place, the input itself) is
+refused before anything is loaded.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import io
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from pyrosys.atomic import write_text_atomic
@@ -31,12 +35,13 @@ class Predictor(Worker):
     def run(self, args: argparse.Namespace) -> int:
         """Settings -> load -> read -> predict -> write."""
         settings(args)
+        check_output(args)
         from pyrosys.workers.pipeline.build import load_model            # torch from here on
         from pyrosys.workers.pipeline.predict import prediction_rows, read_inputs
 
         model = load_model(args.model)
         ids, fields = read_inputs(Path(args.input), model.data_definitions, args.sequence_column)
-        rows = prediction_rows(model, ids, fields)
+        rows = prediction_rows(model, ids, fields, source=args.model)
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else ["id"])
         writer.writeheader()
@@ -79,6 +84,33 @@ def settings(args: argparse.Namespace) -> None:
             raise ConfigError(f"no {key} was given", file=args.config or "the command line", key=flag,
                               hint=f"Give {flag}, or predict.{key} in a --c file")
     args.sequence_column = args.sequence_column or "sequence"
+
+
+def check_output(args: argparse.Namespace) -> None:
+    """Refuse an --output the predictions cannot be written to, before the model is loaded: a folder, the
+    input or the model itself, a place under a file, or a folder that takes no new file."""
+    if args.output is None:
+        return
+    output, where = Path(args.output), args.config or "the command line"
+    if args.output.endswith(("/", os.sep)) or output.is_dir():
+        raise ConfigError(f"--output names a folder ({args.output}), not a file", file=where, key="--output",
+                          hint="Name the CSV file to write, e.g. predictions.csv")
+    for flag, other in (("--input", args.input), ("--m", args.model)):
+        if output.exists() and Path(other).exists() and output.resolve() == Path(other).resolve():
+            raise ConfigError(f"--output is the {flag} file ({args.output}): it would be overwritten", file=where,
+                              key="--output", hint="Name another file for the predictions")
+    folder = output.absolute().parent
+    while not folder.exists() and folder != folder.parent:      # missing folders are made when writing
+        folder = folder.parent
+    try:
+        if not folder.is_dir():
+            raise NotADirectoryError(f"{folder} is a file, not a folder")
+        handle, probe = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".probe", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise ConfigError(f"--output {args.output} cannot be written ({error.strerror or error})", file=where,
+                          key="--output", hint="Name a file in a folder you can write to") from None
 
 
 main = Predictor.main

@@ -41,19 +41,19 @@ class Trainer(Worker):
             return fit.dry_run(parts.model, parts.problem)
         if fit.is_other_rank():                         # a DDP process other than the first
             return fit.fit_other_rank(plan, parts)
-        experiment, resume = record.open_experiment(args, plan)          # nothing was written before this
-        show_progress_lines(not parts.arguments["enable_progress_bar"])
-        run = build.run(plan, parts, experiment, Path(args.outdir or "experiments"), resume)
-        record.started(run, plan, parts, resume, args.log_level)
-        try:
-            fitted = fit.fit(run, parts, plan, resume)                  # fit, best weights, bundle
-            results = test.test_model(parts.model, parts.problem, experiment.folder)
-            record.completed(run, plan, parts, fitted, results)         # curves, status, MLflow
-        except BaseException as error:
-            record.failed(run, plan, error)
-            raise
-        finally:
-            record.closed(run)
+        with record.opened(args, plan) as (experiment, resume):   # nothing was written before; one writer
+            show_progress_lines(not parts.arguments["enable_progress_bar"])
+            run = build.run(plan, parts, experiment, Path(args.outdir or "experiments"), resume)
+            record.started(run, plan, parts, resume, args.log_level)
+            try:
+                fitted = fit.fit(run, parts, plan, resume)              # fit, best weights, bundle
+                results = test.test_model(parts.model, parts.problem, experiment.folder)
+                record.completed(run, plan, parts, fitted, results)     # curves, status, MLflow
+            except BaseException as error:
+                record.failed(run, plan, error)
+                raise
+            finally:
+                record.closed(run)
         record.say_results(results, parts.objective.metric_names, experiment.folder)
         return 0
 

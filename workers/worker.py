@@ -10,11 +10,13 @@ import gc
 import inspect
 import logging
 import sys
+import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
-from pyrosys.errors import ConfigError, RunFailed
+from pyrosys.errors import ConfigError, Interrupted, RunFailed, origin
+from pyrosys.interruptions import INTERRUPTIONS
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -99,17 +101,43 @@ def configure_console_logging(level: str) -> None:
     logger.setLevel(level)
 
 
+REPORT = "This is a bug in PyroSys: please report it with the traceback above and the command that led to it."
+
+
 def outcome(main: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> tuple[int, str]:
-    """Run `main`; its exit status and, when it failed, why. A ConfigError becomes one paragraph on
-    stderr and status 2, a failed run (diverged loss) one line and status 1."""
+    """Run `main` with SIGINT and SIGTERM handled; its exit status and, when it did not complete, why.
+    A ConfigError becomes one paragraph and status 2; a failed run (diverged loss, a full disk) one line
+    and status 1; an interruption one line and 128 + the signal's number. Only a PyroSys bug prints a
+    traceback, with a line asking to report it (status 1)."""
     try:
-        return main(args), ""
+        with INTERRUPTIONS.installed():
+            return main(args), ""
     except ConfigError as error:
         print(error.paragraph(), file=sys.stderr)
         return 2, error.paragraph()
     except RunFailed as error:
         print(f"[pyrosys] the run failed: {error}", file=sys.stderr)
         return 1, str(error)
+    except Interrupted as error:
+        where = f" at episode {error.episode}" if error.episode is not None else ""
+        print(f"[pyrosys] {error}{where}" + (f"; --resume goes on from {error.checkpoint}" if error.checkpoint
+                                              else ""), file=sys.stderr)
+        return error.exit_code, f"{error}{where}"
+    except KeyboardInterrupt:                       # a second Ctrl-C while the first was being handled
+        print("[pyrosys] interrupted by SIGINT", file=sys.stderr)
+        return 130, "interrupted by SIGINT"
+    except OSError as error:                        # the user's files and disks: no traceback
+        reason = f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
+        print(f"[pyrosys] the run failed: {reason}", file=sys.stderr)
+        return 1, reason
+    except Exception as error:  # noqa: BLE001 - a bug: its traceback, and whose it is
+        traceback.print_exc()
+        whose, place = origin(error)
+        print(f"[pyrosys] {REPORT}" if whose == "pyrosys" else
+              f"[pyrosys] the run failed in a component's own code ({place}): see the traceback above", file=sys.stderr)
+        text = str(error).strip()
+        reason = f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+        return 1, ("bug: " if whose == "pyrosys" else "") + reason
 
 
 def run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser,

@@ -1,4 +1,4 @@
-"""Load experiment configurations: safe YAML, default_configs, several files, overrides, interpolation.
+"""Load experiment configurations: safe, bounded YAML, default_configs, several files, overrides, interpolation.
 
 Precedence, lowest first: `default_configs` files (depth-first, in order), the file itself,
 further files in the order given, then `key.sub=value` overrides. Component defaults come
@@ -6,7 +6,9 @@ later, through `ParamRegistry` / `ParamInterface.add_default_params`.
 """
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +24,57 @@ from pyrosys.errors import ConfigError
 COMMAND_LINE = "the command line"
 _KEY_PATTERN = re.compile(r"[A-Za-z_][\w\-]*(\.[A-Za-z_0-9][\w\-]*)*")
 
+# Bounds on every YAML text PyroSys reads, far beyond any real configuration: past them a file is a mistake
+# (a data file, a device) or an attack (an alias bomb), refused before it exhausts memory, stack or time.
+YAML_MAX_BYTES = 10 * 2**20        # 10 MB
+YAML_MAX_DEPTH = 32                # lists and mappings nested in one another (OmegaConf's recursion fails near 75)
+YAML_MAX_ALIAS_VALUES = 5_000      # values that aliases (*name) add: an alias bomb that passes stays small
+YAML_MAX_CONFIGURATION_VALUES = 10_000   # values of a configuration file or a --set value, aliases expanded: a
+                                         # configuration goes through OmegaConf, at a few seconds per 10,000 values
+_NOT_DATA = "Data belong in their own files (CSV, FASTA, NPY), named in the configuration"
+
+
+class _TooLarge(yaml.YAMLError):
+    """A YAML text past one of the bounds above, with where it was found and what to do."""
+
+    def __init__(self, problem: str, mark: yaml.Mark | None, hint: str) -> None:
+        super().__init__(problem)
+        self.problem, self.mark, self.hint = problem, mark, hint
+
 
 class _StrictSafeLoader(yaml.SafeLoader):
-    """PyYAML's safe loader that also refuses a key given twice in one mapping."""
+    """PyYAML's safe loader that also refuses a key given twice in one mapping, and a document nested too
+    deep or too large (aliases expanded), before anything is constructed from it."""
+
+    def __init__(self, stream: str, max_nodes: int | None = None, depth: int = 0) -> None:
+        super().__init__(stream)
+        self.max_nodes, self.depth, self.composed = max_nodes, depth, 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        """Compose one node, counting the nodes and the nesting (PyYAML recurses once a level)."""
+        nests = self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent)
+        self.depth += nests
+        self.composed += 1
+        try:
+            if self.depth > YAML_MAX_DEPTH:
+                raise _TooLarge(*_too_deep(self.peek_event().start_mark))
+            if self.max_nodes is not None and self.composed > self.max_nodes:
+                raise _TooLarge(*_too_many(self.max_nodes, self.peek_event().start_mark))
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= nests
+
+    def compose_document(self) -> yaml.Node:
+        """The document's node graph, once its expansion through aliases is known to be bounded."""
+        node = super().compose_document()
+        sizes: dict[int, tuple[int, int]] = {}
+        expanded, _ = _expansion(node, self.depth + 1, sizes, set())
+        if expanded - len(sizes) > YAML_MAX_ALIAS_VALUES:
+            raise _TooLarge(f"its aliases (*name) expand it by more than {YAML_MAX_ALIAS_VALUES:,} values "
+                            "(an alias bomb)", None, "Write the repeated values out, or repeat fewer of them")
+        if self.max_nodes is not None and expanded > self.max_nodes:
+            raise _TooLarge(*_too_many(self.max_nodes, None))
+        return node
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, Any] = {}
@@ -38,6 +88,43 @@ class _StrictSafeLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _too_deep(mark: yaml.Mark | None) -> tuple[str, yaml.Mark | None, str]:
+    return (f"lists and mappings nest more than {YAML_MAX_DEPTH} levels deep", mark,
+            "No configuration nests this deep: flatten the structure")
+
+
+def _too_many(limit: int, mark: yaml.Mark | None) -> tuple[str, yaml.Mark | None, str]:
+    return (f"it holds more than {limit:,} values (aliases expanded), more than any configuration", mark, _NOT_DATA)
+
+
+def _expansion(node: yaml.Node, depth: int, sizes: dict[int, tuple[int, int]],
+               open_nodes: set[int]) -> tuple[int, int]:
+    """(values, levels) of a node with its aliases expanded; `sizes` remembers each node seen, so that an
+    alias bomb is measured without being expanded."""
+    if isinstance(node, yaml.ScalarNode):
+        sizes[id(node)] = (1, 0)
+        return 1, 0
+    if depth > YAML_MAX_DEPTH:
+        raise _TooLarge(*_too_deep(node.start_mark))
+    if id(node) in sizes:
+        values, levels = sizes[id(node)]
+        if depth + levels - 1 > YAML_MAX_DEPTH:
+            raise _TooLarge(*_too_deep(node.start_mark))
+        return values, levels
+    if id(node) in open_nodes:
+        raise _TooLarge("an alias (*name) refers to the list or mapping that holds it", node.start_mark,
+                        "A configuration is a tree: write the value out instead of the alias")
+    open_nodes.add(id(node))
+    children = [child for pair in node.value for child in pair] if isinstance(node, yaml.MappingNode) else node.value
+    values, levels = 1, 1
+    for child in children:
+        child_values, child_levels = _expansion(child, depth + 1, sizes, open_nodes)
+        values, levels = values + child_values, max(levels, child_levels + 1)
+    open_nodes.discard(id(node))
+    sizes[id(node)] = (values, levels)
+    return values, levels
+
+
 _StrictSafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
                                   _StrictSafeLoader.construct_mapping)
 # YAML 1.1 reads `1e-3` (no dot) as a string; researchers mean a number.
@@ -47,11 +134,43 @@ _StrictSafeLoader.add_implicit_resolver(
     list("-+0123456789"))
 
 
-def load_yaml(path: str | Path) -> dict:
-    """Safe-load one YAML mapping, turning every problem into a ConfigError with line and column."""
+def _parse(text: str, max_nodes: int | None = None, depth: int = 0) -> Any:
+    """The data of one YAML text, through the strict loader and its bounds."""
+    loader = _StrictSafeLoader(text, max_nodes, depth)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _read_text(path: Path, max_bytes: int | None) -> str:
+    """The text of a regular file of at most `max_bytes`; a device or a pipe is refused without being read
+    (opened without blocking, so that a FIFO with no writer does not hang)."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(descriptor)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(str(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError("this is not a regular file (a device, a pipe or a socket): it is not read",
+                              file=str(path), hint="Name a YAML file")
+        with open(descriptor, "rb", closefd=False) as stream:
+            data = stream.read() if max_bytes is None else stream.read(max_bytes + 1)
+    finally:
+        os.close(descriptor)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ConfigError(f"the file is larger than {max_bytes // 2**20} MB ({max_bytes:,} bytes), more than any "
+                          "configuration: it is not read", file=str(path), hint="Is this the right file? " + _NOT_DATA)
+    return data.decode("utf-8")
+
+
+def load_yaml(path: str | Path, max_bytes: int | None = YAML_MAX_BYTES, max_nodes: int | None = None) -> dict:
+    """Safe-load one YAML mapping, turning every problem into a ConfigError with line and column. `max_bytes` is
+    None only for a file PyroSys wrote whose size grows with the work it records (a grid plan); `max_nodes`
+    bounds the values of a file that is merged through OmegaConf."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path, max_bytes)
     except FileNotFoundError:
         raise ConfigError("the file does not exist", file=str(path),
                           hint="Check the path; relative paths are taken from the current folder") from None
@@ -60,15 +179,16 @@ def load_yaml(path: str | Path) -> dict:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"the file cannot be read ({error})", file=str(path)) from None
     try:
-        data = yaml.load(text, Loader=_StrictSafeLoader)  # noqa: S506 - a SafeLoader subclass
+        data = _parse(text, max_nodes)
+    except _TooLarge as error:
+        raise ConfigError(error.problem, file=_where(path, error.mark), hint=error.hint) from None
     except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
         problem = error.problem or "malformed YAML"
         hint = "Fix the YAML syntax there"
         if "python/" in problem or "constructor for the tag" in problem:
             hint = "Python tags (!!python/...) are refused: configurations hold plain data only"
-        raise ConfigError(f"invalid YAML: {problem}", file=where, hint=hint) from None
+        raise ConfigError(f"invalid YAML: {problem}", file=_where(path, error.problem_mark or error.context_mark),
+                          hint=hint) from None
     except yaml.YAMLError as error:
         raise ConfigError(f"invalid YAML: {error}", file=str(path)) from None
     if data is None:
@@ -81,6 +201,10 @@ def load_yaml(path: str | Path) -> dict:
         raise ConfigError(f"key {bad[0]!r} is not a string", file=str(path),
                           hint="Quote keys that look like numbers or booleans")
     return data
+
+
+def _where(path: Path, mark: yaml.Mark | None) -> str:
+    return f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
 
 
 def _all_keys(tree: Mapping) -> Iterable[Any]:
@@ -196,7 +320,7 @@ def _load_tree(path: Path, chain: tuple[Path, ...],
         cycle = " -> ".join(str(p) for p in (*chain[chain.index(path):], path))
         raise ConfigError(f"default_configs form a cycle: {cycle}", file=str(chain[-1]),
                           key="default_configs", hint="Remove one of the includes that closes the loop")
-    data = load_yaml(path)
+    data = load_yaml(path, max_nodes=YAML_MAX_CONFIGURATION_VALUES)
     merged = OmegaConf.create({})
     sources: dict[str, str] = {}
     includes = [path.parent / name for name in _default_list(data.pop("default_configs", None), path)]
@@ -209,7 +333,8 @@ def _load_tree(path: Path, chain: tuple[Path, ...],
     for included in includes:
         name = included.name
         if not included.is_file():
-            raise ConfigError(f"the default_configs file '{name}' does not exist (looked for {included})",
+            what = "is not a regular file" if included.exists() else "does not exist"
+            raise ConfigError(f"the default_configs file '{name}' {what} (looked for {included})",
                               file=str(path), key="default_configs",
                               hint="Paths in default_configs are relative to the file that includes them")
         tree, tree_sources = _load_tree(included, (*chain, path))
@@ -227,8 +352,13 @@ def parse_override(item: str) -> tuple[str, Any]:
     if not sep or not _KEY_PATTERN.fullmatch(key):
         raise ConfigError(f"the override '{item}' is not of the form key.sub=value", file=COMMAND_LINE,
                           key=key or None, hint="Write for example --set training.optimizer.lr=0.01")
+    if key.count(".") >= YAML_MAX_DEPTH:
+        problem, _, hint = _too_deep(None)
+        raise ConfigError(problem, file=COMMAND_LINE, key=key, hint=hint)
     try:
-        value = yaml.load(raw, Loader=_StrictSafeLoader) if raw.strip() else None  # noqa: S506
+        value = _parse(raw, YAML_MAX_CONFIGURATION_VALUES, key.count(".") + 1) if raw.strip() else None
+    except _TooLarge as error:
+        raise ConfigError(error.problem, file=COMMAND_LINE, key=key, hint=error.hint) from None
     except yaml.YAMLError as error:
         raise ConfigError(f"the value '{raw}' is not valid YAML ({_first_line(error)})",
                           file=COMMAND_LINE, key=key) from None
@@ -289,6 +419,14 @@ def resolve_interpolations(config: DictConfig, sources: Mapping[str, str]) -> di
                                "'???' marks a value you must give") from None
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper that writes a value shared in two places out twice: PyroSys's own YAML holds no
+    aliases, whose expansion load_yaml bounds."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def dump_yaml(tree: Mapping) -> str:
     """The canonical YAML text of a configuration tree (plain data, block style, keys in order)."""
-    return yaml.safe_dump(dict(tree), sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return yaml.dump(dict(tree), Dumper=_PlainDumper, sort_keys=False, default_flow_style=False, allow_unicode=True)

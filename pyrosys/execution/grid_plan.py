@@ -12,11 +12,16 @@ A grid file, after MI-Prometheus::
 Precedence, lowest first: the task's configs, the task's `overwrite`, `grid_overwrite`, the sweep's
 values, then the command line's `--set`. A task keeps its own seed; repetition k of a task seeded
 s gets seed s + k, and a task without a seed gets drawn seeds; every run's seed is in the plan.
+
+The runs are counted (tasks x sweep combinations x repetitions) before any is built: a grid of more
+than MAX_RUNS is refused unless `--yes` or `grid_settings: {max_runs: N}` allows it, and none holds
+more than RUNS_CEILING.
 """
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 import re
 from collections.abc import Mapping, Sequence
@@ -30,7 +35,9 @@ from pyrosys.errors import ConfigError, did_you_mean
 from pyrosys.folders.grid import Grid
 
 GRID_KEYS = ("grid_tasks", "grid_overwrite", "grid_settings", "grid_search")
-SETTINGS = {"experiment_repetitions": 1, "max_concurrent_runs": None}
+MAX_RUNS = 10_000          # a larger grid is refused unless --yes, or grid_settings.max_runs, allows it
+RUNS_CEILING = 100_000     # no plan is larger, whatever is allowed: its runs and its grid.yaml must fit in memory
+SETTINGS = {"experiment_repetitions": 1, "max_concurrent_runs": None, "max_runs": MAX_RUNS}
 
 
 @dataclass
@@ -77,7 +84,7 @@ class GridPlan:
         if not path.is_file():
             raise ConfigError(f"this folder holds no grid (no {path.name})", file=str(grid.folder), key="--resume",
                               hint="Give the grid_<time> folder that pyrosys-grid-trainer printed")
-        data = load_yaml(path)
+        data = load_yaml(path, max_bytes=None)          # it grows with the runs, which expand() bounds
         return cls(source=data["source"], max_concurrent_runs=data.get("max_concurrent_runs"),
                    swept_keys=list(data.get("swept_keys") or []),
                    runs=[GridRun(**run) for run in data.get("runs") or []])
@@ -118,13 +125,34 @@ def _seed_of(tree: Mapping) -> int | None:
     return None if seed is None or seed == -1 or isinstance(seed, bool) or not isinstance(seed, int) else seed
 
 
-def _sweep(search: Mapping[str, Sequence], file: str) -> list[dict[str, Any]]:
+def _combinations(search: Mapping[str, Any], file: str) -> int:
+    """How many combinations of values a sweep makes (counted, not built), each key checked to list values."""
     for key, values in search.items():
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"a sweep lists the values to try, not {values!r}", file=file,
-                              key=f"grid_search.{key}", hint="Write for example 'training.optimizer.lr: [1.0e-3, 1.0e-2]'")
+            shown = repr(values) if len(repr(values)) < 80 else type(values).__name__
+            raise ConfigError(f"a sweep lists the values to try, not {shown}", file=file,
+                              key=f"grid_search.{key}",
+                              hint="Write for example 'training.optimizer.lr: [1.0e-3, 1.0e-2]'")
+    return math.prod(len(values) for values in search.values())
+
+
+def _sweep(search: Mapping[str, Sequence]) -> list[dict[str, Any]]:
     keys = list(search)
     return [dict(zip(keys, combination)) for combination in itertools.product(*(search[k] for k in keys))]
+
+
+def _check_size(runs: int, factors: str, allowed: int, file: str, key: str) -> None:
+    """Refuse a grid of more runs than allowed before a single run is built: a plan too large to hold is
+    never materialised."""
+    smaller = "fewer tasks, sweep values or repetitions"
+    if runs > RUNS_CEILING:
+        raise ConfigError(f"the grid has {runs:,} runs ({factors}), more than the {RUNS_CEILING:,} one plan can hold",
+                          file=file, key=key, hint=f"Split it into several grids, or make it smaller ({smaller})")
+    if runs > allowed:
+        raise ConfigError(f"the grid has {runs:,} runs ({factors}), more than the {allowed:,} allowed without "
+                          "asking", file=file, key=key,
+                          hint=f"If you mean it, give --yes or set 'grid_settings: {{max_runs: {runs}}}' (at most "
+                               f"{RUNS_CEILING:,}); otherwise make it smaller ({smaller})")
 
 
 def _task_runs(configs: list[str], overrides: list[str], sweep: list[dict], repetitions: int,
@@ -149,10 +177,11 @@ def _task_runs(configs: list[str], overrides: list[str], sweep: list[dict], repe
     return runs
 
 
-def _from_folder(folder: Path, extra: Sequence[str], rng: random.Random) -> GridPlan:
+def _from_folder(folder: Path, extra: Sequence[str], rng: random.Random, allowed: int) -> GridPlan:
     runs: list[GridRun] = []
     files = sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
                    and not p.name.startswith("_"))
+    _check_size(len(files), "one at most per YAML file of the folder", allowed, str(folder), "--c")
     for task, path in enumerate(files):
         try:
             data = load_yaml(path)
@@ -177,8 +206,60 @@ def _mapping(value: Any, file: str, key: str) -> dict:
     return dict(value)
 
 
-def _from_grid_file(path: Path, extra: Sequence[str], rng: random.Random) -> GridPlan:
-    data, file = load_yaml(path), str(path)
+def _whole_number(value: Any, low: int, high: int | None = None) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= (high or value)
+
+
+def _settings(data: Mapping, file: str) -> dict[str, Any]:
+    """grid_settings with their defaults, each checked."""
+    settings = {**SETTINGS, **_mapping(data.get("grid_settings"), file, "grid_settings")}
+    for key in settings:
+        if key not in SETTINGS:
+            raise ConfigError("is not a grid setting", file=file, key=f"grid_settings.{key}",
+                              hint=did_you_mean(key, SETTINGS))
+    if not _whole_number(settings["experiment_repetitions"], 1):
+        raise ConfigError(f"must be a whole number of at least 1, not {settings['experiment_repetitions']!r}",
+                          file=file, key="grid_settings.experiment_repetitions")
+    concurrent = settings["max_concurrent_runs"]
+    if concurrent is not None and not _whole_number(concurrent, 1):
+        raise ConfigError(f"must be a whole number of at least 1 or null, not {concurrent!r}", file=file,
+                          key="grid_settings.max_concurrent_runs")
+    if not _whole_number(settings["max_runs"], 1, RUNS_CEILING):
+        raise ConfigError(f"must be a whole number from 1 to {RUNS_CEILING:,}, not {settings['max_runs']!r}",
+                          file=file, key="grid_settings.max_runs",
+                          hint="It raises (or lowers) the number of runs this grid may have without --yes")
+    return settings
+
+
+def _task_configs(path: Path, spec: Any, where: str) -> tuple[list[str], str]:
+    """The configuration files of one grid task, each checked to exist, and the stem of its run names."""
+    file = str(path)
+    if not isinstance(spec, Mapping) or "default_configs" not in spec:
+        raise ConfigError("a task names its configuration files in default_configs", file=file, key=where,
+                          hint="Write for example '- default_configs: lenet5.yaml'")
+    for key in spec:
+        if key not in ("default_configs", "overwrite"):
+            raise ConfigError("is not a task key", file=file, key=f"{where}.{key}",
+                              hint=did_you_mean(key, ("default_configs", "overwrite")))
+    names = spec["default_configs"]
+    names = [n.strip() for n in names.split(",")] if isinstance(names, str) else names
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ConfigError("default_configs is a path or a list of paths", file=file,
+                          key=f"{where}.default_configs")
+    configs = []
+    for name in names:
+        config = (path.parent / name).resolve()
+        if not config.is_file():
+            what = "is not a regular file" if config.exists() else "does not exist"
+            raise ConfigError(f"the file '{name}' {what} (looked for {config})", file=file,
+                              key=f"{where}.default_configs", hint="Paths in a grid file are relative to the grid file")
+        configs.append(str(config))
+    return configs, Path(names[0]).stem
+
+
+def _from_grid_file(path: Path, data: Mapping, extra: Sequence[str], rng: random.Random,
+                    allow_large: bool) -> GridPlan:
+    file = str(path)
     for key in data:
         if key not in GRID_KEYS:
             raise ConfigError("is not a grid file key", file=file, key=key,
@@ -188,63 +269,42 @@ def _from_grid_file(path: Path, extra: Sequence[str], rng: random.Random) -> Gri
     if not isinstance(tasks, list) or not tasks:
         raise ConfigError("grid_tasks lists at least one task", file=file, key="grid_tasks",
                           hint="Write for example 'grid_tasks: [{default_configs: lenet5.yaml}]'")
-    settings = {**SETTINGS, **_mapping(data.get("grid_settings"), file, "grid_settings")}
-    for key in settings:
-        if key not in SETTINGS:
-            raise ConfigError("is not a grid setting", file=file, key=f"grid_settings.{key}",
-                              hint=did_you_mean(key, SETTINGS))
-    repetitions, concurrent = settings["experiment_repetitions"], settings["max_concurrent_runs"]
-    if not isinstance(repetitions, int) or isinstance(repetitions, bool) or repetitions < 1:
-        raise ConfigError(f"must be a whole number of at least 1, not {repetitions!r}", file=file,
-                          key="grid_settings.experiment_repetitions")
-    if concurrent is not None and (not isinstance(concurrent, int) or isinstance(concurrent, bool) or concurrent < 1):
-        raise ConfigError(f"must be a whole number of at least 1 or null, not {concurrent!r}", file=file,
-                          key="grid_settings.max_concurrent_runs")
-    grid_overwrite = _overrides_of(_mapping(data.get("grid_overwrite"), file, "grid_overwrite"))
+    settings = _settings(data, file)
+    repetitions = settings["experiment_repetitions"]
     search = _mapping(data.get("grid_search"), file, "grid_search")
-    sweep = _sweep(search, file)
+    factors = {"grid_tasks": len(tasks), "grid_search": _combinations(search, file),
+               "grid_settings.experiment_repetitions": repetitions}
+    told = f"{len(tasks):,} task(s) x {factors['grid_search']:,} sweep combination(s) x {repetitions:,} repetition(s)"
+    _check_size(math.prod(factors.values()), told, RUNS_CEILING if allow_large else settings["max_runs"], file,
+                max(factors, key=factors.__getitem__))                # the key that grows the grid most
+    grid_overwrite = _overrides_of(_mapping(data.get("grid_overwrite"), file, "grid_overwrite"))
+    sweep = _sweep(search)
     runs: list[GridRun] = []
     for task, spec in enumerate(tasks):
         where = f"grid_tasks[{task}]"
-        if not isinstance(spec, Mapping) or "default_configs" not in spec:
-            raise ConfigError("a task names its configuration files in default_configs", file=file, key=where,
-                              hint="Write for example '- default_configs: lenet5.yaml'")
-        for key in spec:
-            if key not in ("default_configs", "overwrite"):
-                raise ConfigError("is not a task key", file=file, key=f"{where}.{key}",
-                                  hint=did_you_mean(key, ("default_configs", "overwrite")))
-        names = spec["default_configs"]
-        names = [n.strip() for n in names.split(",")] if isinstance(names, str) else names
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise ConfigError("default_configs is a path or a list of paths", file=file,
-                              key=f"{where}.default_configs")
-        configs = []
-        for name in names:
-            config = (path.parent / name).resolve()
-            if not config.is_file():
-                raise ConfigError(f"the file '{name}' does not exist (looked for {config})", file=file,
-                                  key=f"{where}.default_configs",
-                                  hint="Paths in a grid file are relative to the grid file")
-            configs.append(str(config))
+        configs, stem = _task_configs(path, spec, where)
         overrides = [*_overrides_of(_mapping(spec.get("overwrite"), file, f"{where}.overwrite")), *grid_overwrite]
-        runs += _task_runs(configs, overrides, sweep, repetitions, Path(names[0]).stem, task, len(runs), extra, rng)
-    return GridPlan(source=str(path.resolve()), runs=runs, max_concurrent_runs=concurrent, swept_keys=list(search))
+        runs += _task_runs(configs, overrides, sweep, repetitions, stem, task, len(runs), extra, rng)
+    return GridPlan(source=str(path.resolve()), runs=runs, max_concurrent_runs=settings["max_concurrent_runs"],
+                    swept_keys=list(search))
 
 
-def expand(path: str | Path, extra: Sequence[str] = (), seed: int | None = None) -> GridPlan:
-    """The plan of a folder of experiment configs or of a grid file; `extra` overrides apply to every run."""
+def expand(path: str | Path, extra: Sequence[str] = (), seed: int | None = None,
+           allow_large: bool = False) -> GridPlan:
+    """The plan of a folder of experiment configs or of a grid file; `extra` overrides apply to every run.
+    A grid of more than MAX_RUNS runs (or its grid_settings.max_runs) is refused unless `allow_large` (--yes)."""
     path = Path(path)
     rng = random.Random(seed)
     if path.is_dir():
-        return _from_folder(path, extra, rng)
-    if not path.is_file():
+        return _from_folder(path, extra, rng, RUNS_CEILING if allow_large else MAX_RUNS)
+    if not path.exists():
         raise ConfigError("neither a folder of configs nor a grid file exists here", file=str(path), key="--c")
-    data = load_yaml(path)
+    data = load_yaml(path)                               # a device or a pipe is refused here, unread
     if not any(key.startswith("grid_") for key in data):
         # one experiment config: a grid of one task (with the command line's settings)
         return GridPlan(source=str(path.resolve()),
                         runs=_task_runs([str(path.resolve())], [], [{}], 1, path.stem, 0, 0, extra, rng))
-    return _from_grid_file(path, extra, rng)
+    return _from_grid_file(path, data, extra, rng, allow_large)
 
 
 def command_line_overrides(items: Sequence[str]) -> list[str]:

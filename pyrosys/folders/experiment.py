@@ -7,9 +7,12 @@ Light on purpose (no torch): the grid's process, the analyzer and resume read fo
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import fcntl
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +24,26 @@ CSV_FILES = {"training": "training_statistics.csv", "training_agg": "training_se
              "validation": "validation_statistics.csv", "validation_agg": "validation_set_agg_statistics.csv",
              "testing": "testing_statistics.csv"}
 LOGGERS = ("pyrosys", "pytorch_lightning", "lightning", "lightning.pytorch")
+# a run in one of these states goes on from its last checkpoint when its grid resumes ("running": its
+# process died without a word)
+RESUMABLE_STATES = ("running", "interrupted")
 # names the experiment folder to a multi-process (DDP) run's other processes, which train into it
 HANDOVER_ENV = "PYROSYS_EXPERIMENT_DIR"
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,254}")
+
+
+def safe_name(value: str | None, flag: str) -> str | None:
+    """A name given for a folder (--run-name, --savetag) as one plain path component, or a ConfigError:
+    nothing a user names may write outside --outdir."""
+    if value is None:
+        return None
+    if not SAFE_NAME.fullmatch(value) or value in (".", ".."):
+        raise ConfigError(f"{value!r} cannot name a folder: it must be one plain name (letters, digits and . _ + = -, "
+                          "starting with a letter or digit; no '/', no '..')", file="the command line", key=flag,
+                          hint="Use --outdir to choose where experiments go, and a plain name here")
+    return value
 
 
 def timestamp() -> str:
@@ -66,6 +87,14 @@ def experiment_folders(root: str | Path) -> list[Path]:
                 and Experiment(status.parent).configuration_file.is_file():
             found.append(status.parent)
     return found
+
+
+class QuietFileHandler(logging.FileHandler):
+    """The run's log file: a record that cannot be written (a full disk) is dropped, without the
+    traceback logging would print; the console says what matters."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass
 
 
 class TestingFolder:
@@ -134,6 +163,7 @@ class Experiment:
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         self.status: dict[str, Any] = {}
+        self._held: Any = None
 
     @classmethod
     def create(cls, outdir: str | Path, problem: str, model: str, tag: str | None = None) -> Experiment:
@@ -237,13 +267,58 @@ class Experiment:
             return None
 
     def write_status(self, **fields: Any) -> None:
-        """Update status.json atomically with `fields`."""
+        """Update status.json with `fields`: atomically, or, on a disk too full for the temporary file,
+        in place (a status file is one small block, which its own truncation frees), so that even a
+        run that failed for want of space leaves a true status."""
         self.status.update(fields)
-        write_text_atomic(self.status_file, json.dumps(self.status, indent=2, default=str) + "\n")
+        text = json.dumps(self.status, indent=2, default=str) + "\n"
+        try:
+            write_text_atomic(self.status_file, text)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            with open(self.status_file, "w", encoding="utf-8") as stream:
+                stream.write(text)
+
+    def read_mlflow_run(self) -> dict | None:
+        """The MLflow run this experiment logs to (mlflow_run.json), or None when it has none readable."""
+        try:
+            run = json.loads(self.mlflow_run_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return run if isinstance(run, dict) else None
+
+    def hold(self) -> None:
+        """Become the one writer of this folder (a lock on its log file, released when the process
+        ends); a second writer, such as a second --resume of the same experiment, is refused."""
+        stream = open(self.log_file, "a", encoding="utf-8")     # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            stream.close()
+            holder = self._writer()
+            raise ConfigError("another process is writing this experiment" + (f" ({holder})" if holder else ""),
+                              file=str(self.folder), key="--resume",
+                              hint="Wait for it to end (or stop it), then resume") from None
+        self._held = stream
+
+    def release(self) -> None:
+        """Stop being this folder's writer."""
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+
+    def _writer(self) -> str:
+        """Who holds the folder, as its description.json tells: process and command."""
+        try:
+            described = json.loads(self.description_file.read_text(encoding="utf-8"))
+            return f"process {described['pid']} on {described['host']}: {' '.join(described['command'])}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return ""
 
     def start_logging(self, level: str = "INFO") -> logging.Handler:
         """Send PyroSys's and Lightning's log records to pyrosys.log in the folder."""
-        handler = logging.FileHandler(self.log_file, encoding="utf-8")
+        handler = QuietFileHandler(self.log_file, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.setLevel(level)
         for name in LOGGERS:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyrosys.atomic import atomic_path
@@ -14,10 +15,20 @@ RESUMABLE_CHANGES = ("training.terminal_conditions.",)
 ABSENT = "(absent)"
 
 
-def resume_point(experiment: Experiment) -> tuple[Path, int]:
-    """(checkpoint, its episode) where an experiment goes on: models/last.ckpt, or models/best.ckpt when
-    that one is newer (a run killed at its first validation, between writing best and last); a
-    ConfigError says what is missing."""
+@dataclass
+class ResumePoint:
+    """Where an interrupted experiment goes on: the checkpoint, its episode, and the configuration the
+    run was trained with (as the checkpoint carries it, which no edit of the folder's files changes)."""
+
+    checkpoint: Path
+    episode: int
+    configuration: dict
+
+
+def resume_point(experiment: Experiment) -> ResumePoint:
+    """Where an experiment goes on: models/last.ckpt, or models/best.ckpt when that one is newer (a run
+    killed at its first validation, between writing best and last); a ConfigError says what is missing
+    or unreadable."""
     from pyrosys.callbacks.checkpoint import read_checkpoint    # torch: only once a run resumes
 
     for path in (experiment.configuration_file, experiment.status_file):
@@ -30,10 +41,15 @@ def resume_point(experiment: Experiment) -> tuple[Path, int]:
         raise ConfigError(f"this experiment has no checkpoint to go on from ({Experiment.MODELS}/{Experiment.LAST}): "
                           "it stopped before its first validation", file=str(experiment.folder), key="--resume",
                           hint=f"Start it again with --c and its {Experiment.CONFIGURATION}")
-    steps = [(int(read_checkpoint(path, key="--resume")["global_step"]), -index, path)
-             for index, path in enumerate(candidates)]
-    step, _, path = max(steps)
-    return path, step
+    read = [(read_checkpoint(path, key="--resume"), path) for path in candidates]
+    steps = [(int(checkpoint.get("global_step", -1)), -index, path, checkpoint)
+             for index, (checkpoint, path) in enumerate(read)]
+    step, _, path, checkpoint = max(steps, key=lambda item: item[:2])
+    configuration = checkpoint["pyrosys"].get("configuration")
+    if step < 0 or not isinstance(configuration, dict):
+        raise ConfigError("the checkpoint carries no training position or configuration to go on from",
+                          file=str(path), key="--resume", hint="Start the experiment again")
+    return ResumePoint(path, step, configuration)
 
 
 def configuration_changes(saved: Mapping, given: Mapping) -> list[str]:

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from pyrosys.atomic import atomic_path  # noqa: E402
 from pyrosys.folders.experiment import Experiment  # noqa: E402
 from pyrosys.tracking.tables import read_rows  # noqa: E402
 
@@ -34,10 +36,7 @@ def plot_curves(experiment: Experiment, metric: str | None, title: str) -> Path:
         axis.legend()
     figure.suptitle(title)
     figure.tight_layout()
-    path = experiment.curves_file
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, experiment.curves_file, dpi=100)
 
 
 def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path, title: str) -> Path:
@@ -56,6 +55,15 @@ def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], path
             axis.text(j, i, str(count), ha="center", va="center", color="white" if count > peak / 2 else "black")
     figure.colorbar(image, ax=axis, fraction=0.046)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return Path(path)
+    return save_figure(figure, Path(path), dpi=100)
+
+
+def save_figure(figure: Any, path: Path, dpi: int) -> Path:
+    """Write a figure as a PNG atomically (a process killed mid-write leaves no truncated picture), and
+    close it."""
+    try:
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, format="png", dpi=dpi)
+    finally:
+        plt.close(figure)
+    return path

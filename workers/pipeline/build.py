@@ -5,22 +5,28 @@ experiment folder exists.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from pyrosys.app_state import AppState
 from pyrosys.callbacks.checkpoint import AtomicCheckpointIO, ModelCheckpoint, read_checkpoint
+from pyrosys.callbacks.interruption import DeferInterruptions
 from pyrosys.callbacks.profiling import NoProfiler
 from pyrosys.callbacks.statistics import CsvSink, LogSink, StatisticsCollector
 from pyrosys.callbacks.tensorboard import TensorBoardHistograms, TensorBoardSink
 from pyrosys.callbacks.terminal_conditions import LossStop
+from pyrosys.configuration.loading import COMMAND_LINE
 from pyrosys.configuration.seeds import apply_seeds
-from pyrosys.errors import ConfigError
+from pyrosys.errors import ConfigError, did_you_mean
 from pyrosys.factory import check_arguments, instantiate
 from pyrosys.folders.experiment import CSV_FILES, Experiment
 from pyrosys.models.adapter import adapt
@@ -74,26 +80,74 @@ def run(plan: TrainingPlan, parts: Setup, experiment: Experiment, outdir: Path, 
 
 
 def setup(plan: TrainingPlan, gpu: bool = False) -> Setup:
-    """Seeds, problem, model with its objective and optimizer, callbacks and pl.Trainer's arguments."""
+    """Seeds, problem, model with its objective and optimizer, callbacks and pl.Trainer's arguments (after the
+    curriculum, which may lengthen the run); every refusal comes before anything is written."""
     if gpu:
         AppState().use_gpu()
     apply_seeds(plan.seed_torch, plan.seed_numpy)
-    problem = build_problem(plan.problem)
-    plan.start_curriculum(problem)
-    model = build_model(plan.model, problem)
-    objective = make_objective(model, problem, plan.loss, plan.metrics)
+    with files_named(plan):
+        problem = build_problem(plan.problem)
+        plan.start_curriculum(problem)
+        model = build_model_in_memory(plan.model, problem)
+        objective = make_objective(model, problem, plan.loss, plan.metrics)
+    check_monitors(plan, objective)
     model.attach(objective, optimization(plan, model), plan.configuration)
     return Setup(problem, model, objective, build_callbacks(plan), trainer_arguments(plan))
+
+
+@contextlib.contextmanager
+def files_named(plan: TrainingPlan) -> Iterator[None]:
+    """Components name the key of a refusal, not the file that set it: name that file from the plan."""
+    try:
+        yield
+    except ConfigError as error:
+        if error.file is None and error.key:
+            error.file = plan.source(error.key)
+        raise
+
+
+def build_model_in_memory(plan: ComponentPlan, problem: Any) -> Any:
+    """`build_model`, with a model too large for this machine's memory told as the parameters' fault."""
+    try:
+        return build_model(plan, problem)
+    except RuntimeError as error:          # torch.OutOfMemoryError (a device's) is one too
+        if "alloc" not in str(error).lower() and "out of memory" not in str(error).lower():
+            raise
+        sizes = ", ".join(f"{key}: {value}" for key, value in plan.params.items())
+        raise ConfigError(f"the model {plan.name} ({sizes}) needs more memory than this machine can give "
+                          f"({str(error).splitlines()[0][:200]})", key="model",
+                          hint="Make the model smaller (its layer sizes or number of layers)") from None
+
+
+def check_monitors(plan: TrainingPlan, objective: Objective) -> None:
+    """validation.monitor (and early stopping's own monitor) must name a statistic the run logs at every
+    validation: val_loss or val_<metric> for a metric of the objective."""
+    logged = ["val_loss", *(f"val_{name}" for name in objective.metric_names)]
+    monitors = {"validation.monitor": plan.monitor,
+                "training.terminal_conditions.early_stopping.monitor": (plan.early_stopping or {}).get("monitor")}
+    for key, monitor in monitors.items():
+        if monitor is not None and monitor not in logged:
+            raise ConfigError(f"{monitor!r} is not a statistic this run logs at validation (it logs "
+                              f"{', '.join(logged)})", file=plan.source(key), key=key,
+                              hint=did_you_mean(str(monitor), logged) + " A metric is logged once training.metrics "
+                                                                        "names it")
 
 
 # -- components ----------------------------------------------------------------------------------------
 
 def build_problem(plan: ComponentPlan) -> Any:
-    """The problem, created and set up (so that data errors surface before an experiment starts)."""
+    """The problem, created and set up (so that data errors surface before an experiment starts); a phase
+    whose loader holds no batch (a problem of one's own) is refused: it could not train or test."""
     problem = plan.cls.create(plan.params, plan.phases)
     problem.setup()
-    for phase in PHASE_SECTIONS:
-        problem.loader(phase)
+    for phase, section in PHASE_SECTIONS.items():
+        try:
+            empty = len(problem.loader(phase)) == 0
+        except TypeError:                    # a loader that does not know its length
+            empty = False
+        if empty:
+            raise ConfigError(f"the {phase} phase of the problem {problem.name} holds no batch",
+                              key=f"{section}.problem", hint="Give this phase some data, or a batch_size it can fill")
     return problem
 
 
@@ -188,7 +242,38 @@ def trainer_arguments(plan: TrainingPlan) -> dict:
         raise ConfigError("gradient clipping is set twice", file=source, key="training.trainer.gradient_clip_val",
                           hint="Keep either training.gradient_clipping or training.trainer.gradient_clip_val")
     check_arguments(pl.Trainer, user, file=source, key="training.trainer")
+    check_trainer(arguments, user, source)
     return {**arguments, **user}
+
+
+def trainer_refusal(arguments: dict) -> str | None:
+    """Why pl.Trainer refuses these arguments (a throwaway one is built, and never run), or None."""
+    try:
+        with warnings.catch_warnings():            # the run's own trainer says them once
+            warnings.simplefilter("ignore")
+            pl.Trainer(**arguments)
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as error:
+        return str(error).strip().rstrip(".!") or type(error).__name__
+    return None
+
+
+def check_trainer(own: dict, user: dict, source: str | None) -> None:
+    """Refuse what pl.Trainer would refuse only once the experiment folder exists (a precision it does not
+    know, an accelerator this machine lacks), naming the key: the first one of training.trainer that adds
+    the refusal, or --gpu."""
+    refusal = trainer_refusal({**own, **user})
+    if refusal is None:
+        return
+    if trainer_refusal(own) is not None:       # PyroSys's own arguments were checked, but for --gpu's accelerator
+        raise ConfigError(f"pl.Trainer refuses the accelerator '{own['accelerator']}': {refusal}", file=COMMAND_LINE,
+                          key="--gpu", hint="Leave out --gpu on a machine without a GPU")
+    added: dict = {}
+    for name, value in user.items():
+        added[name] = value
+        if trainer_refusal({**own, **added}) is not None:
+            break
+    raise ConfigError(f"pl.Trainer refuses its arguments: {refusal}", file=source, key=f"training.trainer.{name}",
+                      hint="Correct or remove this argument (pl.Trainer's documentation lists its values)")
 
 
 def checkpointing(plan: TrainingPlan, models_dir: Path) -> ModelCheckpoint:
@@ -200,9 +285,12 @@ def checkpointing(plan: TrainingPlan, models_dir: Path) -> ModelCheckpoint:
 
 def trainer(plan: TrainingPlan, parts: Setup, folder: Path, collector: StatisticsCollector,
             callbacks: list) -> pl.Trainer:
-    """The pl.Trainer of a run: statistics first, then checkpoints, then the configured callbacks."""
+    """The pl.Trainer of a run: statistics first, then checkpoints, then the configured callbacks; a
+    signal stops it at the end of a batch, after writing the last checkpoint."""
+    experiment = Experiment(folder)
     return pl.Trainer(**parts.arguments, default_root_dir=str(folder), plugins=[AtomicCheckpointIO()],
-                      callbacks=[collector, checkpointing(plan, Experiment(folder).models_dir), *callbacks])
+                      callbacks=[collector, checkpointing(plan, experiment.models_dir), *callbacks,
+                                 DeferInterruptions(experiment.last_checkpoint)])
 
 
 def sinks(plan: TrainingPlan, experiment: Experiment, outdir: Path, callbacks: list,

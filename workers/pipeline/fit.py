@@ -49,7 +49,8 @@ def fit(run: Run, parts: Setup, plan: TrainingPlan, resume: Resume | None) -> Fi
         trainer_.validate(parts.model, datamodule=parts.problem, verbose=False)
         for path in (experiment.best_checkpoint, experiment.last_checkpoint):
             trainer_.save_checkpoint(path)
-    best = read_checkpoint(experiment.best_checkpoint, key=str(experiment.best_checkpoint.relative_to(experiment.folder)))
+    best = read_checkpoint(experiment.best_checkpoint,
+                           key=str(experiment.best_checkpoint.relative_to(experiment.folder)))
     parts.model.load_state_dict(best["state_dict"])
     parts.model.save(experiment.bundle_dir)
     return Fitted(reason, trainer_.current_epoch, trainer_.global_step, started, fit_seconds)

@@ -1,9 +1,12 @@
 """Predict: raw inputs as the problem read them (FASTA, CSV, TSV, NPY) -> the fields a trained model
 reads -> one row of predictions per sample. A model's data definitions carry what turns raw data into
-what it was trained on (vocabulary, standardisation statistics, pixel scale): no training/use skew."""
+what it was trained on (vocabulary, standardisation statistics, pixel scale): no training/use skew.
+Inputs that hold no samples (nothing, a single number) or a value that is missing, NaN or infinite are
+refused naming the file and the row, and so are outputs that are not finite: no prediction comes from NaN."""
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +17,14 @@ from pyrosys.errors import ConfigError
 from pyrosys.problems.protein import read_sequence_file, token_ids
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab")
+FLOAT32_MAX = float(np.finfo(np.float32).max)     # models read float32: larger values become infinite
 
 
 def read_inputs(path: Path, definitions: dict, sequence_column: str) -> tuple[list[str], dict]:
     """Sample ids and the model's input fields, encoded from a raw file as the problem would."""
     if not path.is_file():
-        raise ConfigError("the input file does not exist", file=str(path), key="--input")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"the input file {what}", file=str(path), key="--input")
     inputs = definitions["inputs"]
     kind, suffix = inputs.get("kind"), path.suffix.lower()
     if kind == "tokens":
@@ -51,11 +56,25 @@ def _sequences(path: Path, inputs: dict, sequence_column: str) -> tuple[list[str
 
 
 def _array(path: Path, inputs: dict) -> tuple[list[str], np.ndarray]:
-    """An NPY array of samples (images given without their channel get one)."""
+    """An NPY array of samples along its first axis (images given without their channel get one)."""
     try:
-        values = np.load(path, allow_pickle=False).astype(np.float32)
-    except (OSError, ValueError) as error:
+        values = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
         raise ConfigError(f"the array cannot be read ({error})", file=str(path), key="--input") from None
+    if values.dtype.kind not in "biuf":
+        raise ConfigError(f"the array holds {values.dtype} values, not real numbers", file=str(path), key="--input")
+    if values.ndim == 0 or len(values) == 0:
+        what = "a single number (a 0-d array)" if values.ndim == 0 else f"no samples (shape {list(values.shape)})"
+        raise ConfigError(f"the array holds {what}", file=str(path), key="--input",
+                          hint="Give one sample per entry along the first axis, e.g. images of shape [N, 8, 8]")
+    with np.errstate(over="ignore"):                # too large for float32: infinite, refused below
+        values = values.astype(np.float32)
+    finite = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise ConfigError(f"the sample at index {bad[0]} (of {len(values)}, along the first axis) holds NaN, "
+                          f"infinite or too large values ({len(bad)} such samples)", file=str(path), key="--input",
+                          hint="Remove or fill those samples: a model's answer to NaN is no answer")
     shape = list(inputs["shape"])
     if inputs.get("kind") == "image" and values.ndim == len(shape) and shape[0] == 1:
         values = values[:, None]
@@ -63,21 +82,46 @@ def _array(path: Path, inputs: dict) -> tuple[list[str], np.ndarray]:
 
 
 def _table(path: Path, inputs: dict) -> tuple[list[str], np.ndarray]:
-    """A CSV or TSV table of feature columns (and an optional id column)."""
+    """A CSV or TSV table of feature columns (and an optional id column), every value a finite number."""
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-    with open(path, encoding="utf-8", newline="") as stream:
-        reader = csv.DictReader(stream, delimiter=delimiter)
-        rows, header = list(reader), list(reader.fieldnames or [])
+    try:
+        with open(path, encoding="utf-8", newline="") as stream:
+            reader = csv.DictReader(stream, delimiter=delimiter)
+            rows = [(reader.line_num, row) for row in reader]
+            header = list(reader.fieldnames or [])
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ConfigError(f"the table cannot be read ({error})", file=str(path), key="--input") from None
     columns = inputs.get("feature_names") or inputs.get("columns") or [c for c in header if c != "id"]
     missing = [c for c in columns if c not in header]
     if missing:
         raise ConfigError(f"the table lacks the feature column {missing[0]!r} (and {len(missing) - 1} more)",
                           file=str(path), key="--input", hint="Give the columns the model was trained on")
+    if not rows:
+        raise ConfigError("the table holds a header but no rows", file=str(path), key="--input")
+    values = np.array([[_number(path, line, row, column) for column in columns] for line, row in rows],
+                      dtype=np.float32)
+    return [row.get("id") or str(i) for i, (_, row) in enumerate(rows)], values
+
+
+def _number(path: Path, line: int, row: dict, column: str) -> float:
+    """One feature of a table row as a finite number, or a ConfigError naming the line and the column."""
+    where = f"{path}, line {line}"
+    if None in row:
+        raise ConfigError(f"the row has {len(row) - 1 + len(row[None])} values, the header {len(row) - 1}",
+                          file=where, key="--input", hint="Every row gives one value per header column")
+    text = row[column]
+    if text is None or not text.strip():
+        raise ConfigError(f"the row lacks a value for the column {column!r}", file=where, key="--input",
+                          hint="Every row gives one value per header column; fill or remove the row")
     try:
-        values = np.array([[float(row[c]) for c in columns] for row in rows], dtype=np.float32)
-    except ValueError as error:
-        raise ConfigError(f"a feature is not a number ({error})", file=str(path), key="--input") from None
-    return [row.get("id") or str(i) for i, row in enumerate(rows)], values
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"the column {column!r} holds {text!r}, not a number", file=where, key="--input") from None
+    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+        raise ConfigError(f"the column {column!r} holds {text!r}, not a finite float32 number", file=where,
+                          key="--input",
+                          hint="Remove or fill the row: a model's answer to NaN or infinity is no answer")
+    return value
 
 
 def _check_shape(path: Path, inputs: dict, values: np.ndarray) -> None:
@@ -93,10 +137,17 @@ def _check_shape(path: Path, inputs: dict, values: np.ndarray) -> None:
                           file=str(path), key="--input")
 
 
-def prediction_rows(model: Any, ids: list[str], fields: dict) -> list[dict]:
-    """One row per sample: the prediction, class probabilities for classifiers, codes for autoencoders."""
+def prediction_rows(model: Any, ids: list[str], fields: dict, source: str | None = None) -> list[dict]:
+    """One row per sample: the prediction, class probabilities for classifiers, codes for autoencoders.
+    Outputs that are not finite are refused (naming the model `source` and the samples), never ranked."""
     with torch.no_grad():
         outputs = model.predict(**fields)
+    finite = torch.isfinite(outputs.reshape(len(ids), -1)).all(dim=1) if len(ids) else torch.ones(0, dtype=torch.bool)
+    if not bool(finite.all()):
+        bad = [ids[i] for i in torch.nonzero(~finite).flatten().tolist()]
+        raise ConfigError(f"the model gives NaN or infinite outputs for {len(bad)} of {len(ids)} samples (the first: "
+                          f"{bad[0]!r}), from finite inputs", file=source, key="--m",
+                          hint="Its weights are damaged or the inputs are far outside what it was trained on")
     targets = model.data_definitions.get("targets", {})
     rows = [{"id": identifier} for identifier in ids]
     if model.task == "classification":

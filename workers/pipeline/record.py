@@ -4,16 +4,19 @@ curves, and the MLflow run's parameters, test results, artifacts and end."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyrosys
 from pyrosys.atomic import write_text_atomic
 from pyrosys.configuration.loading import dump_yaml
-from pyrosys.errors import RunFailed
+from pyrosys.errors import ConfigError, Interrupted, RunFailed, origin
 from pyrosys.folders.experiment import Experiment, now_iso
 from pyrosys.folders.resume import clear_interrupted_writes, resume_point, truncate_statistics
 from pyrosys.tracking.mlflow_sink import flatten, log_run_end, run_tags
@@ -26,20 +29,32 @@ from pyrosys.workers.pipeline.resolve import TrainingPlan
 log = logging.getLogger("pyrosys.trainer")
 
 
+@contextlib.contextmanager
+def opened(args: argparse.Namespace, plan: TrainingPlan) -> Iterator[tuple[Experiment, Resume | None]]:
+    """The run's folder (see `open_experiment`), held by this run alone until the block ends."""
+    experiment, resume = open_experiment(args, plan)
+    try:
+        yield experiment, resume
+    finally:
+        experiment.release()
+
+
 def open_experiment(args: argparse.Namespace, plan: TrainingPlan) -> tuple[Experiment, Resume | None]:
-    """The run's folder: a new one (named by the problem, model and time, or by --run-name), or the
-    resumed one, brought back to its checkpoint (statistics after it dropped, an interrupted write cleared)."""
+    """The run's folder, held as its one writer: a new one (named by the problem, model and time, or by
+    --run-name), or the resumed one, brought back to its checkpoint (statistics after it dropped, an
+    interrupted write cleared)."""
     outdir = args.outdir or "experiments"
     if args.resume is None:
-        if args.run_name:
-            return Experiment.create_named(outdir, args.run_name), None
-        return Experiment.create(outdir, plan.problem.name, plan.model.name, args.savetag), None
+        experiment = Experiment.create_named(outdir, args.run_name) if args.run_name else \
+            Experiment.create(outdir, plan.problem.name, plan.model.name, args.savetag)
+        experiment.hold()
+        return experiment, None
     experiment = Experiment.reopen(args.resume)
-    checkpoint, episode = resume_point(experiment)
+    point = resume_point(experiment)
+    experiment.hold()                                   # one writer: a second --resume is refused here
     clear_interrupted_writes(experiment)
-    run_file = experiment.mlflow_run_file
-    resume = Resume(checkpoint, episode, json.loads(run_file.read_text()) if run_file.is_file() else None)
-    truncate_statistics(experiment, episode)
+    resume = Resume(point.checkpoint, point.episode, experiment.read_mlflow_run())
+    truncate_statistics(experiment, point.episode)
     return experiment, resume
 
 
@@ -91,25 +106,43 @@ def completed(run: Run, plan: TrainingPlan, parts: Setup, fitted: Fitted, result
 
 
 def failed(run: Run, plan: TrainingPlan, error: BaseException) -> None:
-    """Status failed with the reason, the MLflow run's end, the reason in pyrosys.log."""
-    run.experiment.write_status(status="failed", finished=now_iso(), reason=f"{type(error).__name__}: {error}",
-                                epoch=run.trainer.current_epoch, episode=run.trainer.global_step)
-    finish_tracking(run, plan, {}, "FAILED")
-    if isinstance(error, RunFailed):
-        log.error("training failed: %s", error, extra={"file_only": True})   # the worker's outcome prints it
+    """Status interrupted (with the episode and the checkpoint written) or failed with the reason (a PyroSys
+    bug says so), the MLflow run's end, the reason in pyrosys.log. Each write is best-effort: on a full
+    disk the failure path itself must not fail, and the status it leaves is true as far as it got."""
+    episode = run.trainer.global_step
+    if isinstance(error, (Interrupted, KeyboardInterrupt, SystemExit)):
+        fields = {"status": "interrupted", "reason": str(error) if isinstance(error, Interrupted) else
+                  f"interrupted ({type(error).__name__})", "episode": getattr(error, "episode", None) or episode,
+                  "checkpoint": getattr(error, "checkpoint", None)}
     else:
-        log.exception("training failed")
+        bug = not isinstance(error, (RunFailed, ConfigError, OSError)) and origin(error)[0] == "pyrosys"
+        fields = {"status": "failed", "reason": ("bug: " if bug else "") + f"{type(error).__name__}: {error}",
+                  "episode": episode}
+    best_effort(run.experiment.write_status, finished=now_iso(), epoch=run.trainer.current_epoch, **fields)
+    best_effort(finish_tracking, run, plan, {}, "KILLED" if fields["status"] == "interrupted" else "FAILED")
+    if isinstance(error, (RunFailed, ConfigError, OSError, Interrupted)):
+        log.error("training %s: %s", fields["status"], error, extra={"file_only": True})   # outcome() says it
+    elif not isinstance(error, (KeyboardInterrupt, SystemExit)):
+        best_effort(log.exception, "training failed")
+
+
+def best_effort(write: Any, *args: Any, **fields: Any) -> None:
+    """Call a write of the failure path; an OS error (a full disk, a folder gone) is logged, not raised."""
+    try:
+        write(*args, **fields)
+    except OSError as error:
+        log.warning("could not record the run's end (%s)", error)
 
 
 def closed(run: Run) -> None:
     """After the run, finished or not: the collector's sinks closed (a grid worker goes on to its next
-    run), the end time in description.json, the log file detached."""
-    run.collector.close()
+    run), the end time in description.json, the log file detached; best-effort, as the failure path."""
+    best_effort(run.collector.close)
     experiment = run.experiment
     if run.described is not None:
-        write_text_atomic(experiment.description_file,
-                          json.dumps({**run.described, "started": experiment.status["started"],
-                                      "finished": now_iso()}, indent=2))
+        best_effort(write_text_atomic, experiment.description_file,
+                    json.dumps({**run.described, "started": experiment.status["started"], "finished": now_iso()},
+                               indent=2))
     if run.handler is not None:
         Experiment.stop_logging(run.handler)
 

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyrosys.configuration.loading import COMMAND_LINE, Configuration, load_configuration, load_yaml, value_at
+from pyrosys.configuration.constraints import check_params
+from pyrosys.configuration.loading import COMMAND_LINE, Configuration, load_configuration, value_at
 from pyrosys.configuration.param_registry import ParamInterface, ParamRegistry, unknown_keys_error
 from pyrosys.configuration.project import split_choices
 from pyrosys.configuration.seeds import resolve_seed
 from pyrosys.errors import ConfigError, nearest
 from pyrosys.factory import resolve as resolve_class
-from pyrosys.folders.experiment import Experiment
+from pyrosys.folders.experiment import Experiment, safe_name
 from pyrosys.folders.resume import configuration_changes, resume_point
 
 # phase of a problem -> the configuration section that holds its overrides
@@ -164,6 +165,8 @@ def load_training_configuration(args: argparse.Namespace) -> Configuration:
         raise ConfigError("--resume and --m cannot be combined: --resume goes on with an experiment's own weights, "
                           "--m starts a new experiment from other weights", file=COMMAND_LINE, key="--resume",
                           hint="Keep one of the two")
+    safe_name(args.run_name, "--run-name")
+    safe_name(args.savetag, "--savetag")
     files, choices, overrides = command_line_choices(args, flag_overrides(args))
     if args.resume is not None:
         resume_point(Experiment(args.resume))          # refuses a folder that cannot be resumed
@@ -222,11 +225,22 @@ def resolve_problem(registry: ParamRegistry, seed: int | None = None) -> Compone
         absolute_paths(section, problem_cls.path_params)
     if seed is not None and shared.get("seed") is None:
         shared.add_config_params({"seed": seed})
+    params = {key: plain(shared[key]) for key in defaults}
+    _check_component(problem_cls, params, shared, defaults)
     phases = {}
     for phase, name in PHASE_SECTIONS.items():
         section = sections.get(f"{name}.problem")
         phases[phase] = {key: plain(section[key]) for key in defaults if section is not None and key in section}
-    return ComponentPlan(problem_cls, {key: plain(shared[key]) for key in defaults}, phases)
+        if section is not None:          # (the phase's defaults are the trainer's, not get_params()'s)
+            _check_component(problem_cls, phases[phase], section, None)
+    return ComponentPlan(problem_cls, params, phases)
+
+
+def _check_component(cls: type, params: dict, section: ParamInterface, defaults: dict | None) -> None:
+    """Refuse a parameter outside the range its class declares (constraints(), beside get_params()), naming
+    the file that set it; before anything is read or built."""
+    check_params(cls, params, section=section.path, defaults=defaults,
+                 source=lambda key: section.source(key) or f"{cls.__name__}.get_params()")
 
 
 def absolute_paths(section: ParamInterface, keys: tuple[str, ...]) -> None:
@@ -252,7 +266,9 @@ def resolve_model(registry: ParamRegistry) -> ComponentPlan:
     if "load" in defaults:
         raise TypeError(f"{model_cls.__name__}.get_params() may not use 'load': it names weights to adapt in")
     section.add_default_params(defaults)
-    return ComponentPlan(model_cls, {key: plain(section[key]) for key in defaults}, load=_weights_to_load(section))
+    params = {key: plain(section[key]) for key in defaults}
+    _check_component(model_cls, params, section, defaults)
+    return ComponentPlan(model_cls, params, load=_weights_to_load(section))
 
 
 def _weights_to_load(model: ParamInterface) -> dict | None:
@@ -370,9 +386,10 @@ def _callbacks(training: ParamInterface) -> list:
 
 
 def _validation_interval(validation: ParamInterface) -> float | int:
+    """validation.interval: a finite fraction of an epoch in (0, 1], or a whole number of episodes."""
     interval = validation["interval"]
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0 \
-            or (isinstance(interval, float) and interval > 1.0):
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not math.isfinite(interval) \
+            or interval <= 0 or (isinstance(interval, float) and interval > 1.0):
         raise ConfigError(f"the validation interval is a fraction of an epoch in (0, 1] or a whole number of "
                           f"episodes, not {interval!r}", file=validation.source("interval"), key="validation.interval")
     return interval
@@ -407,13 +424,16 @@ def _check_limits(plan: TrainingPlan) -> None:
 
 
 def _check_resumed(plan: TrainingPlan, folder: str) -> None:
-    """A resumed experiment keeps its configuration; only its terminal conditions may change."""
-    saved = Experiment(folder).configuration_file
-    changes = configuration_changes(load_yaml(saved), plan.configuration)
+    """A resumed experiment keeps the configuration it was trained with, as its checkpoint carries it
+    (an edited training_configuration.yaml is caught too); only its terminal conditions may change."""
+    point = resume_point(Experiment(folder))
+    changes = configuration_changes(point.configuration, plan.configuration)
     if changes:
-        raise ConfigError("a resumed experiment keeps its configuration; only terminal conditions may change, "
-                          "but these differ: " + "; ".join(changes), file=str(saved), key=changes[0].split(":")[0],
-                          hint="Start a new experiment for other settings (--m CHECKPOINT starts from its weights)")
+        raise ConfigError("a resumed experiment keeps the configuration it was trained with (as its checkpoint "
+                          "holds it); only terminal conditions may change, but these differ: " + "; ".join(changes),
+                          file=str(Experiment(folder).configuration_file), key=changes[0].split(":")[0],
+                          hint="Undo the change, or start a new experiment for other settings "
+                               "(--m CHECKPOINT starts one from its weights)")
 
 
 # -- the plan ------------------------------------------------------------------------------------------

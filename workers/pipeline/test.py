@@ -14,10 +14,12 @@ import torch
 from pyrosys.app_state import AppState
 from pyrosys.atomic import write_text_atomic
 from pyrosys.callbacks.statistics import CsvSink, StatisticsCollector
-from pyrosys.configuration.loading import Configuration, dump_yaml, leaf_paths, load_configuration
+from pyrosys.configuration.loading import Configuration, dump_yaml, leaf_paths, load_configuration, value_at
 from pyrosys.errors import ConfigError
+from pyrosys.factory import check_class_path
 from pyrosys.folders.experiment import TestingFolder
 from pyrosys.tracking.plots import plot_confusion
+from pyrosys.workers.pipeline.resolve import PHASE_SECTIONS
 
 CHECKPOINT = "the checkpoint"      # the source of the keys a checkpoint's own configuration set
 
@@ -81,5 +83,9 @@ def checkpoint_configuration(checkpoint: dict, source: str, files: list[str], ov
     if not isinstance(tree, dict):
         raise ConfigError("the checkpoint carries no configuration", file=source, key="--m",
                           hint="Give a checkpoint written by pyrosys-trainer")
+    for path in ("problem", *(f"{name}.problem" for name in PHASE_SECTIONS.values())):
+        target = value_at(tree, f"{path}._target_")     # a file's class names are checked before any import
+        if target is not None:
+            check_class_path(target, "problem", file=source, key=f"{path}._target_")
     base = Configuration(tree=tree, sources={leaf: CHECKPOINT for leaf in leaf_paths(tree)}, files=[source])
     return load_configuration(files, overrides, base=base)
