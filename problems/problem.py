@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import csv
 import io
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -160,19 +160,44 @@ class TensorSplit(Dataset):
 
 class TensorBatches:
     """The batch-level data path of an in-memory split: one permutation per epoch, one tensor index per
-    batch, no sampler, no per-sample calls, no collation (what a hand-written loop does)."""
+    batch, no sampler, no per-sample calls, no collation (what a hand-written loop does).
 
-    def __init__(self, split: TensorSplit, batch_size: int, shuffle: bool, drop_last: bool) -> None:
+    Resumable mid-epoch: a checkpoint keeps the epoch's order (`state_dict`, which Lightning stores),
+    and the iteration after a restore goes on with that order past the batches the trainer had
+    processed (`processed()`), so a run resumed from any batch sees the uninterrupted run's batches."""
+
+    def __init__(self, split: TensorSplit, batch_size: int, shuffle: bool, drop_last: bool,
+                 processed: Callable[[], int] | None = None) -> None:
         self.split, self.batch_size, self.shuffle, self.drop_last = split, int(batch_size), shuffle, drop_last
+        self.processed = processed
+        self.order: torch.Tensor | None = None
+        self.restored: dict | None = None
 
     def __len__(self) -> int:
         full, rest = divmod(len(self.split), self.batch_size)
         return full if self.drop_last or not rest else full + 1
 
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps: this epoch's order (the position is the trainer's own progress)."""
+        return {"order": self.order}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Go on, at the next iteration, with a checkpoint's order past the batches already processed."""
+        self.restored = dict(state)
+
+    def _start(self) -> tuple[torch.Tensor | None, int]:
+        """The order and first batch of an iteration: a restored epoch's, or a new epoch's."""
+        restored, self.restored = self.restored, None
+        done = self.processed() if restored is not None and self.processed is not None else 0
+        if restored is not None and 0 < done < len(self):
+            return restored.get("order"), done
+        return (torch.randperm(len(self.split)) if self.shuffle else None), 0
+
     def __iter__(self) -> Iterator[DataDict]:
         fields, size = self.split.fields, self.batch_size
-        order = torch.randperm(len(self.split)) if self.shuffle else None
-        for batch in range(len(self)):
+        order, start = self._start()
+        self.order = order
+        for batch in range(start, len(self)):
             index = order[batch * size:(batch + 1) * size] if order is not None else \
                 slice(batch * size, (batch + 1) * size)
             yield DataDict({name: tensor[index] for name, tensor in fields.items()})
@@ -250,6 +275,12 @@ class InMemoryProblem(Problem):
                               hint="Give every split some samples, or use more data")
         return self.splits[split]
 
+    def batches_processed(self) -> int:
+        """The training batches of the current epoch the trainer has processed (restored from a checkpoint
+        when it resumes), so that a resumed epoch's batches go on where they stopped."""
+        trainer = self.trainer
+        return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed) if trainer is not None else 0
+
     def loader(self, phase: str) -> DataLoader:
         split, params = self.phase_split(phase), self.phases[phase]
         shuffle = params["shuffle"] if params["shuffle"] is not None else phase == "train"
@@ -261,7 +292,8 @@ class InMemoryProblem(Problem):
         workers = int(params["num_workers"])
         trainer = self.trainer                   # set by Lightning while it fits, validates or tests
         if workers == 0 and (trainer is None or trainer.world_size == 1):
-            return TensorBatches(split, int(params["batch_size"]), bool(shuffle), bool(params["drop_last"]))
+            return TensorBatches(split, int(params["batch_size"]), bool(shuffle), bool(params["drop_last"]),
+                                 processed=self.batches_processed if phase == "train" else None)
         # worker processes, or DDP (whose sampler shares the split out between processes): a DataLoader
         return DataLoader(split, batch_size=int(params["batch_size"]), shuffle=bool(shuffle),
                           drop_last=bool(params["drop_last"]), num_workers=int(params["num_workers"]),

@@ -126,6 +126,8 @@ def next_attempt(run: GridRun, row: dict[str, Any], grid: Grid) -> tuple[str, li
     whose process died, and left a last.ckpt; else a fresh experiment folder (a failed attempt's folder is
     kept, for its logs)."""
     previous = Experiment(row["folder"]) if row.get("folder") else None
+    if previous is not None and not previous.folder.resolve().is_relative_to(grid.folder.resolve()):
+        previous = None                  # a folder read from grid_status.csv is followed only inside the grid
     if previous is not None and previous.last_checkpoint.is_file() and previous.state() in RESUMABLE_STATES:
         return str(previous.folder), ["--resume", str(previous.folder)]
     name = grid.free_run_name(run.name)

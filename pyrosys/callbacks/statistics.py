@@ -140,6 +140,7 @@ class StatisticsCollector(pl.Callback):
         self._in_epoch = False
         self._problem_statistics = problem_statistics      # the problem's own per-batch statistics, if any
         self._samples = 0
+        self._epoch_whole = False                          # the buffer holds every batch of its epoch
 
     def emit(self, table: str, row: Mapping[str, Any]) -> None:
         for sink in self.sinks:
@@ -157,6 +158,22 @@ class StatisticsCollector(pl.Callback):
     @staticmethod
     def _learning_rate(trainer: pl.Trainer) -> float:
         return float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else float("nan")
+
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps: the statistics of the training batches of an epoch under way, so that
+        an epoch resumed in its middle still aggregates every one of its batches (none once it is whole:
+        its aggregate row was due, and a resumed run starts the next epoch)."""
+        buffer = self.buffers["train"]
+        held = len(buffer) and not self._epoch_whole
+        return {"names": list(buffer.names), "sizes": list(buffer.sizes) if held else [],
+                "values": buffer._table().cpu() if held else torch.zeros(0)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Take back the batches of the epoch a checkpoint was written in the middle of."""
+        buffer = self.buffers["train"]
+        if len(state_dict.get("values", ())):
+            buffer.names, buffer.sizes = list(state_dict["names"]), list(state_dict["sizes"])
+            buffer.values = [tuple(row) for row in state_dict["values"]]
 
     def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if self._clock is None:
@@ -196,6 +213,7 @@ class StatisticsCollector(pl.Callback):
         size = batch_size(batch)
         extra = self._problem_statistics
         self.buffers["train"].add({**outputs, **extra(batch)} if extra else outputs, size)
+        self._epoch_whole = bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
         self._samples += size
         episode = trainer.global_step
         if episode % self.interval == 0 or episode == 1:

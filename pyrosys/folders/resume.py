@@ -10,6 +10,7 @@ from pyrosys.atomic import atomic_path
 from pyrosys.configuration.loading import leaf_paths, value_at
 from pyrosys.errors import ConfigError
 from pyrosys.folders.experiment import Experiment
+from pyrosys.folders.grid import Grid
 
 RESUMABLE_CHANGES = ("training.terminal_conditions.",)
 ABSENT = "(absent)"
@@ -31,6 +32,9 @@ def resume_point(experiment: Experiment) -> ResumePoint:
     or unreadable."""
     from pyrosys.callbacks.checkpoint import read_checkpoint    # torch: only once a run resumes
 
+    if Grid(experiment.folder).plan_file.is_file():
+        raise ConfigError("this is a grid folder, not an experiment", file=str(experiment.folder), key="--resume",
+                          hint=f"Resume a grid with pyrosys-grid-trainer --resume {experiment.folder}")
     for path in (experiment.configuration_file, experiment.status_file):
         if not path.is_file():
             raise ConfigError(f"this is not an experiment that can be resumed: it has no {path.name}",
@@ -71,15 +75,37 @@ def clear_interrupted_writes(experiment: Experiment) -> None:
 
 
 def truncate_statistics(experiment: Experiment, episode: int) -> None:
-    """Drop the rows an interrupted run wrote after `episode` (they are trained again), atomically per file."""
+    """Drop the rows an interrupted run wrote after `episode` (they are trained again), and a last row a
+    kill cut short, atomically per file; a damaged row before it is refused, naming file and line."""
     for table in ("training", "training_agg", "validation", "validation_agg"):
         path = experiment.csv(table)
         if not path.is_file():
             continue
-        with open(path, newline="", encoding="utf-8") as stream:
-            reader = csv.DictReader(stream)
-            header, rows = reader.fieldnames or [], [r for r in reader if int(r["episode"]) <= episode]
+        header, rows = _complete_rows(path)
+        kept = [row for row in rows if int(row["episode"]) <= episode]
         with atomic_path(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as stream:
             writer = csv.DictWriter(stream, fieldnames=header)
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows(kept)
+
+
+def _complete_rows(path: Path) -> tuple[list[str], list[dict]]:
+    """A statistics table's header and whole rows: a last line without its newline (the row a kill cut
+    short) is left out; any other row that is not whole is a ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"the statistics table cannot be read ({error})", file=str(path), key="--resume",
+                          hint="Restore the file, or start the experiment again") from None
+    if not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
+    reader = csv.DictReader(text.splitlines(keepends=True))
+    header = list(reader.fieldnames or [])
+    rows = []
+    for line, row in enumerate(reader, start=2):
+        if "episode" not in row or None in row.values() or None in row or not str(row["episode"]).isdigit():
+            raise ConfigError(f"line {line}: the row is damaged ({','.join(map(str, row.values()))[:80]!r})",
+                              file=str(path), key="--resume",
+                              hint="Remove the damaged row (the run goes on from its checkpoint), or start again")
+        rows.append(row)
+    return header, rows

@@ -1,8 +1,10 @@
 """Interruptions: SIGTERM and Ctrl-C (SIGINT) end a run as `interrupted`, with its episode, exit status
-143 / 130 and one line, no traceback; --resume goes on from the last checkpoint; a grid resumes its
+143 / 130 and one line, no traceback; last.ckpt is written at the end of the batch under way, and
+--resume from it ends with the uninterrupted run's weights and statistics; a grid resumes its
 interrupted runs instead of starting them again."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -12,7 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
+from pyrosys.callbacks.checkpoint import read_checkpoint
 from pyrosys.errors import Interrupted
 from pyrosys.execution.grid_plan import GridRun
 from pyrosys.folders.grid import Grid
@@ -58,20 +62,36 @@ def signal_mid_training(tmp_path: Path, signum: int) -> tuple[subprocess.Popen, 
 
 
 @pytest.mark.slow
-def test_sigterm_ends_the_run_as_interrupted_with_143_one_line_and_resume_completes_it(tmp_path):
+def test_sigterm_mid_epoch_writes_last_ckpt_exits_143_and_resume_gives_the_uninterrupted_run(tmp_path):
     run, folder = signal_mid_training(tmp_path, signal.SIGTERM)
     error = run.stderr.read()
     assert run.returncode == 143, error[-3000:]
     assert "Traceback" not in error and "interrupted by SIGTERM at episode" in error
     status = json.loads((folder / "status.json").read_text())
     assert status["status"] == "interrupted" and status["reason"] == "interrupted by SIGTERM"
-    assert status["episode"] > 40 and status["checkpoint"].endswith("last.ckpt")
+    assert status["episode"] > 40 and status["episode"] % 40                  # inside the second epoch
+    assert read_checkpoint(folder / "models" / "last.ckpt")["global_step"] == status["episode"]
     resumed = start(tmp_path, "--resume", str(folder))
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-3000:]
     assert json.loads((folder / "status.json").read_text())["status"] == "completed"
 
+    straight = start(tmp_path, "--c", str(CONFIGS / "digits/mlp.yaml"), "--outdir", "straight", "--set", *SETTINGS)
+    assert straight.wait(timeout=300) == 0, straight.stderr.read()[-3000:]
+    (reference,) = (tmp_path / "straight").glob("Digits/MLP/*")
+    final = read_checkpoint(folder / "models" / "last.ckpt")["state_dict"]
+    expected = read_checkpoint(reference / "models" / "last.ckpt")["state_dict"]
+    assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in final)
+    for name in ("training_statistics.csv", "training_set_agg_statistics.csv", "validation_statistics.csv"):
+        assert losses(folder / name) == losses(reference / name)
 
-@pytest.mark.slow
+
+def losses(path: Path) -> list[tuple[str, str]]:
+    """(episode, loss) of every row of a statistics table."""
+    with open(path, newline="") as stream:
+        return [(row["episode"], row["loss"]) for row in csv.DictReader(stream)]
+
+
+@pytest.mark.reliability
 def test_ctrl_c_ends_the_run_as_interrupted_with_130_and_no_traceback(tmp_path):
     run, folder = signal_mid_training(tmp_path, signal.SIGINT)
     error = run.stderr.read()
@@ -102,3 +122,14 @@ def test_a_grid_resumes_an_interrupted_run_from_its_last_checkpoint(tmp_path):
     (folder / "status.json").write_text(json.dumps({"status": "failed"}))
     target, arguments = next_attempt(GridRun("000_run", ["a.yaml"]), {"folder": str(folder)}, Grid(tmp_path))
     assert "--resume" not in arguments and target == str(tmp_path / "000_run_1")
+
+
+def test_a_grid_follows_a_run_folder_from_its_status_file_only_inside_the_grid(tmp_path):
+    outside = tmp_path / "elsewhere"
+    (outside / "models").mkdir(parents=True)
+    (outside / "models" / "last.ckpt").write_bytes(b"checkpoint")
+    (outside / "status.json").write_text(json.dumps({"status": "interrupted"}))
+    grid = Grid(tmp_path / "grid")
+    grid.folder.mkdir()
+    target, arguments = next_attempt(GridRun("000_run", ["a.yaml"]), {"folder": str(outside)}, grid)
+    assert "--resume" not in arguments and target == str(grid.folder / "000_run")

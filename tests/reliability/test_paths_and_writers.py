@@ -67,3 +67,34 @@ def test_an_edited_saved_configuration_is_caught_against_the_checkpoint_s_own(ex
     assert "training.optimizer.lr: 0.001 -> 0.5" in error and "Traceback" not in error
     assert (experiment / "status.json").read_text() == status          # nothing was written
     assert json.loads(status)["status"] == "completed"
+
+
+def test_resume_drops_a_row_a_kill_cut_short_and_refuses_a_damaged_one(tmp_path):
+    from pyrosys.errors import ConfigError
+    from pyrosys.folders.resume import truncate_statistics
+
+    experiment = Experiment(tmp_path)
+    table = experiment.csv("training")
+    table.write_text("episode,epoch,loss\n5,0,0.9\n10,0,0.8\n15,0,0.7\n1")      # the kill cut "15x,..." short
+    truncate_statistics(experiment, 10)
+    assert table.read_text() == "episode,epoch,loss\n5,0,0.9\n10,0,0.8\n"
+    table.write_text("episode,epoch,loss\n5,0,0.9\ngarbage\n10,0,0.8\n")
+    with pytest.raises(ConfigError, match="line 3"):
+        truncate_statistics(experiment, 10)
+
+
+def test_resume_of_a_grid_folder_points_to_the_grid_trainer(tmp_path, capsys):
+    (tmp_path / "grid.yaml").write_text("source: x\nruns: []\n")
+    assert trainer.main(["--resume", str(tmp_path)]) == 2
+    assert "pyrosys-grid-trainer --resume" in capsys.readouterr().err
+
+
+def test_resume_with_an_unreadable_status_file_is_refused(experiment, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(experiment, copy)
+    (copy / "status.json").write_text('{"status": "runn')
+    assert trainer.main(["--resume", str(copy), "--set", "training.terminal_conditions.epoch_limit=2"]) == 2
+    error = capsys.readouterr().err
+    assert "status.json" in error and "Traceback" not in error

@@ -48,7 +48,7 @@ def fit(run: Run, parts: Setup, plan: TrainingPlan, resume: Resume | None) -> Fi
     if not experiment.best_checkpoint.is_file():       # stopped before any validation: validate the final weights
         trainer_.validate(parts.model, datamodule=parts.problem, verbose=False)
         for path in (experiment.best_checkpoint, experiment.last_checkpoint):
-            trainer_.save_checkpoint(path)
+            trainer_.save_checkpoint(path, weights_only=False)
     best = read_checkpoint(experiment.best_checkpoint,
                            key=str(experiment.best_checkpoint.relative_to(experiment.folder)))
     parts.model.load_state_dict(best["state_dict"])
