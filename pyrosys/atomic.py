@@ -1,9 +1,10 @@
-"""Atomic file writes: write a temporary file beside the target, then rename it over the target."""
+"""Atomic file writes: write a temporary file beside the target, then rename it over the target.
+Light on purpose (no `tempfile`, which pulls in shutil and the compression modules): the experiment
+folder, and so the configuration step, use it."""
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,14 +15,23 @@ def _umask() -> int:
     return current
 
 
+def _new_temporary(target: Path) -> Path:
+    """A new empty file `.<target name>.<random>.tmp` beside the target, created exclusively."""
+    while True:
+        path = target.parent / f".{target.name}.{os.urandom(6).hex()}.tmp"
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return path
+        except FileExistsError:
+            continue
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it replaces the target in one rename."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(handle)
-    temporary = Path(name)
+    temporary = _new_temporary(target)
     try:
         yield temporary
         with open(temporary, "rb") as stream:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import difflib
-import sysconfig
 from collections.abc import Iterable
 
 
@@ -81,6 +80,8 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 def origin(error: BaseException) -> tuple[str, str]:
     """Whose code raised `error`: ("pyrosys", place) when the innermost frame outside the libraries is
     PyroSys's own (a bug to report), ("component", place) when it is a user's component or script."""
+    import sysconfig          # only when a run failed in code: the light path stays free of it
+
     libraries = {path for path in (sysconfig.get_paths().get("stdlib"), sysconfig.get_paths().get("purelib"),
                                    sysconfig.get_paths().get("platlib")) if path}
     frames = []

@@ -16,7 +16,6 @@ import importlib
 import inspect
 import os
 from collections.abc import Callable, Mapping
-from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from pyrosys.errors import ConfigError, did_you_mean, nearest
@@ -105,9 +104,12 @@ def kind_registry(kind: str | Registry) -> Registry:
     """The registry of a kind: a declared one, or one an installed package declares as an entry point."""
     if isinstance(kind, Registry):
         return kind
-    if kind not in KINDS:
-        for point in entry_points(group=KINDS_GROUP, name=kind):
-            point.load()                      # declaring the registry puts it into KINDS
+    if kind in KINDS:
+        return KINDS[kind]
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=KINDS_GROUP, name=kind):
+        point.load()                          # declaring the registry puts it into KINDS
     if kind not in KINDS:
         known = sorted({*KINDS, *(point.name for point in entry_points(group=KINDS_GROUP))})
         raise ValueError(f"unknown component kind {kind!r}; known: {known}")
@@ -117,6 +119,8 @@ def kind_registry(kind: str | Registry) -> Registry:
 def load_entry_points() -> None:
     """Import every module an installed package names in the `pyrosys.components` entry-point group, so
     that its @register decorators run and `name:` finds its components (once per process)."""
+    from importlib.metadata import entry_points
+
     for point in entry_points(group=ENTRY_POINTS):
         if point.value in _loaded_entry_points:
             continue

@@ -22,7 +22,6 @@ from pyrosys.configuration.seeds import resolve_seed
 from pyrosys.errors import ConfigError, nearest
 from pyrosys.factory import resolve as resolve_class
 from pyrosys.folders.experiment import Experiment, safe_name
-from pyrosys.folders.resume import configuration_changes, resume_point
 
 # phase of a problem -> the configuration section that holds its overrides
 PHASE_SECTIONS = {"train": "training", "val": "validation", "test": "testing"}
@@ -169,6 +168,8 @@ def load_training_configuration(args: argparse.Namespace) -> Configuration:
     safe_name(args.savetag, "--savetag")
     files, choices, overrides = command_line_choices(args, flag_overrides(args))
     if args.resume is not None:
+        from pyrosys.folders.resume import resume_point     # only to resume: --help and new runs go without it
+
         resume_point(Experiment(args.resume))          # refuses a folder that cannot be resumed
         files = [str(Experiment(args.resume).configuration_file), *files]
     elif not files:
@@ -426,6 +427,8 @@ def _check_limits(plan: TrainingPlan) -> None:
 def _check_resumed(plan: TrainingPlan, folder: str) -> None:
     """A resumed experiment keeps the configuration it was trained with, as its checkpoint carries it
     (an edited training_configuration.yaml is caught too); only its terminal conditions may change."""
+    from pyrosys.folders.resume import configuration_changes, resume_point     # (see load_training_configuration)
+
     point = resume_point(Experiment(folder))
     changes = configuration_changes(point.configuration, plan.configuration)
     if changes:
