@@ -50,12 +50,15 @@ def open_experiment(args: argparse.Namespace, plan: TrainingPlan) -> tuple[Exper
         experiment.hold()
         return experiment, None
     experiment = Experiment.reopen(args.resume)
-    point = resume_point(experiment)
     experiment.hold()                                   # one writer: a second --resume is refused here
-    clear_interrupted_writes(experiment)
-    resume = Resume(point.checkpoint, point.episode, experiment.read_mlflow_run())
-    truncate_statistics(experiment, point.episode)
-    return experiment, resume
+    try:
+        point = resume_point(experiment)                # read again as the one writer: nothing moves it now
+        clear_interrupted_writes(experiment)
+        truncate_statistics(experiment, point.episode)
+    except BaseException:
+        experiment.release()
+        raise
+    return experiment, Resume(point.checkpoint, point.episode, experiment.read_mlflow_run())
 
 
 def configuration_header(files: list[str]) -> str:

@@ -158,8 +158,9 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
-def load_training_configuration(args: argparse.Namespace) -> Configuration:
-    """The trainer's configuration: files (the resumed experiment's first), group choices, overrides."""
+def load_training_configuration(args: argparse.Namespace) -> tuple[Configuration, Any]:
+    """The trainer's configuration: files (the resumed experiment's first), group choices, overrides; and
+    for --resume the point it goes on from (read once, refusing a folder that cannot be resumed)."""
     if args.resume is not None and args.model_weights is not None:
         raise ConfigError("--resume and --m cannot be combined: --resume goes on with an experiment's own weights, "
                           "--m starts a new experiment from other weights", file=COMMAND_LINE, key="--resume",
@@ -167,15 +168,16 @@ def load_training_configuration(args: argparse.Namespace) -> Configuration:
     safe_name(args.run_name, "--run-name")
     safe_name(args.savetag, "--savetag")
     files, choices, overrides = command_line_choices(args, flag_overrides(args))
+    point = None
     if args.resume is not None:
         from pyrosys.folders.resume import resume_point     # only to resume: --help and new runs go without it
 
-        resume_point(Experiment(args.resume))          # refuses a folder that cannot be resumed
+        point = resume_point(Experiment(args.resume))
         files = [str(Experiment(args.resume).configuration_file), *files]
     elif not files:
         raise ConfigError("no configuration file was given", file=COMMAND_LINE, key="--c",
                           hint="Name one with --c FILE, or continue an experiment with --resume EXPERIMENT_DIR")
-    return load_configuration(files, overrides, choices)
+    return load_configuration(files, overrides, choices), point
 
 
 def check_trainer_keys(configuration: Configuration) -> None:
@@ -424,12 +426,11 @@ def _check_limits(plan: TrainingPlan) -> None:
                           file=plan.source(key), key=key)
 
 
-def _check_resumed(plan: TrainingPlan, folder: str) -> None:
+def _check_resumed(plan: TrainingPlan, folder: str, point: Any) -> None:
     """A resumed experiment keeps the configuration it was trained with, as its checkpoint carries it
-    (an edited training_configuration.yaml is caught too); only its terminal conditions may change."""
-    from pyrosys.folders.resume import configuration_changes, resume_point     # (see load_training_configuration)
+    (`point`: an edited training_configuration.yaml is caught too); only its terminal conditions may change."""
+    from pyrosys.folders.resume import configuration_changes     # (see load_training_configuration)
 
-    point = resume_point(Experiment(folder))
     changes = configuration_changes(point.configuration, plan.configuration)
     if changes:
         raise ConfigError("a resumed experiment keeps the configuration it was trained with (as its checkpoint "
@@ -443,7 +444,7 @@ def _check_resumed(plan: TrainingPlan, folder: str) -> None:
 
 def resolve(args: argparse.Namespace) -> TrainingPlan:
     """Configuration files and flags -> a checked TrainingPlan; the registry is then frozen."""
-    configuration = load_training_configuration(args)
+    configuration, point = load_training_configuration(args)
     check_trainer_keys(configuration)          # before any component (torch, Lightning) is imported
     from pyrosys.objectives import check_objective   # torch, now that the trainer's own keys are right
 
@@ -477,5 +478,5 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
     registry.check_unread()
     plan.configuration = registry.to_dict()
     if args.resume is not None:
-        _check_resumed(plan, args.resume)
+        _check_resumed(plan, args.resume, point)
     return plan
