@@ -123,7 +123,9 @@ class StatisticsCollector(pl.Callback):
     """Collects per-step statistics on the device and hands rows to sinks (CSV, logs, TensorBoard, MLflow).
 
     Training rows every `interval` episodes: episode, epoch, loss, metrics, the problem's and the model's
-    own statistics, learning rate, mean batch time and samples per second since the previous row.
+    own statistics, learning rate, mean batch time and samples per second since the previous row. A row's
+    epoch counts from 1 (the epoch it belongs to, as every file and line a user reads counts it), where
+    Lightning's `current_epoch` counts from 0.
     Per-epoch aggregates (mean, std, min, max); one row per validation; per-batch testing rows.
     """
 
@@ -221,7 +223,7 @@ class StatisticsCollector(pl.Callback):
             then, first_episode, first_samples = self._clock or (now, episode - 1, 0)
             elapsed = max(now - then, 1e-9)
             values = self.buffers["train"].last()          # the row's one host synchronisation
-            self.emit_global(trainer, "training", {"episode": episode, "epoch": trainer.current_epoch,
+            self.emit_global(trainer, "training", {"episode": episode, "epoch": trainer.current_epoch + 1,
                                    **values, "learning_rate": self._learning_rate(trainer),
                                    "batch_time": elapsed / max(1, episode - first_episode),
                                    "samples_per_second": (self._samples - first_samples) / elapsed})
@@ -235,8 +237,8 @@ class StatisticsCollector(pl.Callback):
         buffer = self.buffers["train"]
         if len(buffer):
             self.results["train"] = buffer.aggregate()
-            self.emit_global(trainer, "training_agg", {"episode": trainer.global_step, "epoch": trainer.current_epoch,
-                                       **self.results["train"]})
+            self.emit_global(trainer, "training_agg", {"episode": trainer.global_step,
+                                                       "epoch": trainer.current_epoch + 1, **self.results["train"]})
         buffer.clear()
         check_finite(self.results.get("train", {}).get("loss"), trainer.global_step)
 
@@ -257,7 +259,7 @@ class StatisticsCollector(pl.Callback):
             aggregate.update({name: float(totals[i] / totals[-1]) for i, name in enumerate(buffer.names)},
                              samples=float(totals[-1]))
         self.results["val"] = aggregate
-        where = {"episode": trainer.global_step, "epoch": trainer.current_epoch}
+        where = {"episode": trainer.global_step, "epoch": trainer.current_epoch + 1}
         self.emit_global(trainer, "validation", {**where, **{name: aggregate[name] for name in buffer.names}})
         self.emit_global(trainer, "validation_agg", {**where, **aggregate})
         buffer.clear()

@@ -17,7 +17,7 @@ QUICK = ["training.trainer.enable_progress_bar=false", "logging.tensorboard=null
 
 def test_a_pyrosys_bug_keeps_its_traceback_asks_for_a_report_and_is_recorded_as_a_bug(tmp_path, monkeypatch, capsys):
     # PyroSys's own plotting code is handed what it never should be: the error rises inside PyroSys
-    monkeypatch.setattr(record, "plot_curves", lambda experiment, metric, title: plots.plot_curves(None, metric, title))
+    monkeypatch.setattr(record, "plot_curves", lambda experiment, *args: plots.plot_curves(None, *args))
     argv = ["--c", str(CONFIGS / "digits/mlp.yaml"), "--outdir", str(tmp_path), "--run-name", "bug", "--set", *QUICK]
     assert trainer.main(argv) == 1
     error = capsys.readouterr().err

@@ -98,7 +98,7 @@ def completed(run: Run, plan: TrainingPlan, parts: Setup, fitted: Fitted, result
     """The curves, status completed with the figures of the run, and the MLflow run's end."""
     experiment = run.experiment
     names = parts.objective.metric_names
-    plot_curves(experiment, names[0] if names else None, f"{plan.model.name} on {plan.problem.name}")
+    plot_curves(experiment, names[0] if names else None, f"{plan.model.name} on {plan.problem.name}", results)
     timing = {k: round(v, 3) if isinstance(v, float) and k != "first_step_at" else v
               for k, v in run.collector.timing.items()}
     experiment.write_status(status="completed", finished=now_iso(), reason=fitted.reason, epoch=fitted.epoch,
