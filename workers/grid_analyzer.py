@@ -2,37 +2,46 @@
 
     pyrosys-grid-analyzer --expdir experiments/grid_<time>
 
-Writes analysis.csv and analysis.md (per run: the swept parameters, seed, the epoch and the reason it
-ended, final training, best validation and testing statistics, seconds) and analysis.png (the
-monitored metric per run, and the validation curves overlaid). Columns keep a stable order.
+Writes analysis.csv and analysis.md (per run: the swept parameters, seed, the epochs it completed and the
+reason it ended, its best epoch, final training, best validation and testing statistics, seconds; ranked
+within each data set) and analysis.png (a row of panels per data set: each configuration's best monitored
+value, and its validation curve over epochs; repetitions of a configuration, runs that differ only by their
+seeds, as mean and standard deviation). Columns keep a stable order.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import io
+import json
 import math
+import statistics
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
 from pyrosys.atomic import write_text_atomic
-from pyrosys.configuration.loading import load_yaml
+from pyrosys.configuration.loading import leaf_paths, load_yaml, value_at
 from pyrosys.errors import ConfigError
 from pyrosys.execution.grid_plan import GridPlan
 from pyrosys.factory import register
 from pyrosys.folders.experiment import Experiment, experiment_folders
 from pyrosys.folders.grid import Grid
-from pyrosys.tracking.plots import save_figure
+from pyrosys.tracking.plots import best_index, monitored, save_figure, validation_epochs
 from pyrosys.tracking.tables import SPREAD, read_rows
 from pyrosys.workers.worker import Worker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the file backend
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 TIME_COLUMNS = ("seconds",)
+SEED_KEYS = ("seed", "seed_torch", "seed_numpy")     # what repetitions of one configuration differ by
+LABEL_KEYS = 3                                       # configuration keys a legend entry names at most
 
 
 def _main_statistics(row: dict[str, Any]) -> dict[str, float]:
@@ -50,34 +59,42 @@ def _main_statistics(row: dict[str, Any]) -> dict[str, float]:
     return result
 
 
-def _monitor(experiment: Experiment) -> tuple[str, str]:
-    """The run's monitored validation statistic (val_loss -> loss) and its mode."""
-    path = experiment.configuration_file
-    validation = (load_yaml(path).get("validation") or {}) if path.is_file() else {}
-    monitor = str(validation.get("monitor", "val_loss"))
-    return monitor.removeprefix("val_"), str(validation.get("mode", "min"))
+def data_set(configuration: Mapping) -> str:
+    """What a run's monitored values can be ranked against: its problem (name or class) and data file."""
+    problem = configuration.get("problem") or {}
+    name = problem.get("name") or str(problem.get("_target_") or "").rsplit(".", 1)[-1] or "unknown problem"
+    return f"{name} ({Path(str(problem['path'])).name})" if problem.get("path") else str(name)
+
+
+def settings(configuration: Mapping) -> dict[str, Any]:
+    """A run's configuration as dotted keys without its seeds: equal for repetitions of one configuration."""
+    return {path: value_at(configuration, path) for path in leaf_paths(configuration)
+            if path.rsplit(".", 1)[-1] not in SEED_KEYS}
 
 
 def describe_run(folder: Path) -> dict[str, Any]:
-    """One run's row: status, where and why it ended, final training, best validation, testing."""
+    """One run's row: status, where and why it ended, final training, best validation, testing; its data
+    set, its configuration, and its validation curve over epochs."""
     experiment = Experiment(folder)
     status = experiment.read_status()
-    monitor, mode = _monitor(experiment)
+    monitor, mode = monitored(experiment)
+    configuration = load_yaml(experiment.configuration_file) if experiment.configuration_file.is_file() else {}
     row: dict[str, Any] = {"status": status.get("status", ""), "seed": status.get("seed_torch", ""),
                            "epoch": status.get("epoch", ""), "episode": status.get("episode", ""),
-                           "reason": status.get("reason", ""), "monitor": f"val_{monitor}", "mode": mode}
+                           "reason": status.get("reason", ""), "monitor": f"val_{monitor}", "mode": mode,
+                           "dataset": data_set(configuration), "settings": settings(configuration)}
     training = read_rows(experiment.csv("training_agg"))
     if training:
         row.update({f"train_{k}": v for k, v in _main_statistics(training[-1]).items()})
-    validation = read_rows(experiment.csv("validation"))
-    values = [float(r[monitor]) for r in validation if r.get(monitor) not in ("", None)]
+    validation = [r for r in read_rows(experiment.csv("validation")) if r.get(monitor) not in ("", None)]
+    values = [float(r[monitor]) for r in validation]
     if values:
-        best = (min if mode == "min" else max)(range(len(values)), key=values.__getitem__)
+        best = best_index(values, mode)
         row.update({f"val_{k}": v for k, v in _main_statistics(validation[best]).items()})
         row["best_epoch"] = int(validation[best]["epoch"])
     row.update({f"test_{k}": v for k, v in _main_statistics(status.get("testing") or {}).items()})
     row["seconds"] = status.get("seconds", "")
-    row["curve"] = values
+    row["curve"] = list(zip(validation_epochs(training, validation), values))
     return row
 
 
@@ -107,26 +124,40 @@ def collect(expdir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, swept_keys
 
 
+def _ranked_value(row: Mapping[str, Any]) -> float | None:
+    """A completed run's monitored value, signed so that lower is better; None for a run not to rank."""
+    value = row.get(row.get("monitor", ""), None)
+    good = row.get("status") == "completed" and isinstance(value, float) and math.isfinite(value)
+    return (-value if row.get("mode") == "max" else value) if good else None
+
+
 def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Completed runs first, best monitored value first (per the runs' mode), then the others by name."""
+    """Ranks within each data set (and monitor): only runs of one data set compare. In each, completed
+    runs first, best monitored value first (per the runs' mode), then the others by name; runs that never
+    started (no data set known) last."""
     def key(row: dict[str, Any]) -> tuple:
-        value = row.get(row.get("monitor", ""), None)
-        good = row.get("status") == "completed" and isinstance(value, float) and math.isfinite(value)
-        sign = -1.0 if row.get("mode") == "max" else 1.0
-        return (0 if good else 1, sign * value if good else 0.0, row["run"])
+        value = _ranked_value(row)
+        return (not row.get("dataset"), row.get("dataset", ""), row.get("monitor", ""), value is None,
+                value if value is not None else 0.0, row["run"])
 
     ranked = sorted(rows, key=key)
-    for index, row in enumerate(ranked, start=1):
-        row["rank"] = index
+    previous, place = None, 0
+    for row in ranked:
+        group = (row.get("dataset", ""), row.get("monitor", ""))
+        place = place + 1 if group == previous else 1
+        row["rank"], previous = place, group
     return ranked
 
 
 def columns(rows: list[dict[str, Any]], swept_keys: list[str]) -> list[str]:
-    """A stable column order: identity, swept parameters, how the run ended, statistics by phase, time."""
-    fixed = ["rank", "run", "status", *swept_keys, "seed", "epoch", "best_epoch", "episode", "reason", "monitor"]
+    """A stable column order: identity, swept parameters (and the data set, when there are several), how
+    the run ended, statistics by phase, time."""
+    several = len({row["dataset"] for row in rows if row.get("dataset")}) > 1
+    fixed = ["rank", "run", "status", *swept_keys, *(["dataset"] if several else []), "seed", "epoch",
+             "best_epoch", "episode", "reason", "monitor"]
     present = {k for row in rows for k in row}
-    statistics = [sorted(k for k in present if k.startswith(prefix)) for prefix in ("train_", "val_", "test_")]
-    return [c for c in fixed if c in present or c in swept_keys] + [c for group in statistics for c in group] \
+    by_phase = [sorted(k for k in present if k.startswith(prefix)) for prefix in ("train_", "val_", "test_")]
+    return [c for c in fixed if c in present or c in swept_keys] + [c for group in by_phase for c in group] \
         + [c for c in TIME_COLUMNS if c in present]
 
 
@@ -151,26 +182,92 @@ def write_tables(grid: Grid, rows: list[dict[str, Any]], order: list[str]) -> No
     write_text_atomic(markdown, "\n".join(lines) + "\n")
 
 
-def plot(grid: Grid, rows: list[dict[str, Any]]) -> None:
-    """The monitored metric per run (bars) and the validation curves overlaid."""
-    monitor = next((r["monitor"] for r in rows if r.get("monitor")), "val_loss")
-    figure, (bars, curves) = plt.subplots(1, 2, figsize=(13, 5))
-    shown = [r for r in rows if isinstance(r.get(monitor), float)]
-    bars.barh([r["run"] for r in shown][::-1], [r[monitor] for r in shown][::-1], color="tab:blue")
-    bars.set_xlabel(f"best {monitor}")
-    bars.set_title(f"{monitor} per run (ranked)")
-    bars.tick_params(axis="y", labelsize=7)
+def configurations(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[tuple[str, list[dict]]]]:
+    """The ranked runs that have a curve, per data set and monitor, grouped per configuration (repetitions,
+    runs differing only by their seeds, together), each named by the settings that tell it from the others
+    of its data set; configurations best first (by the mean over their runs)."""
+    groups: dict[tuple[str, str], dict[str, list[dict]]] = {}
     for row in rows:
-        if row.get("curve"):
-            curves.plot(range(1, len(row["curve"]) + 1), row["curve"], label=row["run"], linewidth=1)
-    curves.set_xlabel("validation")
-    curves.set_ylabel(monitor)
-    curves.set_title("validation curves")
-    if any(r.get("curve") for r in rows):
-        curves.legend(fontsize=6, loc="best")
-    figure.suptitle(f"Grid {grid.folder.name}")
+        if row.get("curve") and row.get("dataset"):
+            identity = json.dumps(row["settings"], sort_keys=True, default=str)
+            groups.setdefault((row["dataset"], row["monitor"]), {}).setdefault(identity, []).append(row)
+    named = {}
+    for panel, members in groups.items():
+        differing = _differing([runs[0]["settings"] for runs in members.values()])
+        order = sorted(members.values(), key=_mean_rank_value)
+        named[panel] = [(_label(runs[0], differing), runs) for runs in order]
+    return named
+
+
+def _differing(configurations: list[dict[str, Any]]) -> list[str]:
+    """The keys whose values are not the same in every configuration, component names first."""
+    keys = {key for configuration in configurations for key in configuration}
+    differing = [key for key in keys
+                 if len({json.dumps(configuration.get(key), default=str) for configuration in configurations}) > 1]
+    return sorted(differing, key=lambda key: (not key.endswith(".name"), key))
+
+
+def _mean_rank_value(runs: list[dict]) -> float:
+    """A configuration's place: the mean of its runs' signed monitored values (lower is better)."""
+    values = [value for value in map(_ranked_value, runs) if value is not None]
+    return statistics.fmean(values) if values else math.inf
+
+
+def _label(row: Mapping[str, Any], differing: list[str]) -> str:
+    """A configuration's legend entry: the settings that tell it from the others (model name when alone)."""
+    if not differing:
+        return str(row["settings"].get("model.name") or row["run"])
+    shown = [f"{'.'.join(key.split('.')[-2:])}={row['settings'].get(key)}" for key in differing[:LABEL_KEYS]]
+    return ", ".join(shown) + (", ..." if len(differing) > LABEL_KEYS else "")
+
+
+def _spread(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
+
+
+def _draw_configurations(bars: Any, curves: Any, monitor: str, runs_of: list[tuple[str, list[dict]]]) -> None:
+    """One data set's panels: each configuration's best value (mean with a bar of one std, and every run as
+    a dot) ranked top down, and its validation curve over epochs (mean line, band of one std) in the same colour."""
+    colours = plt.get_cmap("tab10" if len(runs_of) <= 10 else "tab20")
+    for place, (label, runs) in enumerate(runs_of):
+        colour = colours(place % colours.N)
+        best = [r[monitor] for r in runs if isinstance(r.get(monitor), float)]
+        if best:
+            mean, std = _spread(best)
+            bars.errorbar([mean], [place], xerr=[std], fmt="D", color=colour, markersize=8, capsize=5)
+            bars.plot(best, [place] * len(best), "o", color="black", markersize=3, alpha=0.6)
+        at: dict[float, list[float]] = {}
+        for run in runs:
+            for epoch, value in run["curve"]:
+                at.setdefault(epoch, []).append(value)
+        epochs = sorted(at)
+        means, stds = zip(*(_spread(at[epoch]) for epoch in epochs))
+        curves.plot(epochs, means, color=colour, linewidth=1.5, label=f"{label} (n={len(runs)})")
+        if len(runs) > 1:
+            curves.fill_between(epochs, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
+                                color=colour, alpha=0.2, linewidth=0)
+    bars.set_yticks(range(len(runs_of)), labels=[label for label, _ in runs_of], fontsize=7)
+    bars.set_xlabel(f"best {monitor} (mean ± std; dots: runs)")
+    bars.set_ylim(len(runs_of) - 0.5, -0.5)
+    bars.grid(alpha=0.3, axis="x")
+    curves.set(xlabel="epoch", ylabel=monitor)
+    curves.xaxis.set_major_locator(MaxNLocator(integer=True))
+    curves.grid(alpha=0.3)
+    curves.legend(fontsize=7, loc="best")
+
+
+def analysis_figure(rows: list[dict[str, Any]], title: str) -> Figure:
+    """analysis.png's Figure: a row of two panels per data set (and monitor), runs ranked and coloured only
+    against the runs of their data set; configurations' repetitions as mean and std."""
+    panels = configurations(rows)
+    figure, axes = plt.subplots(max(1, len(panels)), 2, figsize=(13, 4.5 * max(1, len(panels))), squeeze=False)
+    for (bars, curves), ((dataset, monitor), runs_of) in zip(axes, panels.items()):
+        _draw_configurations(bars, curves, monitor, runs_of)
+        bars.set_title(f"{dataset}: best {monitor} per configuration (ranked)")
+        curves.set_title(f"{dataset}: validation {monitor}")
+    figure.suptitle(title)
     figure.tight_layout()
-    save_figure(figure, grid.analysis_files[2], dpi=110)
+    return figure
 
 
 @register("worker", name="grid_analyzer")
@@ -180,7 +277,7 @@ class GridAnalyzer(Worker):
     prog = "pyrosys-grid-analyzer"
 
     def run(self, args: argparse.Namespace) -> int:
-        """Collect -> rank -> tables -> plot."""
+        """Collect -> rank (per data set) -> tables -> picture."""
         expdir = Path(args.expdir)
         if not expdir.is_dir():
             raise ConfigError("the folder does not exist", file=str(expdir), key="--expdir")
@@ -190,7 +287,7 @@ class GridAnalyzer(Worker):
         rows = rank(rows)
         grid = Grid(expdir)
         write_tables(grid, rows, columns(rows, swept_keys))
-        plot(grid, rows)
+        save_figure(analysis_figure(rows, f"Grid {grid.folder.name}"), grid.analysis_files[2], dpi=110)
         print(grid.analysis_files[1].read_text(), end="")
         print(f"[pyrosys-grid] analysis: {', '.join(str(path) for path in grid.analysis_files)}")
         return 0

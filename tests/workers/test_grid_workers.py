@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from pyrosys.workers import grid_analyzer
+
 BIN = Path(sys.executable).parent
 MLP = """\
 problem: {{name: Digits, batch_size: 64}}
@@ -103,6 +105,24 @@ def test_the_analyzer_ranks_runs_by_the_monitor_with_stable_columns_and_a_plot(s
     losses = [float(r["val_loss"]) for r in rows]
     assert losses == sorted(losses) and [r["rank"] for r in rows] == ["1", "2", "3", "4"]
     assert (grid / "analysis.md").read_text().count("\n| ") == 2 + 4 and (grid / "analysis.png").stat().st_size > 10000
+
+
+def test_epochs_count_from_1_in_tables_and_log_lines_and_repetitions_are_grouped(small_grid):
+    _, grid, _ = small_grid
+    run = sorted(status_rows(grid).values(), key=lambda row: row["run"])[0]
+    folder = Path(run["folder"])
+    for name in ("training_statistics.csv", "training_set_agg_statistics.csv", "validation_statistics.csv"):
+        with open(folder / name, newline="") as stream:
+            epochs = [row["epoch"] for row in csv.DictReader(stream)]
+        assert (epochs[0], epochs[-1]) == ("1", "2"), name                   # two epochs: 1 and 2
+    assert "training: episode 1  epoch 1  loss" in (folder / "pyrosys.log").read_text()
+    rows, _ = grid_analyzer.collect(grid)
+    assert {row["best_epoch"] for row in rows} <= {1, 2} and {row["epoch"] for row in rows} == {2}
+    panels = grid_analyzer.configurations(grid_analyzer.rank(rows))
+    (runs_of,) = panels.values()                                           # one data set
+    assert sorted((label, len(runs)) for label, runs in runs_of) == [("optimizer.lr=0.001", 2),
+                                                                     ("optimizer.lr=0.01", 2)]
+    assert [epoch for epoch, _ in runs_of[0][1][0]["curve"]] == [1.0, 2.0]
 
 
 def test_the_ray_backend_gives_the_same_analysis_as_the_local_pool(small_grid):
