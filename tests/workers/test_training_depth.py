@@ -91,7 +91,7 @@ def test_description_plots_and_plain_progress_lines(tmp_path, capsys):
     matrix = (testing / "confusion_matrix.csv").read_text().splitlines()
     assert len(matrix) == 11 and sum(int(v) for line in matrix[1:] for v in line.split(",")[1:]) == 270
     err = capsys.readouterr().err
-    assert "training: episode 20  epoch 0  loss" in err and "validation: episode" in err
+    assert "training: episode 20  epoch 1  loss" in err and "validation: episode" in err
 
 
 def test_problems_add_their_own_statistics_to_the_training_rows(tmp_path):
