@@ -33,9 +33,11 @@ def stop_reason(trainer: pl.Trainer, epoch_limit: int | None, episode_limit: int
     for callback in trainer.callbacks:
         if isinstance(callback, LossStop) and callback.stopped_at is not None:
             return f"loss_stop (mean training loss <= {callback.threshold} at episode {callback.stopped_at})"
-        if isinstance(callback, pl.callbacks.EarlyStopping) and callback.stopped_epoch:
+        # stopped_epoch is Lightning's 0-based epoch (0 also before any stop): the message says if it stopped
+        if isinstance(callback, pl.callbacks.EarlyStopping) and (callback.stopped_epoch
+                                                                 or callback.stopping_reason_message):
             return (f"early_stopping ({callback.monitor} did not improve for {callback.patience} "
-                    f"validations; stopped at epoch {callback.stopped_epoch + 1})")       # counted from 1
+                    f"validations; stopped at epoch {callback.stopped_epoch + 1})")
     if episode_limit and trainer.global_step >= episode_limit:
         return f"episode_limit ({episode_limit} episodes)"
     if epoch_limit and trainer.current_epoch >= epoch_limit:

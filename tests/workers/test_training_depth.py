@@ -45,9 +45,12 @@ def test_loss_stop_ends_the_run_when_the_interval_mean_is_low_enough(tmp_path):
 
 
 def test_early_stopping_follows_the_monitor_and_patience(tmp_path):
-    run = train(tmp_path, "training.terminal_conditions.early_stopping={patience: 1, min_delta: 10.0}")
+    # two validations an epoch: patience 1 stops in the first epoch (Lightning's epoch 0), which is epoch 1
+    run = train(tmp_path, "training.terminal_conditions.early_stopping={patience: 1, min_delta: 10.0}",
+                "validation.interval=0.5")
     assert status(run)["reason"].startswith("early_stopping (val_loss")
-    assert len(rows(run / "validation_statistics.csv")) == 2
+    assert status(run)["reason"].endswith("stopped at epoch 1)")
+    assert [row["epoch"] for row in rows(run / "validation_statistics.csv")] == ["1", "1"]
 
 
 def test_gradient_clipping_bounds_the_update(tmp_path):
