@@ -8,6 +8,7 @@ configuration names, after the trainer's own keys were checked.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 from dataclasses import dataclass, field
@@ -16,10 +17,11 @@ from typing import Any
 
 from pyrosys.configuration.constraints import check_params
 from pyrosys.configuration.loading import COMMAND_LINE, Configuration, load_configuration, value_at
-from pyrosys.configuration.param_registry import ParamInterface, ParamRegistry, unknown_keys_error
+from pyrosys.configuration.param_registry import ParamInterface, ParamRegistry, fill_defaults, unknown_keys_error
 from pyrosys.configuration.project import split_choices
 from pyrosys.configuration.seeds import resolve_seed
 from pyrosys.errors import ConfigError, nearest
+from pyrosys.factory import check_name
 from pyrosys.factory import resolve as resolve_class
 from pyrosys.folders.experiment import Experiment, safe_name
 
@@ -195,6 +197,27 @@ def check_trainer_keys(configuration: Configuration) -> None:
                 close = nearest(key, allowed, n=1)
                 near = (f"{section}.{close[0]}" if section else close[0]) if close else None
                 raise unknown_keys_error([(path, near)], [configuration.source(path)])
+
+
+def check_component_names(configuration: Configuration) -> None:
+    """Refuse an unknown component name (and an argument an optimizer, scheduler or callback does not take)
+    from package metadata alone, before torch is imported: the trainer's default optimizer filled in as the
+    registry will fill it, so that a value set on it is checked against the class it keeps."""
+    tree, defaults = configuration.tree, get_params()
+    specs = {section: ("problem", value_at(tree, section)) for section in
+             ("problem", *(f"{name}.problem" for name in PHASE_SECTIONS.values()))}
+    specs["model"] = ("model", value_at(tree, "model"))
+    for key in ("optimizer", "scheduler"):
+        default = value_at(defaults, f"training.{key}")
+        value = copy.deepcopy(value_at(tree, f"training.{key}", default))
+        if isinstance(value, dict) and isinstance(default, dict):
+            fill_defaults(value, default)
+        specs[f"training.{key}"] = (key, value)
+    callbacks = value_at(tree, "training.callbacks")
+    for index, spec in enumerate(callbacks if isinstance(callbacks, list) else []):
+        specs[f"training.callbacks.{index}"] = ("callback", spec)
+    for key, (kind, spec) in specs.items():
+        check_name(spec, kind, source=configuration.source, key=key)
 
 
 # -- the components ------------------------------------------------------------------------------------
@@ -446,6 +469,7 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
     """Configuration files and flags -> a checked TrainingPlan; the registry is then frozen."""
     configuration, point = load_training_configuration(args)
     check_trainer_keys(configuration)          # before any component (torch, Lightning) is imported
+    check_component_names(configuration)
     from pyrosys.objectives import check_objective   # torch, now that the trainer's own keys are right
 
     ParamRegistry.reset()
