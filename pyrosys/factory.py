@@ -22,6 +22,7 @@ import importlib
 import inspect
 import json
 import os
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -134,15 +135,16 @@ def component_group(kind: str) -> str:
 
 
 @functools.cache
-def _all_entry_points() -> Any:
+def _all_entry_points(path: tuple[str, ...]) -> Any:
     from importlib.metadata import entry_points
 
     return entry_points()
 
 
 def installed_entry_points(group: str) -> tuple[Any, ...]:
-    """The entry points of a group that installed packages declare (read once a process, without importing them)."""
-    return tuple(_all_entry_points().select(group=group))
+    """The entry points of a group that installed packages declare (read once for a sys.path, without
+    importing them)."""
+    return tuple(_all_entry_points(tuple(sys.path)).select(group=group))
 
 
 @functools.cache
