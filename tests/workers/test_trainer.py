@@ -161,7 +161,10 @@ def test_unknown_names_and_misspelt_arguments_are_refused_without_importing_torc
                  ["--c", config, "--set", "training.optimizer.learning_rate=0.01"],
              "Did you mean 'CosineAnnealingLR'": ["--c", config, "--set", "training.scheduler={name: CosineLR}"],
              "Did you mean 'EarlyStopping'": ["--c", config, "--set", "training.callbacks=[{name: EarlyStoping}]"],
-             f"which is not installed in this environment: pip install -e {tmp_path / 'lab'}": ["--c", lab]}
+             f"which is not installed in this environment: pip install -e {tmp_path / 'lab'}": ["--c", lab],
+             "did you mean 'model.hidden_sizes'?": ["--c", config, "--set", "model.hiden_sizes=[3]"],
+             "did you mean 'validation.problem.split'?": ["--c", config, "--set", "validation.problem.splt=val"],
+             "at key 'validation.mode'": ["--c", config, "--set", "validation.mode=biggest"]}
     probe = ("import json, sys\nfrom pyrosys.workers.trainer import main\n"
              "codes = [main(argv) for argv in json.loads(sys.argv[1])]\n"
              "print(codes, 'torch' in sys.modules, 'pytorch_lightning' in sys.modules)\n")

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from pyrosys.configuration.constraints import check_params
+from pyrosys.configuration.declarations import declared_params
 from pyrosys.configuration.loading import COMMAND_LINE, Configuration, load_configuration, value_at
 from pyrosys.configuration.param_registry import ParamInterface, ParamRegistry, fill_defaults, unknown_keys_error
 from pyrosys.configuration.project import split_choices
 from pyrosys.configuration.seeds import resolve_seed
 from pyrosys.errors import ConfigError, nearest
-from pyrosys.factory import check_name
+from pyrosys.factory import check_name, indexed_names
 from pyrosys.factory import resolve as resolve_class
 from pyrosys.folders.experiment import Experiment, safe_name
 
@@ -218,6 +219,27 @@ def check_component_names(configuration: Configuration) -> None:
         specs[f"training.callbacks.{index}"] = ("callback", spec)
     for key, (kind, spec) in specs.items():
         check_name(spec, kind, source=configuration.source, key=key)
+    named = value_at(tree, "problem.name")
+    for key, (kind, spec) in specs.items():
+        if kind in ("model", "problem") and isinstance(spec, dict):
+            check_declared_keys(configuration, key, kind, spec.get("name", named if kind == "problem" else None))
+
+
+def check_declared_keys(configuration: Configuration, key: str, kind: str, name: Any) -> None:
+    """Refuse a key of a model's or a problem's section that its class's get_params() does not declare, the
+    declaration read from the class's source (no torch); a class whose declaration cannot be read so is
+    checked once imported, by the registry."""
+    where = (indexed_names(kind) or {}).get(name) if isinstance(name, str) else None
+    declared = declared_params(where) if where and ":" in where else None
+    given = value_at(configuration.tree, key)
+    if declared is None or not isinstance(given, dict):
+        return
+    allowed = [*declared, *CLASS_KEYS, *(("load",) if kind == "model" else ())]
+    for param in given:
+        if param not in allowed:
+            close = nearest(str(param), allowed, n=1)
+            raise unknown_keys_error([(f"{key}.{param}", f"{key}.{close[0]}" if close else None)],
+                                     [configuration.source(f"{key}.{param}")])
 
 
 # -- the components ------------------------------------------------------------------------------------
@@ -438,15 +460,36 @@ def _tensorboard(logging_section: ParamInterface) -> int | None:
     return level
 
 
-def _check_limits(plan: TrainingPlan) -> None:
-    if plan.epoch_limit is None and plan.episode_limit is None:
+def _check_limits(own: dict, source: Any) -> None:
+    if own["epoch_limit"] is None and own["episode_limit"] is None:
         raise ConfigError("training has no limit: both epoch_limit and episode_limit are off",
-                          file=plan.source("training.terminal_conditions"), key="training.terminal_conditions",
+                          file=source("training.terminal_conditions"), key="training.terminal_conditions",
                           hint="Set epoch_limit or episode_limit to a positive number")
-    if plan.early_stopping is not None and not isinstance(plan.early_stopping, dict):
+    if own["early_stopping"] is not None and not isinstance(own["early_stopping"], dict):
         key = "training.terminal_conditions.early_stopping"
         raise ConfigError("early_stopping is a mapping such as {monitor: val_loss, patience: 5}",
-                          file=plan.source(key), key=key)
+                          file=source(key), key=key)
+
+
+def own_sections(registry: ParamRegistry) -> dict:
+    """The trainer's own sections (training but its components, validation, logging) read and checked: the
+    TrainingPlan's fields that need no component, and so no torch."""
+    training, validation, logging_section = (registry.section(name) for name in ("training", "validation", "logging"))
+    limits = training["terminal_conditions"]
+    own = dict(
+        loss=training.get("loss"), metrics=plain(training.get("metrics")),
+        optimizer=_spec(training, "optimizer") or {}, scheduler=_spec(training, "scheduler"),
+        epoch_limit=_number(limits, "epoch_limit", int, minimum=1, allow_off=True),
+        episode_limit=_number(limits, "episode_limit", int, minimum=1, allow_off=True),
+        loss_stop=_number(limits, "loss_stop", float, minimum=0, allow_off=True),
+        early_stopping=plain(limits.get("early_stopping")),
+        gradient_clipping=_number(training, "gradient_clipping", float, minimum=0, allow_off=True),
+        trainer=_trainer(training), callbacks=_callbacks(training),
+        validation_interval=_validation_interval(validation), monitor=str(validation["monitor"]),
+        mode=_mode(validation), logging_interval=_number(logging_section, "interval", int, minimum=1, allow_off=False),
+        tensorboard=_tensorboard(logging_section), mlflow=_mlflow(logging_section))
+    _check_limits(own, registry.configuration.source)
+    return own
 
 
 def _check_resumed(plan: TrainingPlan, folder: str, point: Any) -> None:
@@ -470,34 +513,21 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
     configuration, point = load_training_configuration(args)
     check_trainer_keys(configuration)          # before any component (torch, Lightning) is imported
     check_component_names(configuration)
-    from pyrosys.objectives import check_objective   # torch, now that the trainer's own keys are right
-
     ParamRegistry.reset()
     registry = ParamRegistry()
     registry.load(configuration)
     registry.section().add_default_params(get_params())
     training = registry.section("training")
     seed_torch, seed_numpy = _seeds(training)
+    own = own_sections(registry)
+    from pyrosys.objectives import check_objective   # torch, now that the trainer's own sections are right
+
     problem, model = resolve_problem(registry, seed=seed_numpy), resolve_model(registry)
-    limits, validation, logging_section = (training["terminal_conditions"], registry.section("validation"),
-                                           registry.section("logging"))
-    loss, metrics = training.get("loss"), plain(training.get("metrics"))
+    loss, metrics = own["loss"], own["metrics"]
     check_objective(loss if loss is not None else "mse", metrics if metrics is not None else [],
                     file=training.source("loss" if loss is not None else "metrics"))
-    plan = TrainingPlan(
-        loaded=configuration, configuration={}, problem=problem, model=model, seed_torch=seed_torch,
-        seed_numpy=seed_numpy, loss=loss, metrics=metrics, optimizer=_spec(training, "optimizer") or {},
-        scheduler=_spec(training, "scheduler"),
-        epoch_limit=_number(limits, "epoch_limit", int, minimum=1, allow_off=True),
-        episode_limit=_number(limits, "episode_limit", int, minimum=1, allow_off=True),
-        loss_stop=_number(limits, "loss_stop", float, minimum=0, allow_off=True),
-        early_stopping=plain(limits.get("early_stopping")),
-        gradient_clipping=_number(training, "gradient_clipping", float, minimum=0, allow_off=True),
-        curriculum=_curriculum(registry, problem), trainer=_trainer(training), callbacks=_callbacks(training),
-        validation_interval=_validation_interval(validation), monitor=str(validation["monitor"]),
-        mode=_mode(validation), logging_interval=_number(logging_section, "interval", int, minimum=1, allow_off=False),
-        tensorboard=_tensorboard(logging_section), mlflow=_mlflow(logging_section))
-    _check_limits(plan)
+    plan = TrainingPlan(loaded=configuration, configuration={}, problem=problem, model=model, seed_torch=seed_torch,
+                        seed_numpy=seed_numpy, curriculum=_curriculum(registry, problem), **own)
     registry.freeze()
     registry.check_unread()
     plan.configuration = registry.to_dict()
