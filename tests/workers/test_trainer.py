@@ -152,7 +152,8 @@ def test_print_config_shows_defaults_and_creates_nothing(write, tmp_path, capsys
 
 def test_unknown_names_and_misspelt_arguments_are_refused_without_importing_torch(write, tmp_path):
     config = write("exp.yaml", BASE)
-    write("lab/pyproject.toml", '[project]\nname = "lab"\n[project.entry-points."pyrosys.model"]\nLabNet = "lab.n:LabNet"\n')
+    write("lab/pyproject.toml", '[project]\nname = "lab"\n'
+                                '[project.entry-points."pyrosys.model"]\nLabNet = "lab.n:LabNet"\n')
     write("lab/lab/n.py", "class LabNet:\n    pass\n")
     lab = write("lab/run.yaml", BASE.replace("name: MLP", "name: LabNet"))
     cases = {"there is no model named 'NoSuchModel'": ["--c", config, "--set", "model={name: NoSuchModel}"],
