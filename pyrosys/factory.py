@@ -91,7 +91,7 @@ class Registry:
         load_entry_points()
         found = {path.rpartition(".")[2]: cls for path, cls in self._library_classes().items()}
         declared = {point.name: point for point in installed_entry_points(component_group(self.kind))}
-        return {**found, **{name: point.load() for name, point in declared.items() if name not in self._classes},
+        return {**found, **{name: loaded(point) for name, point in declared.items() if name not in self._classes},
                 **self._classes}
 
     def _library_classes(self) -> dict[str, type]:
@@ -251,12 +251,18 @@ def load_entry_points() -> None:
         if point.value in _loaded_entry_points:
             continue
         _loaded_entry_points.add(point.value)
-        try:
-            point.load()
-        except Exception as error:  # noqa: BLE001 - a broken plugin is a configuration problem to report
-            raise ConfigError(f"the components of '{point.name}' cannot be loaded ({type(error).__name__}: {error})",
-                              file=point.value, key=ENTRY_POINTS,
-                              hint="Fix or uninstall the package that declares this entry point") from None
+        loaded(point)
+
+
+def loaded(point: Any) -> Any:
+    """What an installed package's entry point names, imported; a package that fails to import is a
+    configuration problem to report (which package, what to do), not a traceback."""
+    try:
+        return point.load()
+    except Exception as error:  # noqa: BLE001 - a broken plugin is a configuration problem to report
+        raise ConfigError(f"the components of '{point.name}' cannot be loaded ({type(error).__name__}: {error})",
+                          file=point.value, key=point.group,
+                          hint="Fix or uninstall the package that declares this entry point") from None
 
 
 def register(kind: str | Registry, name: str | None = None) -> Callable[[T], T]:

@@ -118,3 +118,13 @@ def test_components_named_in_a_kinds_entry_point_group_are_known_before_and_foun
     assert "kind_lab" not in sys.modules
     assert factory.resolve({"name": "KindNet"}, "model").__module__ == "kind_lab"
     sys.modules.pop("kind_lab", None)
+
+
+def test_a_kinds_entry_point_that_cannot_be_imported_is_a_config_error(tmp_path, monkeypatch):
+    info = tmp_path / "broken_lab-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-lab\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[pyrosys.model]\nBrokenNet = no_such_broken_lab:BrokenNet\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match="'BrokenNet' cannot be loaded"):
+        factory.registered("model")
