@@ -3,7 +3,9 @@
 Every key read here is a key a configuration may hold; keys nothing reads are refused with the
 nearest known key. The plan carries its configuration (tree and sources), so no later step reads
 the parameter registry back. Light on purpose: torch is imported only by the component classes a
-configuration names, after the trainer's own keys were checked.
+configuration names (and the objectives), after what can be checked without them was: the trainer's
+own keys and values, component names (package metadata), and a model's or problem's keys where its
+get_params() can be read from its source.
 """
 from __future__ import annotations
 
@@ -201,9 +203,10 @@ def check_trainer_keys(configuration: Configuration) -> None:
 
 
 def check_component_names(configuration: Configuration) -> None:
-    """Refuse an unknown component name (and an argument an optimizer, scheduler or callback does not take)
-    from package metadata alone, before torch is imported: the trainer's default optimizer filled in as the
-    registry will fill it, so that a value set on it is checked against the class it keeps."""
+    """Refuse an unknown component name, an argument an optimizer, scheduler or callback does not take, and a
+    model's or problem's key its class does not declare, before torch is imported (from package metadata and
+    source text): the trainer's default optimizer is filled in as the registry will fill it, so that a value
+    set on it is checked against the class it keeps."""
     tree, defaults = configuration.tree, get_params()
     specs = {section: ("problem", value_at(tree, section)) for section in
              ("problem", *(f"{name}.problem" for name in PHASE_SECTIONS.values()))}
