@@ -6,24 +6,35 @@ the registry, the library namespaces whose classes count as names. This module k
 a kind not declared yet is found through the `pyrosys.kinds` entry points that packages install.
 
 `name:` looks up the registry (filled by `@register`); `_target_:` imports a dotted path. Either way
-the class is checked against the kind's base class *before* it is called. A class path read from a
+the class is checked against the kind's base class *before* it is called. Whether a name is known is
+answered first without importing anything (`check_name`, before torch on the configuration path): from
+the per-kind entry-point groups packages install (`pyrosys.model`: `Name = module:Class`) and the
+namespace index, `namespace_index.json`, which lists the library namespaces' classes and their
+constructor arguments for the library versions it was written from (`write_namespace_index`; a test
+compares it with the live registries). A class path read from a
 file the user did not write (a checkpoint, a model bundle) is checked on its text before anything is
 imported (`check_class_path`): only the known classes of the kind, and modules the user trusts.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
+import json
 import os
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
+from pyrosys.configuration.project import uninstalled_project_defining
 from pyrosys.errors import ConfigError, did_you_mean, nearest
 
 T = TypeVar("T", bound=type)
 
 KINDS_GROUP = "pyrosys.kinds"            # installed packages declare their registries here
-ENTRY_POINTS = "pyrosys.components"      # installed packages name here the modules that register components
+ENTRY_POINTS = "pyrosys.components"      # older projects name here the modules that register components
+NAMESPACE_INDEX = Path(__file__).with_name("namespace_index.json")   # written by write_namespace_index
 TRUSTED_MODULES = "PYROSYS_TRUSTED_MODULES"   # module prefixes whose classes a checkpoint or bundle may name
 KINDS: dict[str, Registry] = {}
 _loaded_entry_points: set[str] = set()
@@ -74,12 +85,14 @@ class Registry:
         return decorate
 
     def names(self) -> dict[str, type]:
-        """Every name `name:` accepts: library namespaces, built-in and installed components."""
+        """Every name `name:` accepts: library namespaces, built-in and installed components (imported)."""
         for package in self.packages:
             importlib.import_module(package)
         load_entry_points()
         found = {path.rpartition(".")[2]: cls for path, cls in self._library_classes().items()}
-        return {**found, **self._classes}
+        declared = {point.name: point for point in installed_entry_points(component_group(self.kind))}
+        return {**found, **{name: loaded(point) for name, point in declared.items() if name not in self._classes},
+                **self._classes}
 
     def _library_classes(self) -> dict[str, type]:
         """The public subclasses of `base` in the library namespaces, by their path there (torch.optim.Adam)."""
@@ -116,6 +129,119 @@ def kind_registry(kind: str | Registry) -> Registry:
     return KINDS[kind]
 
 
+def component_group(kind: str) -> str:
+    """The entry-point group in which installed packages name their components of a kind: `Name = module:Class`."""
+    return f"pyrosys.{kind}"
+
+
+@functools.cache
+def _all_entry_points(path: tuple[str, ...]) -> Any:
+    from importlib.metadata import entry_points
+
+    return entry_points()
+
+
+def installed_entry_points(group: str) -> tuple[Any, ...]:
+    """The entry points of a group that installed packages declare (read once for a sys.path, without
+    importing them)."""
+    return tuple(_all_entry_points(tuple(sys.path)).select(group=group))
+
+
+@functools.cache
+def _namespace_index() -> dict:
+    try:
+        return json.loads(NAMESPACE_INDEX.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _indexed_library(kind: str) -> dict[str, dict] | None:
+    """The kind's library classes as the namespace index lists them, or None where the index does not hold the
+    kind or was written from other versions of the libraries than those installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    entry = _namespace_index().get(kind)
+    if entry is None:
+        return None
+    for distribution, written in entry["versions"].items():
+        try:
+            if version(distribution) != written:
+                return None
+        except PackageNotFoundError:
+            return None
+    return entry["classes"]
+
+
+def indexed_names(kind: str) -> dict[str, str] | None:
+    """Every name `name:` accepts for a kind, with where its class is, read from package metadata and the
+    namespace index without importing any component; None where only importing can tell (the index does
+    not hold the installed libraries, or a package registers its components through `pyrosys.components`)."""
+    library, declared = _indexed_library(kind), installed_entry_points(component_group(kind))
+    if library is None or installed_entry_points(ENTRY_POINTS) or not (library or declared):
+        return None                              # (nothing declared: an install older than its setup.cfg)
+    names = {name: entry["path"] for name, entry in library.items()}
+    names.update({point.name: point.value for point in declared})
+    if kind in KINDS:                            # components registered in this process (@register)
+        names.update({name: class_path(cls) for name, cls in KINDS[kind]._classes.items()})
+    return names
+
+
+def unknown_name(name: Any, kind: str, names: Iterable[str], base: str, *, file: str | None, key: str) -> ConfigError:
+    """The refusal of an unknown `name:`: a project around the configuration that defines it but is not
+    installed is named with the command that installs it; otherwise the nearest names."""
+    project = uninstalled_project_defining(str(name), file)
+    if project is not None:
+        return ConfigError(f"'{name}' is defined inside project {project.root} (package {project.name}), which is "
+                           f"not installed in this environment: pip install -e {project.root}", file=file, key=key,
+                           hint=f"PyroSys finds a project's components through the {component_group(kind)} "
+                                f"entry points it installs")
+    return ConfigError(f"there is no {kind} named {name!r}", file=file, key=key,
+                       hint=did_you_mean(str(name), names) + f" Or name any {base} class with _target_: "
+                                                             "package.module.Class")
+
+
+def check_name(spec: Any, kind: str, *, source: Callable[[str], str | None], key: str) -> None:
+    """Refuse an unknown `name:` of a kind from metadata alone, before any component (and torch) is imported,
+    and arguments an indexed library class does not take; what the metadata cannot judge is left to `resolve`.
+    `source` tells the file (or the command line) that set a key."""
+    if not isinstance(spec, Mapping) or "_target_" in spec or not isinstance(spec.get("name"), str):
+        return
+    names = indexed_names(kind)
+    if names is None:
+        return
+    name, entry = spec["name"], _namespace_index()[kind]
+    if name not in names:
+        raise unknown_name(name, kind, names, entry["base"], file=source(f"{key}.name"), key=f"{key}.name")
+    indexed = entry["classes"].get(name)
+    if indexed is not None and indexed["path"] == names[name]:
+        _check_accepted(name, indexed["parameters"], {k: v for k, v in spec.items() if k != "name"},
+                        source=source, key=key, given=())
+
+
+def namespace_index_now() -> dict:
+    """The namespace index as the installed libraries give it now, for every kind installed packages declare
+    (imports them all: for writing the index and for the test that keeps it true)."""
+    from importlib.metadata import entry_points, packages_distributions, version
+
+    owners, index = packages_distributions(), {}
+    for point in sorted(entry_points(group=KINDS_GROUP), key=lambda point: point.name):
+        registry = kind_registry(point.name)
+        distributions = sorted({owner for namespace in registry.namespaces
+                                for owner in owners.get(namespace.partition(".")[0], ())})
+        index[point.name] = {
+            "base": registry.base.__name__, "versions": {name: version(name) for name in distributions},
+            "classes": {path.rpartition(".")[2]: {"path": path, "parameters": accepted_arguments(cls)}
+                        for path, cls in sorted(registry._library_classes().items())}}
+    return index
+
+
+def write_namespace_index() -> None:
+    """Write the namespace index again (after an upgrade of torch or Lightning):
+    python -c "from pyrosys.factory import write_namespace_index; write_namespace_index()"."""
+    NAMESPACE_INDEX.write_text(json.dumps(namespace_index_now(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    _namespace_index.cache_clear()
+
+
 def load_entry_points() -> None:
     """Import every module an installed package names in the `pyrosys.components` entry-point group, so
     that its @register decorators run and `name:` finds its components (once per process)."""
@@ -125,12 +251,18 @@ def load_entry_points() -> None:
         if point.value in _loaded_entry_points:
             continue
         _loaded_entry_points.add(point.value)
-        try:
-            point.load()
-        except Exception as error:  # noqa: BLE001 - a broken plugin is a configuration problem to report
-            raise ConfigError(f"the components of '{point.name}' cannot be loaded ({type(error).__name__}: {error})",
-                              file=point.value, key=ENTRY_POINTS,
-                              hint="Fix or uninstall the package that declares this entry point") from None
+        loaded(point)
+
+
+def loaded(point: Any) -> Any:
+    """What an installed package's entry point names, imported; a package that fails to import is a
+    configuration problem to report (which package, what to do), not a traceback."""
+    try:
+        return point.load()
+    except Exception as error:  # noqa: BLE001 - a broken plugin is a configuration problem to report
+        raise ConfigError(f"the components of '{point.name}' cannot be loaded ({type(error).__name__}: {error})",
+                          file=point.value, key=point.group,
+                          hint="Fix or uninstall the package that declares this entry point") from None
 
 
 def register(kind: str | Registry, name: str | None = None) -> Callable[[T], T]:
@@ -203,9 +335,7 @@ def _named(spec: Mapping, registry: Registry, file: str | None, key: str) -> tup
         where = f"{key}.name" if key else "name"
         name, choices = spec["name"], registry.names()
         if not isinstance(name, str) or name not in choices:
-            raise ConfigError(f"there is no {kind} named {name!r}", file=file, key=where,
-                              hint=did_you_mean(str(name), choices)
-                              + f" Or name any {registry.base.__name__} class with _target_: package.module.Class")
+            raise unknown_name(name, kind, choices, registry.base.__name__, file=file, key=where)
         return choices[name], name, where
     raise ConfigError(f"the {kind} names no class", file=file, key=key,
                       hint="Add 'name: <registered name>' or '_target_: package.module.Class'")
@@ -226,25 +356,39 @@ def resolve(spec: Mapping, kind: str | Registry, *, file: str | None = None, key
     return found
 
 
-def check_arguments(cls: type, arguments: Mapping, *, file: str | None, key: str,
-                    given: tuple[str, ...] = ()) -> None:
-    """Refuse keyword arguments the class's constructor does not take, naming the nearest ones."""
+def accepted_arguments(cls: type) -> dict[str, bool] | None:
+    """The keyword arguments a class's constructor takes, each with whether its default is a number (a string
+    given there is a mistake); None when it takes any keyword (**kwargs) or has no readable signature."""
     try:
         parameters = inspect.signature(cls).parameters
     except (TypeError, ValueError):
-        return
+        return None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return {name: isinstance(p.default, (int, float)) and not isinstance(p.default, bool)
+            for name, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def _check_accepted(label: str, accepted: dict[str, bool] | None, arguments: Mapping, *,
+                    source: Callable[[str], str | None], key: str, given: tuple[str, ...]) -> None:
+    """Refuse an argument the constructor does not take, or a string where its default is a number."""
+    if accepted is None:
         return
-    accepted = [n for n, p in parameters.items()
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in given]
+    names = [name for name in accepted if name not in given]
     for name, value in arguments.items():
-        if name not in accepted:
-            raise ConfigError(f"{cls.__name__} takes no argument '{name}'", file=file, key=f"{key}.{name}",
-                              hint=did_you_mean(name, accepted))
-        default = parameters[name].default
-        if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, str):
-            raise ConfigError(f"{cls.__name__} expects a number for '{name}', not the string {value!r}",
-                              file=file, key=f"{key}.{name}", hint="Write numbers unquoted, e.g. 0.001 or 1.0e-3")
+        where = f"{key}.{name}"
+        if name not in names:
+            raise ConfigError(f"{label} takes no argument '{name}'", file=source(where), key=where,
+                              hint=did_you_mean(name, names))
+        if accepted[name] and isinstance(value, str):
+            raise ConfigError(f"{label} expects a number for '{name}', not the string {value!r}",
+                              file=source(where), key=where, hint="Write numbers unquoted, e.g. 0.001 or 1.0e-3")
+
+
+def check_arguments(cls: type, arguments: Mapping, *, file: str | None, key: str,
+                    given: tuple[str, ...] = ()) -> None:
+    """Refuse keyword arguments the class's constructor does not take, naming the nearest ones."""
+    _check_accepted(cls.__name__, accepted_arguments(cls), arguments, source=lambda _: file, key=key, given=given)
 
 
 def instantiate(spec: Mapping, kind: str | Registry, *args: Any, file: str | None = None, key: str = "",

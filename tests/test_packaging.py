@@ -22,11 +22,12 @@ def test_wheel_installs_only_the_pyrosys_package_with_its_components(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert {name.split("/")[0] for name in names} == {"pyrosys", wheel.name.split("-py3")[0] + ".dist-info"}
     for module in ("pyrosys/models/lenet5.py", "pyrosys/problems/scikit_learn.py", "pyrosys/models/modules/encoders.py", "pyrosys/workers/trainer.py",
-                   "pyrosys/configuration/loading.py"):
+                   "pyrosys/configuration/loading.py", "pyrosys/namespace_index.json"):
         assert module in names
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "pyrosys-trainer = pyrosys.workers.trainer:main" in entry_points
     assert "pyrosys-tester = pyrosys.workers.tester:main" in entry_points
+    assert "[pyrosys.model]\nAutoencoder = pyrosys.models.autoencoder:Autoencoder" in entry_points
 
 
 def test_every_install_command_uses_the_torch_constraint():

@@ -32,8 +32,12 @@ description = "__Camel__: models and problems of our lab, trained with PyroSys"
 requires-python = ">=3.10"
 dependencies = ["pyrosys"]
 
-[project.entry-points."pyrosys.components"]
-__name__ = "__name__.components"
+# our components by name, so that PyroSys knows them without importing them (add a line for each new one)
+[project.entry-points."pyrosys.model"]
+__Camel__Net = "__name__.models.example:__Camel__Net"
+
+[project.entry-points."pyrosys.problem"]
+__Camel__Blobs = "__name__.problems.example:__Camel__Blobs"
 
 [tool.setuptools.packages.find]
 include = ["__name__*"]
@@ -57,8 +61,8 @@ pytest tests
 ```
 
 Add a choice to a group by adding a YAML file to its folder; add a model or a problem by writing a
-class with `@register("model")` / `@register("problem")` in a module that `__name__/components.py`
-imports.
+class and naming it under `[project.entry-points."pyrosys.model"]` (or `"pyrosys.problem"`) in
+`pyproject.toml`, then `pip install -e .` again.
 """,
     "grid.yaml": """\
 # Every model choice on every data choice (2 x 2 runs): pyrosys-grid-trainer --c grid.yaml
@@ -83,10 +87,6 @@ def test_the_default_configuration_trains(tmp_path):
     assert status == 0 and (tmp_path / "check" / "models" / "best.ckpt").is_file()
 """,
     "__name__/__init__.py": "\"\"\"__Camel__: our PyroSys components.\"\"\"\n",
-    "__name__/components.py": """\
-\"\"\"What PyroSys imports to find our components (the `pyrosys.components` entry point).\"\"\"
-from __name__ import callbacks, models, problems  # noqa: F401 - importing registers them
-""",
     "__name__/models/__init__.py": "from __name__.models.example import __Camel__Net  # noqa: F401\n",
     "__name__/models/example.py": """\
 \"\"\"__Camel__Net: a small network for any problem with vector or image inputs and class targets.\"\"\"

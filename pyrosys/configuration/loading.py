@@ -242,14 +242,21 @@ class Configuration:
     files: list[str] = field(default_factory=list)
 
     def source(self, key: str) -> str | None:
-        """The file that set `key`, or the nearest enclosing key that a file set."""
-        while key:
+        """The place that set `key` (a file, the command line, a project group's file); for a section, the place
+        that set its first key; for a key inside a value set whole (a list), that value's. None for a key that no
+        place set inside a section that one did (a component's default); the last file where nothing on the key's
+        path was set (what is missing there)."""
+        if key in self.sources:
+            return self.sources[key]
+        inside = next((file for path, file in self.sources.items() if path.startswith(key + ".")), None)
+        if inside is not None:
+            return inside
+        while "." in key:
+            key = key.rpartition(".")[0]
             if key in self.sources:
                 return self.sources[key]
-            for path, file in self.sources.items():
-                if path.startswith(key + "."):
-                    return file
-            key = key.rpartition(".")[0]
+            if any(path.startswith(key + ".") for path in self.sources):
+                return None
         return self.files[-1] if self.files else None
 
 
@@ -388,6 +395,21 @@ def load_configuration(paths: Sequence[str | Path], overrides: Sequence[str] = (
     return Configuration(tree=tree, sources=sources, files=[*named, *(str(Path(f).resolve()) for f in files)])
 
 
+def _replace_class(node: DictConfig, sources: dict[str, str], parent: str, leaf: str, value: Any) -> None:
+    """`--set a.b.name=SGD` over a mapping naming another class replaces the class: the old class's keys go
+    (an Adam's betas), those the command line set stay (an lr given beside the new name)."""
+    old = OmegaConf.to_container(node, resolve=False)
+    if leaf not in ("name", "_target_") or not isinstance(old, dict) or _class_of(old) == _class_of({leaf: value}) \
+            or ("name" not in old and "_target_" not in old):
+        return
+    for key in list(old):
+        paths = [path for path in sources if path == f"{parent}.{key}" or path.startswith(f"{parent}.{key}.")]
+        if not paths or any(sources[path] != COMMAND_LINE for path in paths):
+            del node[key]
+            for path in paths:
+                del sources[path]
+
+
 def _apply_override(merged: DictConfig, sources: dict[str, str], item: str) -> None:
     """One `key.sub=value` over the merged tree; the key's sources become the command line."""
     key, value = parse_override(item)
@@ -396,6 +418,8 @@ def _apply_override(merged: DictConfig, sources: dict[str, str], item: str) -> N
         node = OmegaConf.select(merged, parent) if parent else merged
         if isinstance(node, DictConfig) and isinstance(value, dict):
             _drop_replaced_specs(node, {leaf: value})
+        if isinstance(node, DictConfig) and parent:
+            _replace_class(node, sources, parent, leaf, value)
         OmegaConf.update(merged, key, value, merge=True, force_add=True)
     except OmegaConfBaseException as error:
         raise ConfigError(f"the override cannot be applied: {_first_line(error)}",

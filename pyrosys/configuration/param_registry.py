@@ -23,12 +23,21 @@ def is_spec(value: Any) -> bool:
     return isinstance(value, Mapping) and ("name" in value or "_target_" in value)
 
 
-def _fill_defaults(target: dict, defaults: Mapping) -> None:
+def keeps_class(given: Mapping, default: Mapping) -> bool:
+    """Whether a mapping set over a default keeps the default's class: it names none, or the same one."""
+    named = {key: given[key] for key in ("name", "_target_") if key in given}
+    return not named or named == {key: default[key] for key in ("name", "_target_") if key in default}
+
+
+def fill_defaults(target: dict, defaults: Mapping) -> None:
+    """Fill what `target` does not set from `defaults`; a mapping set over a default naming a class merges into
+    it unless it names another class (then it replaces it whole, and none of the default's keys leak in)."""
     for key, value in defaults.items():
         if key not in target:
             target[key] = copy.deepcopy(value)
-        elif isinstance(target[key], dict) and isinstance(value, Mapping) and value and not is_spec(value):
-            _fill_defaults(target[key], value)
+        elif isinstance(target[key], dict) and isinstance(value, Mapping) and value \
+                and (not is_spec(value) or keeps_class(target[key], value)):
+            fill_defaults(target[key], value)
 
 
 class ParamRegistry(metaclass=Singleton):
@@ -181,7 +190,7 @@ class ParamInterface(Mapping):
         """Fill keys the configuration did not set with a component's defaults, and mark them known."""
         if self._registry.frozen:
             raise RuntimeError(f"cannot add defaults to '{self.path}': the parameter registry is frozen")
-        _fill_defaults(self._node(), defaults)
+        fill_defaults(self._node(), defaults)
         for leaf in leaf_paths(defaults, self.path):
             self._registry.mark_known(leaf)
 

@@ -7,6 +7,8 @@ own `model:` section, say); chosen files merge before the top-level file, like d
 """
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,3 +89,55 @@ def split_choices(items: list[str], start: str | Path) -> tuple[dict[str, str], 
         else:
             overrides.append(item)
     return choices, overrides
+
+
+@dataclass
+class Package:
+    """A folder whose packaging (pyproject.toml or setup.cfg) declares PyroSys entry points, and its name."""
+
+    root: Path
+    name: str
+
+
+def package_around(start: str | Path) -> Package | None:
+    """The nearest folder at or above `start` whose pyproject.toml or setup.cfg declares PyroSys entry points."""
+    path = Path(start).resolve()
+    for folder in [path, *path.parents] if path.is_dir() else list(path.parents):
+        for packaging, pattern in (("pyproject.toml", r'(?m)^\s*name\s*=\s*"([^"]+)"'),
+                                   ("setup.cfg", r"(?m)^\s*name\s*=\s*(\S+)")):
+            file = folder / packaging
+            text = file.read_text(encoding="utf-8", errors="replace") if file.is_file() else ""
+            if re.search(r"entry.points", text) and "pyrosys." in text:
+                found = re.search(pattern, text)
+                return Package(folder, found.group(1) if found else folder.name)
+    return None
+
+
+def defines_class(root: Path, name: str, limit: int = 2000) -> bool:
+    """Whether a Python file under `root` (hidden folders, environments and builds aside) defines class `name`."""
+    definition, seen = re.compile(rf"(?m)^class {re.escape(name)}\b"), 0
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".") and d not in ("build", "site-packages")]
+        for file in (Path(folder) / f for f in files if f.endswith(".py")):
+            seen += 1
+            if seen > limit:
+                return False
+            if definition.search(file.read_text(encoding="utf-8", errors="replace")):
+                return True
+    return False
+
+
+def uninstalled_project_defining(name: str, configuration: str | None) -> Package | None:
+    """The project around a configuration file (or the current folder) that defines class `name` but is not
+    installed in this environment, so that its components are unknown to PyroSys's commands; read as text."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    start = Path(configuration) if configuration and Path(configuration).exists() else Path.cwd()
+    package = package_around(start)
+    if package is None or not re.fullmatch(r"[A-Za-z_]\w*", name):
+        return None
+    try:
+        distribution(package.name)
+        return None
+    except PackageNotFoundError:
+        return package if defines_class(package.root, name) else None

@@ -1,13 +1,14 @@
 """pyrosys.factory: names and dotted targets become classes of the expected kind, checked before the call."""
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
 import torch
 
 from pyrosys.errors import ConfigError
-from pyrosys.factory import instantiate, register, registered, resolve
+from pyrosys.factory import class_path, instantiate, register, registered, resolve
 from pyrosys.models.lenet5 import LeNet5
 from pyrosys.models.model import Model
 
@@ -77,3 +78,50 @@ def test_decorator_registers_user_components_by_name():
 def test_a_non_mapping_spec_is_a_config_error():
     with pytest.raises(ConfigError, match="mapping"):
         resolve("LeNet5", "model", key="model")
+
+
+def test_the_namespace_index_is_what_the_installed_libraries_and_kinds_give_now():
+    from pyrosys.factory import NAMESPACE_INDEX, namespace_index_now
+
+    assert json.loads(NAMESPACE_INDEX.read_text()) == namespace_index_now(), (
+        "the namespace index is out of date: python -c 'from pyrosys.factory import write_namespace_index; "
+        "write_namespace_index()'")
+
+
+def test_the_names_known_without_importing_are_the_registered_names_of_every_kind():
+    from pyrosys.factory import NAMESPACE_INDEX, indexed_names
+
+    kinds = json.loads(NAMESPACE_INDEX.read_text())
+    assert {"model", "problem", "loader", "optimizer", "scheduler", "callback", "worker"} <= set(kinds)
+    for kind in kinds:
+        known = indexed_names(kind)
+        assert known is not None and set(known) == set(registered(kind)), kind
+        assert all(class_path(registered(kind)[name]) == where.replace(":", ".") or where.startswith(("torch.",
+                   "pytorch_lightning.")) for name, where in known.items()), kind
+
+
+def test_a_legacy_components_entry_point_sends_names_through_the_import(tmp_path, monkeypatch):
+    from pyrosys.factory import check_name, indexed_names
+
+    info = tmp_path / "old_lab-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: old-lab\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[pyrosys.components]\nold_lab = old_lab\n")
+    assert indexed_names("model") is not None
+    with pytest.raises(ConfigError, match="no model named 'Nett'"):
+        check_name({"name": "Nett"}, "model", source=lambda key: "exp.yaml", key="model")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert indexed_names("model") is None
+    check_name({"name": "Nett"}, "model", source=lambda key: "exp.yaml", key="model")   # left to resolve()
+
+
+def test_an_optimizer_argument_is_checked_against_the_index_naming_the_file_that_set_it():
+    from pyrosys.factory import check_name
+
+    sources = {"training.optimizer.name": "defaults.yaml", "training.optimizer.learning_rate": "the command line"}
+    with pytest.raises(ConfigError) as caught:
+        check_name({"name": "Adam", "learning_rate": 0.1}, "optimizer", source=sources.get, key="training.optimizer")
+    assert (caught.value.file, caught.value.key) == ("the command line", "training.optimizer.learning_rate")
+    with pytest.raises(ConfigError, match="expects a number"):
+        check_name({"name": "SGD", "lr": "fast"}, "optimizer", source=sources.get, key="training.optimizer")
+    check_name({"name": "Adam", "lr": 0.1, "betas": [0.9, 0.99]}, "optimizer", source=sources.get, key="o")

@@ -32,6 +32,8 @@ model: {{name: ProteinCNN, channels: [8]}}
 training: {{terminal_conditions: {{epoch_limit: 1}}}}
 """
 
+LAB = '[project]\nname = "lab"\n\n[project.entry-points."pyrosys.model"]\nLabNet = "lab.nets:LabNet"\n'
+
 
 def edit(old: str, new: str) -> str:
     assert old in BASE
@@ -59,6 +61,12 @@ CORPUS = {
     "unknown_model_name": ({"exp.yaml": edit("name: MLP", "name: MLPP")}, "trainer", "--c {tmp}/exp.yaml", ["'MLP'"]),
     "unknown_problem_name": ({"exp.yaml": edit("name: Digits", "name: Digit")}, "trainer", "--c {tmp}/exp.yaml", ["'Digits'"]),
     "unknown_optimizer": ({"exp.yaml": edit("seed: 5", "seed: 5\n  optimizer: {name: Adamm}")}, "trainer", "--c {tmp}/exp.yaml", ["'Adam'"]),
+    "unknown_scheduler": ({"exp.yaml": edit("seed: 5", "seed: 5\n  scheduler: {name: CosineAnealingLR}")}, "trainer", "--c {tmp}/exp.yaml", ["training.scheduler.name", "'CosineAnnealingLR'"]),
+    "unknown_callback_name": ({"exp.yaml": edit("seed: 5", "seed: 5\n  callbacks: [{name: EarlyStoping}]")}, "trainer", "--c {tmp}/exp.yaml", ["training.callbacks.0.name", "'EarlyStopping'"]),
+    "override_misspelt_optimizer_argument": ({"exp.yaml": BASE}, "trainer", "--c {tmp}/exp.yaml --set training.optimizer.learning_rate=0.01", ["in the command line", "training.optimizer.learning_rate", "Adam"]),
+    "override_unknown_optimizer": ({"exp.yaml": BASE}, "trainer", "--c {tmp}/exp.yaml --set training.optimizer.name=Adamm", ["in the command line", "'Adam'"]),
+    "name_of_a_project_not_installed": ({"lab/pyproject.toml": LAB, "lab/lab/nets.py": "class LabNet:\n    pass\n", "lab/exp.yaml": edit("name: MLP", "name: LabNet")},
+                                        "trainer", "--c {tmp}/lab/exp.yaml", ["'LabNet' is defined inside project", "not installed", "pip install -e {tmp}/lab"]),
     "unknown_optimizer_argument": ({"exp.yaml": edit("seed: 5", "seed: 5\n  optimizer: {name: Adam, lrate: 0.1}")}, "trainer", "--c {tmp}/exp.yaml", ["training.optimizer.lrate"]),
     "unknown_loss": ({"exp.yaml": edit("seed: 5", "seed: 5\n  loss: cross_entropyy")}, "trainer", "--c {tmp}/exp.yaml", ["training.loss", "cross_entropy"]),
     "unknown_metric": ({"exp.yaml": edit("seed: 5", "seed: 5\n  metrics: [acuracy]")}, "trainer", "--c {tmp}/exp.yaml", ["training.metrics", "accuracy"]),
@@ -148,7 +156,7 @@ def test_bad_input_exits_2_naming_file_and_key_with_nothing_written(case, tmp_pa
     assert status == 2, error
     assert error.startswith("Configuration error") and "\n" not in error and "Traceback" not in error
     for fragment in fragments:
-        assert fragment in error, (fragment, error)
+        assert fragment.format(tmp=tmp_path) in error, (fragment, error)
     assert sorted(p for p in tmp_path.rglob("*")) == before             # nothing written
 
 

@@ -1,6 +1,7 @@
 """pyrosys-trainer: precedence, bad input (status 2, one paragraph, no folder), flags."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -147,3 +148,37 @@ def test_print_config_shows_defaults_and_creates_nothing(write, tmp_path, capsys
     printed = capsys.readouterr().out
     assert "dropout: 0.0" in printed and "fractions:" in printed and "epoch_limit: 1" in printed
     assert not (tmp_path / "out").exists()
+
+
+def test_unknown_names_and_misspelt_arguments_are_refused_without_importing_torch(write, tmp_path):
+    config = write("exp.yaml", BASE)
+    write("lab/pyproject.toml", '[project]\nname = "lab"\n'
+                                '[project.entry-points."pyrosys.model"]\nLabNet = "lab.n:LabNet"\n')
+    write("lab/lab/n.py", "class LabNet:\n    pass\n")
+    lab = write("lab/run.yaml", BASE.replace("name: MLP", "name: LabNet"))
+    cases = {"there is no model named 'NoSuchModel'": ["--c", config, "--set", "model={name: NoSuchModel}"],
+             "Did you mean 'SGD'": ["--c", config, "--set", "training.optimizer.name=SGDD"],
+             "in the command line, at key 'training.optimizer.learning_rate': Adam takes no argument":
+                 ["--c", config, "--set", "training.optimizer.learning_rate=0.01"],
+             "Did you mean 'CosineAnnealingLR'": ["--c", config, "--set", "training.scheduler={name: CosineLR}"],
+             "Did you mean 'EarlyStopping'": ["--c", config, "--set", "training.callbacks=[{name: EarlyStoping}]"],
+             f"which is not installed in this environment: pip install -e {tmp_path / 'lab'}": ["--c", lab],
+             "did you mean 'model.hidden_sizes'?": ["--c", config, "--set", "model.hiden_sizes=[3]"],
+             "did you mean 'validation.problem.split'?": ["--c", config, "--set", "validation.problem.splt=val"],
+             "at key 'validation.mode'": ["--c", config, "--set", "validation.mode=biggest"]}
+    probe = ("import json, sys\nfrom pyrosys.workers.trainer import main\n"
+             "codes = [main(argv) for argv in json.loads(sys.argv[1])]\n"
+             "print(codes, 'torch' in sys.modules, 'pytorch_lightning' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", probe, json.dumps([list(map(str, a)) for a in cases.values()])],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.stdout.strip() == f"{[2] * len(cases)} False False", result.stderr
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == len(cases) and all(fragment in error for fragment, error in zip(cases, errors)), errors
+
+
+def test_a_value_set_on_the_default_optimizer_keeps_its_class(write):
+    plan = resolve("--c", write("exp.yaml", BASE), "--set", "training.optimizer.lr=0.01")
+    assert plan.optimizer == {"name": "Adam", "lr": 0.01}
+    assert plan.source("training.optimizer.lr") == "the command line"
+    plan = resolve("--c", write("exp.yaml", BASE), "--set", "training.optimizer.name=SGD")
+    assert plan.optimizer == {"name": "SGD"}

@@ -91,7 +91,8 @@ def setup(plan: TrainingPlan, gpu: bool = False) -> Setup:
         model = build_model_in_memory(plan.model, problem)
         objective = make_objective(model, problem, plan.loss, plan.metrics)
     check_monitors(plan, objective)
-    model.attach(objective, optimization(plan, model), plan.configuration)
+    with files_named(plan):
+        model.attach(objective, optimization(plan, model), plan.configuration)
     return Setup(problem, model, objective, build_callbacks(plan), trainer_arguments(plan))
 
 
@@ -202,11 +203,10 @@ def load_model(path: str | Path, key: str = "--m") -> Model:
 def optimization(plan: TrainingPlan, model: Any) -> Any:
     """The optimiser (and scheduler) the configuration names, built now so that mistakes show early."""
     optimizer = instantiate(plan.optimizer, "optimizer", model.parameters(), given=("params",),
-                            file=plan.source("training.optimizer"), key="training.optimizer")
+                            key="training.optimizer")          # (files_named names the file that set the key)
     if plan.scheduler is None:
         return lambda _: optimizer
-    scheduler = instantiate(plan.scheduler, "scheduler", optimizer, given=("optimizer",),
-                            file=plan.source("training.scheduler"), key="training.scheduler")
+    scheduler = instantiate(plan.scheduler, "scheduler", optimizer, given=("optimizer",), key="training.scheduler")
     return lambda _: {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": plan.monitor}}
 
 

@@ -3,11 +3,14 @@
 Every key read here is a key a configuration may hold; keys nothing reads are refused with the
 nearest known key. The plan carries its configuration (tree and sources), so no later step reads
 the parameter registry back. Light on purpose: torch is imported only by the component classes a
-configuration names, after the trainer's own keys were checked.
+configuration names (and the objectives), after what can be checked without them was: the trainer's
+own keys and values, component names (package metadata), and a model's or problem's keys where its
+get_params() can be read from its source.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 from dataclasses import dataclass, field
@@ -15,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from pyrosys.configuration.constraints import check_params
+from pyrosys.configuration.declarations import declared_params
 from pyrosys.configuration.loading import COMMAND_LINE, Configuration, load_configuration, value_at
-from pyrosys.configuration.param_registry import ParamInterface, ParamRegistry, unknown_keys_error
+from pyrosys.configuration.param_registry import ParamInterface, ParamRegistry, fill_defaults, unknown_keys_error
 from pyrosys.configuration.project import split_choices
 from pyrosys.configuration.seeds import resolve_seed
 from pyrosys.errors import ConfigError, nearest
+from pyrosys.factory import check_name, indexed_names
 from pyrosys.factory import resolve as resolve_class
 from pyrosys.folders.experiment import Experiment, safe_name
 
@@ -195,6 +200,49 @@ def check_trainer_keys(configuration: Configuration) -> None:
                 close = nearest(key, allowed, n=1)
                 near = (f"{section}.{close[0]}" if section else close[0]) if close else None
                 raise unknown_keys_error([(path, near)], [configuration.source(path)])
+
+
+def check_component_names(configuration: Configuration) -> None:
+    """Refuse an unknown component name, an argument an optimizer, scheduler or callback does not take, and a
+    model's or problem's key its class does not declare, before torch is imported (from package metadata and
+    source text): the trainer's default optimizer is filled in as the registry will fill it, so that a value
+    set on it is checked against the class it keeps."""
+    tree, defaults = configuration.tree, get_params()
+    specs = {section: ("problem", value_at(tree, section)) for section in
+             ("problem", *(f"{name}.problem" for name in PHASE_SECTIONS.values()))}
+    specs["model"] = ("model", value_at(tree, "model"))
+    for key in ("optimizer", "scheduler"):
+        default = value_at(defaults, f"training.{key}")
+        value = copy.deepcopy(value_at(tree, f"training.{key}", default))
+        if isinstance(value, dict) and isinstance(default, dict):
+            fill_defaults(value, default)
+        specs[f"training.{key}"] = (key, value)
+    callbacks = value_at(tree, "training.callbacks")
+    for index, spec in enumerate(callbacks if isinstance(callbacks, list) else []):
+        specs[f"training.callbacks.{index}"] = ("callback", spec)
+    for key, (kind, spec) in specs.items():
+        check_name(spec, kind, source=configuration.source, key=key)
+    named = value_at(tree, "problem.name")
+    for key, (kind, spec) in specs.items():
+        if kind in ("model", "problem") and isinstance(spec, dict):
+            check_declared_keys(configuration, key, kind, spec.get("name", named if kind == "problem" else None))
+
+
+def check_declared_keys(configuration: Configuration, key: str, kind: str, name: Any) -> None:
+    """Refuse a key of a model's or a problem's section that its class's get_params() does not declare, the
+    declaration read from the class's source (no torch); a class whose declaration cannot be read so is
+    checked once imported, by the registry."""
+    where = (indexed_names(kind) or {}).get(name) if isinstance(name, str) else None
+    declared = declared_params(where) if where and ":" in where else None
+    given = value_at(configuration.tree, key)
+    if declared is None or not isinstance(given, dict):
+        return
+    allowed = [*declared, *CLASS_KEYS, *(("load",) if kind == "model" else ())]
+    for param in given:
+        if param not in allowed:
+            close = nearest(str(param), allowed, n=1)
+            raise unknown_keys_error([(f"{key}.{param}", f"{key}.{close[0]}" if close else None)],
+                                     [configuration.source(f"{key}.{param}")])
 
 
 # -- the components ------------------------------------------------------------------------------------
@@ -415,15 +463,36 @@ def _tensorboard(logging_section: ParamInterface) -> int | None:
     return level
 
 
-def _check_limits(plan: TrainingPlan) -> None:
-    if plan.epoch_limit is None and plan.episode_limit is None:
+def _check_limits(own: dict, source: Any) -> None:
+    if own["epoch_limit"] is None and own["episode_limit"] is None:
         raise ConfigError("training has no limit: both epoch_limit and episode_limit are off",
-                          file=plan.source("training.terminal_conditions"), key="training.terminal_conditions",
+                          file=source("training.terminal_conditions"), key="training.terminal_conditions",
                           hint="Set epoch_limit or episode_limit to a positive number")
-    if plan.early_stopping is not None and not isinstance(plan.early_stopping, dict):
+    if own["early_stopping"] is not None and not isinstance(own["early_stopping"], dict):
         key = "training.terminal_conditions.early_stopping"
         raise ConfigError("early_stopping is a mapping such as {monitor: val_loss, patience: 5}",
-                          file=plan.source(key), key=key)
+                          file=source(key), key=key)
+
+
+def own_sections(registry: ParamRegistry) -> dict:
+    """The trainer's own sections (training but its components, validation, logging) read and checked: the
+    TrainingPlan's fields that need no component, and so no torch."""
+    training, validation, logging_section = (registry.section(name) for name in ("training", "validation", "logging"))
+    limits = training["terminal_conditions"]
+    own = dict(
+        loss=training.get("loss"), metrics=plain(training.get("metrics")),
+        optimizer=_spec(training, "optimizer") or {}, scheduler=_spec(training, "scheduler"),
+        epoch_limit=_number(limits, "epoch_limit", int, minimum=1, allow_off=True),
+        episode_limit=_number(limits, "episode_limit", int, minimum=1, allow_off=True),
+        loss_stop=_number(limits, "loss_stop", float, minimum=0, allow_off=True),
+        early_stopping=plain(limits.get("early_stopping")),
+        gradient_clipping=_number(training, "gradient_clipping", float, minimum=0, allow_off=True),
+        trainer=_trainer(training), callbacks=_callbacks(training),
+        validation_interval=_validation_interval(validation), monitor=str(validation["monitor"]),
+        mode=_mode(validation), logging_interval=_number(logging_section, "interval", int, minimum=1, allow_off=False),
+        tensorboard=_tensorboard(logging_section), mlflow=_mlflow(logging_section))
+    _check_limits(own, registry.configuration.source)
+    return own
 
 
 def _check_resumed(plan: TrainingPlan, folder: str, point: Any) -> None:
@@ -446,34 +515,22 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
     """Configuration files and flags -> a checked TrainingPlan; the registry is then frozen."""
     configuration, point = load_training_configuration(args)
     check_trainer_keys(configuration)          # before any component (torch, Lightning) is imported
-    from pyrosys.objectives import check_objective   # torch, now that the trainer's own keys are right
-
+    check_component_names(configuration)
     ParamRegistry.reset()
     registry = ParamRegistry()
     registry.load(configuration)
     registry.section().add_default_params(get_params())
     training = registry.section("training")
     seed_torch, seed_numpy = _seeds(training)
+    own = own_sections(registry)
+    from pyrosys.objectives import check_objective   # torch, now that the trainer's own sections are right
+
     problem, model = resolve_problem(registry, seed=seed_numpy), resolve_model(registry)
-    limits, validation, logging_section = (training["terminal_conditions"], registry.section("validation"),
-                                           registry.section("logging"))
-    loss, metrics = training.get("loss"), plain(training.get("metrics"))
+    loss, metrics = own["loss"], own["metrics"]
     check_objective(loss if loss is not None else "mse", metrics if metrics is not None else [],
                     file=training.source("loss" if loss is not None else "metrics"))
-    plan = TrainingPlan(
-        loaded=configuration, configuration={}, problem=problem, model=model, seed_torch=seed_torch,
-        seed_numpy=seed_numpy, loss=loss, metrics=metrics, optimizer=_spec(training, "optimizer") or {},
-        scheduler=_spec(training, "scheduler"),
-        epoch_limit=_number(limits, "epoch_limit", int, minimum=1, allow_off=True),
-        episode_limit=_number(limits, "episode_limit", int, minimum=1, allow_off=True),
-        loss_stop=_number(limits, "loss_stop", float, minimum=0, allow_off=True),
-        early_stopping=plain(limits.get("early_stopping")),
-        gradient_clipping=_number(training, "gradient_clipping", float, minimum=0, allow_off=True),
-        curriculum=_curriculum(registry, problem), trainer=_trainer(training), callbacks=_callbacks(training),
-        validation_interval=_validation_interval(validation), monitor=str(validation["monitor"]),
-        mode=_mode(validation), logging_interval=_number(logging_section, "interval", int, minimum=1, allow_off=False),
-        tensorboard=_tensorboard(logging_section), mlflow=_mlflow(logging_section))
-    _check_limits(plan)
+    plan = TrainingPlan(loaded=configuration, configuration={}, problem=problem, model=model, seed_torch=seed_torch,
+                        seed_numpy=seed_numpy, curriculum=_curriculum(registry, problem), **own)
     registry.freeze()
     registry.check_unread()
     plan.configuration = registry.to_dict()

@@ -128,3 +128,26 @@ def test_a_mapping_naming_another_class_replaces_the_earlier_one_whole(write):
     assert tree["training"]["optimizer"] == {"_target_": "torch.optim.SGD", "lr": 0.5}
     tree = load_configuration([first, second]).tree
     assert tree["training"]["optimizer"] == {"name": "Adam", "betas": [0.8, 0.9], "lr": 0.1}
+
+
+def test_a_key_set_on_the_command_line_is_the_command_lines_even_inside_a_default_section(write):
+    defaults = write("defaults.yaml", "training: {optimizer: {name: Adam, lr: 0.001}}\n")
+    config = load_configuration([write("run.yaml", "default_configs: defaults.yaml\nmodel: {name: MLP}\n")],
+                                ["training.optimizer.learning_rate=0.01", "training.scheduler.T_max=3"])
+    assert config.source("training.optimizer.learning_rate") == COMMAND_LINE
+    assert config.source("training.optimizer.lr") == str(defaults)
+    assert config.source("training.scheduler.T_max") == COMMAND_LINE
+    assert config.source("training.scheduler.name") is None           # nobody set it: a default
+    assert config.source("model.dropout") is None and config.source("problem") == config.files[-1]
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_naming_another_class_on_the_command_line_drops_the_old_classs_keys_and_keeps_the_command_lines(
+        write, order):
+    run = write("run.yaml", "training: {optimizer: {name: Adam, lr: 0.001, betas: [0.8, 0.9]}}\n")
+    overrides = ["training.optimizer.lr=0.01", "training.optimizer.name=SGD"]
+    config = load_configuration([run], overrides[::-1] if order else overrides)
+    assert config.tree["training"]["optimizer"] == {"name": "SGD", "lr": 0.01}
+    assert config.source("training.optimizer.betas") is None
+    same = load_configuration([run], ["training.optimizer.name=Adam"]).tree["training"]["optimizer"]
+    assert same == {"name": "Adam", "lr": 0.001, "betas": [0.8, 0.9]}

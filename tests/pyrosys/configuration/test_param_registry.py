@@ -5,7 +5,7 @@ import pytest
 
 from pyrosys.configuration.loading import Configuration
 from pyrosys.errors import ConfigError
-from pyrosys.configuration.param_registry import ParamRegistry
+from pyrosys.configuration.param_registry import ParamRegistry, fill_defaults
 
 
 def registry_with(tree: dict, source: str = "exp.yaml") -> ParamRegistry:
@@ -79,3 +79,15 @@ def test_a_section_that_is_not_a_mapping_is_a_config_error():
     registry = registry_with({"model": 3})
     with pytest.raises(ConfigError, match="must be a mapping"):
         registry.section("model")
+
+
+def test_a_value_set_on_a_default_keeps_its_class_and_another_class_replaces_it_whole():
+    default = {"optimizer": {"name": "Adam", "lr": 0.001, "betas": [0.9, 0.99]}}
+    for given, expected in (({"lr": 0.01}, {"name": "Adam", "lr": 0.01, "betas": [0.9, 0.99]}),
+                            ({"name": "Adam", "eps": 1.0}, {"name": "Adam", "eps": 1.0, "lr": 0.001,
+                                                            "betas": [0.9, 0.99]}),
+                            ({"name": "SGD", "momentum": 0.9}, {"name": "SGD", "momentum": 0.9}),
+                            ({"_target_": "torch.optim.SGD"}, {"_target_": "torch.optim.SGD"})):
+        tree = {"optimizer": dict(given)}
+        fill_defaults(tree, default)
+        assert tree["optimizer"] == expected, given
