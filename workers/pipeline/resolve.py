@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyrosys.configuration.aliases import Aliases, apply_aliases
 from pyrosys.configuration.constraints import check_params
 from pyrosys.configuration.loading import COMMAND_LINE, Configuration, load_configuration, value_at
 from pyrosys.configuration.param_registry import ParamInterface, ParamRegistry, unknown_keys_error
@@ -195,6 +196,83 @@ def check_trainer_keys(configuration: Configuration) -> None:
                 close = nearest(key, allowed, n=1)
                 near = (f"{section}.{close[0]}" if section else close[0]) if close else None
                 raise unknown_keys_error([(path, near)], [configuration.source(path)])
+
+
+# -- MI-Prometheus's names and keys --------------------------------------------------------------------
+
+def _partial_validation(value: Any, params: dict) -> dict:
+    """MI-Prometheus validates every N episodes ("partial validation"); N <= 0 leaves validation at epoch ends."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"partial_validation_interval is a whole number of episodes, not {value!r}")
+    return {"interval": value} if value > 0 else {}
+
+
+def _sampler(value: Any, params: dict) -> dict:
+    """A phase's MI-Prometheus sampler as the problem's shuffle; other samplers are refused, saying why."""
+    if value is None or value == {}:
+        return {}                                  # MI-Prometheus's default: no sampler
+    name = value.get("name") if isinstance(value, dict) else None
+    if isinstance(value, dict) and set(value) == {"name"} and name in ("RandomSampler", "SequentialSampler"):
+        return {"problem.shuffle": name == "RandomSampler"}
+    raise ValueError(f"the sampler {value!r} has no PyroSys meaning: RandomSampler (problem.shuffle: true) and "
+                     "SequentialSampler (problem.shuffle: false) are translated; a subset of a split is chosen "
+                     "with the problem's own split parameters")
+
+
+# MI-Prometheus's dataloader keys: PyroSys's problem parameter of the same meaning, or the one value honoured
+DATALOADER_KEYS = ("shuffle", "drop_last", "num_workers")
+DATALOADER_FIXED = {"batch_sampler": None, "pin_memory": False, "timeout": 0}
+
+
+def _dataloader(value: Any, params: dict) -> dict:
+    """A phase's MI-Prometheus dataloader section as the problem's loader parameters."""
+    if not isinstance(value, dict):
+        raise ValueError(f"dataloader is a mapping of DataLoader options, not {value!r}")
+    translated = {}
+    for key, given in value.items():
+        if key in DATALOADER_KEYS:
+            translated[f"problem.{key}"] = given
+        elif key not in DATALOADER_FIXED or given != DATALOADER_FIXED[key]:
+            known = ", ".join([*DATALOADER_KEYS, *(f"{k}: {v}" for k, v in DATALOADER_FIXED.items())])
+            raise ValueError(f"dataloader's '{key}: {given!r}' cannot be honoured: PyroSys takes {known}")
+    return translated
+
+
+def _phase_aliases(section: str) -> Aliases:
+    """MI-Prometheus's keys of a training, validation or testing section."""
+    converted = {"sampler": _sampler, "dataloader": _dataloader}
+    if section == "validation":
+        converted["partial_validation_interval"] = _partial_validation
+    return Aliases(converted=converted)
+
+
+def translate_section_keys(configuration: Configuration) -> None:
+    """Rewrite MI-Prometheus's keys of the trainer's sections to PyroSys's own, in place (no import needed),
+    recording each in `configuration.aliases`."""
+    for section in PHASE_SECTIONS.values():
+        configuration.aliases += apply_aliases(configuration, section, _phase_aliases(section))
+
+
+def translate_component_aliases(configuration: Configuration) -> None:
+    """Rewrite MI-Prometheus's names and keys of the problem and the model (declared beside each class, `aliases`)
+    to PyroSys's own, in place, recording each in `configuration.aliases`."""
+    problem_paths = ("problem", *(f"{section}.problem" for section in PHASE_SECTIONS.values()))
+    for kind, paths in (("problem", problem_paths), ("model", ("model",))):
+        sections = [(path, value_at(configuration.tree, path)) for path in paths]
+        named = [(path, section) for path, section in sections
+                 if isinstance(section, dict) and any(section.get(key) is not None for key in CLASS_KEYS)]
+        if not named:
+            continue
+        path, section = named[0]
+        spec = {key: section[key] for key in CLASS_KEYS if section.get(key) is not None}
+        cls = resolve_class(spec, kind, file=configuration.source(path), key=path)
+        aliases = getattr(cls, "aliases", None)
+        if aliases is None:
+            continue
+        shared = value_at(configuration.tree, kind)
+        context = {**cls.get_params(), **(shared if isinstance(shared, dict) else {})}
+        for path in paths:
+            configuration.aliases += apply_aliases(configuration, path, aliases, cls.__name__, context)
 
 
 # -- the components ------------------------------------------------------------------------------------
@@ -445,7 +523,9 @@ def _check_resumed(plan: TrainingPlan, folder: str, point: Any) -> None:
 def resolve(args: argparse.Namespace) -> TrainingPlan:
     """Configuration files and flags -> a checked TrainingPlan; the registry is then frozen."""
     configuration, point = load_training_configuration(args)
+    translate_section_keys(configuration)      # MI-Prometheus's keys, before the trainer's own are checked
     check_trainer_keys(configuration)          # before any component (torch, Lightning) is imported
+    translate_component_aliases(configuration)
     from pyrosys.objectives import check_objective   # torch, now that the trainer's own keys are right
 
     ParamRegistry.reset()
