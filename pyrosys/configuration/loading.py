@@ -281,7 +281,7 @@ def include_candidates(name: str, including: Path) -> list[Path]:
     return list(dict.fromkeys((folder / name).resolve() for folder in folders))
 
 
-def _include(name: str, including: Path) -> Path:
+def find_include(name: str, including: Path) -> Path:
     """The first regular file among the places a `default_configs` path may lie, or a ConfigError listing them."""
     candidates = include_candidates(name, including)
     for candidate in candidates:
@@ -351,7 +351,7 @@ def _load_tree(path: Path, chain: tuple[Path, ...],
     data = load_yaml(path, max_nodes=YAML_MAX_CONFIGURATION_VALUES)
     merged = OmegaConf.create({})
     sources: dict[str, str] = {}
-    includes = [_include(name, path) for name in _default_list(data.pop("default_configs", None), path)]
+    includes = [find_include(name, path) for name in _default_list(data.pop("default_configs", None), path)]
     if "groups" in data:                     # a project's top-level config: its group choices come first
         includes += group_files(path, data.pop("groups"), choices or {})
     elif choices:

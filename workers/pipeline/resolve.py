@@ -238,6 +238,21 @@ def _dataloader(value: Any, params: dict) -> dict:
     return translated
 
 
+# the components of MI-Prometheus's maes_baselines and dwm_baselines files that PyroSys does not have (the ones
+# it has declare their MI-Prometheus names beside their class: `aliases`)
+MI_PROMETHEUS_ONLY = {
+    "model": ("DNC", "DWM", "NTM", "MAES", "EncoderSolverLSTM", "EncoderSolverNTM"),
+    "problem": ("RepeatReverseRecallCommandLines", "RepeatSerialRecallCommandLines", "ScratchPadCommandLines",
+                "SequenceComparisonCommandLines", "SequenceEqualityCommandLines", "SequenceSymmetryCommandLines",
+                "SkipRecallCommandLines", "distraction_carry", "distraction_forget", "distraction_ignore",
+                "interruption_not", "interruption_reverse_recall", "interruption_swap_recall",
+                "manipulation_spatial_not", "manipulation_spatial_rotation", "manipulation_temporal_swap",
+                "operation_span", "reading_span"),
+}
+MI_PROMETHEUS_HAS = {"model": "LSTM (as SequenceRNN)",
+                     "problem": "SerialRecallCommandLines and ReverseRecallCommandLines (as SerialRecall, ReverseRecall)"}
+
+
 def _phase_aliases(section: str) -> Aliases:
     """MI-Prometheus's keys of a training, validation or testing section."""
     converted = {"sampler": _sampler, "dataloader": _dataloader}
@@ -253,6 +268,13 @@ def translate_section_keys(configuration: Configuration) -> None:
         configuration.aliases += apply_aliases(configuration, section, _phase_aliases(section))
 
 
+def translate_aliases(configuration: Configuration) -> Configuration:
+    """MI-Prometheus's keys of the trainer's sections, then its names and keys of the components, as PyroSys's."""
+    translate_section_keys(configuration)
+    translate_component_aliases(configuration)
+    return configuration
+
+
 def translate_component_aliases(configuration: Configuration) -> None:
     """Rewrite MI-Prometheus's names and keys of the problem and the model (declared beside each class, `aliases`)
     to PyroSys's own, in place, recording each in `configuration.aliases`."""
@@ -265,7 +287,13 @@ def translate_component_aliases(configuration: Configuration) -> None:
             continue
         path, section = named[0]
         spec = {key: section[key] for key in CLASS_KEYS if section.get(key) is not None}
-        cls = resolve_class(spec, kind, file=configuration.source(path), key=path)
+        where = f"{path}.{next(iter(spec))}"
+        if spec.get("name") in MI_PROMETHEUS_ONLY[kind]:
+            raise ConfigError(f"'{spec['name']}' is an MI-Prometheus {kind} that PyroSys does not have",
+                              file=configuration.source(where), key=where,
+                              hint=f"Of MI-Prometheus's {kind}s, PyroSys has {MI_PROMETHEUS_HAS[kind]}; use "
+                                   f"one it has, or a {kind} class of your own with _target_: package.module.Class")
+        cls = resolve_class(spec, kind, file=configuration.source(where), key=path)
         aliases = getattr(cls, "aliases", None)
         if aliases is None:
             continue
