@@ -230,8 +230,9 @@ def _settings(data: Mapping, file: str) -> dict[str, Any]:
                           key="grid_settings.max_concurrent_runs")
     if settings["trainer"] not in (None, *TRAINERS):
         raise ConfigError(f"the trainer {settings['trainer']!r} is not one PyroSys runs", file=file,
-                          key="grid_settings.trainer", hint=f"Name one of {', '.join(TRAINERS)}; each runs "
-                                                            "pyrosys-trainer, validating as the run's validation.interval says")
+                          key="grid_settings.trainer",
+                          hint=f"Name one of {', '.join(TRAINERS)}; each runs pyrosys-trainer, validating as the "
+                               "run's validation.interval says")
     if not _whole_number(settings["max_runs"], 1, RUNS_CEILING):
         raise ConfigError(f"must be a whole number from 1 to {RUNS_CEILING:,}, not {settings['max_runs']!r}",
                           file=file, key="grid_settings.max_runs",

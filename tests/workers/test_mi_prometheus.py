@@ -23,7 +23,8 @@ REFUSED = {
     "configs/dwm_baselines/lstm/reverse_recall.yaml": (
         "default_settings_simple_task.yaml", "training.terminal_conditions.eposides_limit", "episode_limit"),
     "configs/maes_baselines/es_lstm/es_lstm_serial_recall.yaml": (
-        "default_es_lstm.yaml", "model.name", "'EncoderSolverLSTM' is an MI-Prometheus model that PyroSys does not have"),
+        "default_es_lstm.yaml", "model.name",
+        "'EncoderSolverLSTM' is an MI-Prometheus model that PyroSys does not have"),
     "configs/maes_baselines/lstm/lstm_odd_recall.yaml": (
         "lstm_odd_recall.yaml", "training.problem.name", "'SkipRecallCommandLines' is an MI-Prometheus problem"),
 }

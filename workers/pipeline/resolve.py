@@ -250,7 +250,8 @@ MI_PROMETHEUS_ONLY = {
                 "operation_span", "reading_span"),
 }
 MI_PROMETHEUS_HAS = {"model": "LSTM (as SequenceRNN)",
-                     "problem": "SerialRecallCommandLines and ReverseRecallCommandLines (as SerialRecall, ReverseRecall)"}
+                     "problem": "SerialRecallCommandLines and ReverseRecallCommandLines "
+                                "(as SerialRecall, ReverseRecall)"}
 
 
 def _phase_aliases(section: str) -> Aliases:
