@@ -9,7 +9,7 @@ applied: the saved configuration shows PyroSys's names, and those lines record w
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,11 @@ class Aliases:
     fixed: Mapping[str, Fixed] = field(default_factory=dict)               # keys honoured at one value only
 
 
+def alias_comments(aliases: Iterable[str]) -> str:
+    """The translations applied, as YAML comment lines for the top of a resolved configuration."""
+    return "".join(f"# {FRAMEWORK} alias: {alias}\n" for alias in aliases)
+
+
 def apply_aliases(configuration: Configuration, path: str, aliases: Aliases, own_name: str | None = None,
                   context: Mapping | None = None) -> list[str]:
     """Rewrite the section at `path` to PyroSys's names (`own_name`: the class the section names) in place;
@@ -54,7 +59,7 @@ def apply_aliases(configuration: Configuration, path: str, aliases: Aliases, own
     name = section.get("name")
     if own_name is not None and isinstance(name, str) and name in aliases.names:
         implied = {"name": own_name, **aliases.names[name]}
-        done.append(f"{path}.name: {name} -> " + ", ".join(f"{k}: {v}" for k, v in implied.items()))
+        done.append(f"{path}.name: {name} -> " + ", ".join(f"{path}.{k}: {v}" for k, v in implied.items()))
         _set(configuration, path, "name", implied, name_key="name")
     for key in list(section):
         if key in aliases.keys:

@@ -51,7 +51,7 @@ def test_supported_files_resolve_to_pyrosys_names_with_their_meaning(file, monke
     assert plan.curriculum["initial_max_sequence_length"] == 5
     tree = plan.configuration
     assert "hidden_state_size" not in tree["model"] and "size" not in tree["training"]["problem"]
-    assert f"training.problem.name: {mip_name} -> name: {problem}" in plan.loaded.aliases
+    assert f"training.problem.name: {mip_name} -> training.problem.name: {problem}" in plan.loaded.aliases
     assert "model.hidden_state_size -> model.hidden_size" in plan.loaded.aliases
 
 
@@ -82,7 +82,7 @@ def test_a_maes_file_trains_tests_and_records_its_aliases(tmp_path, monkeypatch,
     assert trainer.main(["--c", "configs/maes_baselines/lstm/lstm_serial_recall.yaml", *SHORT,
                          "--outdir", str(outdir)]) == 0
     saved = next(outdir.glob("SerialRecall/SequenceRNN/*/training_configuration.yaml")).read_text()
-    assert "# MI-Prometheus alias: model.name: LSTM -> name: SequenceRNN, cell: lstm" in saved
+    assert "# MI-Prometheus alias: model.name: LSTM -> model.name: SequenceRNN, model.cell: lstm" in saved
     model = yaml.safe_load(saved)["model"]
     assert model["hidden_size"] == 256 and "hidden_state_size" not in model
     assert "test loss" in capsys.readouterr().out

@@ -24,7 +24,7 @@ def test_names_and_keys_are_rewritten_recorded_and_keep_their_source_file(write)
     done = apply_aliases(configuration, "model", ALIASES, "SequenceRNN", {"batch_size": 32})
     assert configuration.tree["model"] == {"name": "SequenceRNN", "cell": "lstm", "hidden_size": 7, "episodes": 2,
                                            "loader": {"shuffle": True}}
-    assert done == ["model.name: LSTM -> name: SequenceRNN, cell: lstm", "model.hidden_state_size -> model.hidden_size",
+    assert done == ["model.name: LSTM -> model.name: SequenceRNN, model.cell: lstm", "model.hidden_state_size -> model.hidden_size",
                     "model.size: 64 -> model.episodes: 2, model.loader.shuffle: True",
                     "model.bias: 0.5 accepted (bits are fair coins)"]
     assert configuration.sources["model.hidden_size"] == configuration.sources["model.loader.shuffle"] == str(path)
