@@ -116,3 +116,14 @@ def test_what_pyrosys_cannot_honour_is_refused(write, extra, key, message):
     with pytest.raises(ConfigError) as caught:
         resolve("--c", write("exp.yaml", RECALL + extra))
     assert caught.value.key == key and message in caught.value.message and caught.value.file.endswith("exp.yaml")
+
+
+@pytest.mark.integration
+def test_the_console_command_runs_a_file_from_a_copy_of_the_repository_root(tmp_path, cli):
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    done = cli("pyrosys-trainer", "--c", "configs/maes_baselines/lstm/lstm_reverse_recall.yaml", *SHORT,
+               "--outdir", "experiments", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert list((tmp_path / "experiments" / "ReverseRecall" / "SequenceRNN").glob("*/models/best.ckpt"))
+    refused = cli("pyrosys-trainer", "--c", "configs/dwm_baselines/lstm/serial_recall.yaml", cwd=tmp_path)
+    assert refused.returncode == 2 and "eposides_limit" in refused.stderr and "Traceback" not in refused.stderr
