@@ -6,6 +6,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from pyrosys.configuration.aliases import Aliases
 from pyrosys.configuration.constraints import Boolean, Integer, Number, OneOf
 from pyrosys.data_dict import DataDict
 from pyrosys.factory import register
@@ -19,6 +20,8 @@ class SequenceRNN(Model):
 
     input_kinds = ("sequence", "tokens")
     tasks = ("sequence", "classification", "regression")
+    # MI-Prometheus's LSTM model: the same stacked LSTM with a per-position linear output
+    aliases = Aliases(names={"LSTM": {"cell": "lstm"}}, keys={"hidden_state_size": "hidden_size"})
 
     @staticmethod
     def get_params() -> dict:

@@ -8,10 +8,13 @@ of a batch share one length, drawn between the minimum and the current maximum l
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
+
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from pyrosys.configuration.aliases import Aliases, Fixed
 from pyrosys.configuration.constraints import Integer
 from pyrosys.data_dict import DataDict
 from pyrosys.errors import ConfigError
@@ -44,6 +47,19 @@ class GeneratedBatches(IterableDataset):
             high = self.problem.current_max_length if self.phase == "train" else params["max_sequence_length"]
             length = int(torch.randint(params["min_sequence_length"], high + 1, (1,), generator=generator))
             yield self.problem.generate(int(params["batch_size"]), length, generator)
+
+
+def episodes_from_size(size: object, params: Mapping) -> dict:
+    """MI-Prometheus's `size` (samples an epoch) as PyroSys's `episodes` (batches an epoch, the last one whole)."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size (samples an epoch) is a whole number >= 1, not {size!r}")
+    return {"episodes": math.ceil(size / int(params["batch_size"]))}
+
+
+def mi_prometheus(name: str) -> Aliases:
+    """What MI-Prometheus's `<name>CommandLines` problem and its keys mean for a recall problem."""
+    return Aliases(names={f"{name}CommandLines": {}}, converted={"size": episodes_from_size},
+                   fixed={"bias": Fixed(0.5, "every data bit is 1 with probability 0.5")})
 
 
 class RecallProblem(Problem):
@@ -80,7 +96,7 @@ class RecallProblem(Problem):
         self.update_curriculum(self.episodes_generated)
 
     def define_data(self) -> dict:
-        params = self.params
+        params = self.phases["train"]          # every phase has the same word size (check())
         return {"inputs": {"kind": "sequence", "shape": [None, params["control_bits"] + params["data_bits"]],
                            "dtype": "float32"},
                 "targets": {"shape": [None, params["data_bits"]], "dtype": "float32"},
@@ -96,7 +112,7 @@ class RecallProblem(Problem):
 
     def generate(self, batch_size: int, length: int, generator: torch.Generator) -> DataDict:
         """One batch of samples of `length` words."""
-        control, bits = int(self.params["control_bits"]), int(self.params["data_bits"])
+        control, bits = int(self.phases["train"]["control_bits"]), int(self.phases["train"]["data_bits"])
         data = torch.randint(0, 2, (batch_size, length, bits), generator=generator).float()
         steps = 2 * length + 2
         inputs = torch.zeros(batch_size, steps, control + bits)
@@ -110,7 +126,13 @@ class RecallProblem(Problem):
         return DataDict(inputs=inputs, targets=targets, masks=masks)
 
     def check(self) -> None:
-        """Refuse lengths that cannot produce a sample (each value's own range is in constraints())."""
+        """Refuse lengths that cannot produce a sample, and phases whose words differ in size (one model reads
+        them all); each value's own range is in constraints()."""
+        for key in ("control_bits", "data_bits"):
+            sizes = {phase: params[key] for phase, params in self.phases.items()}
+            if len(set(sizes.values())) > 1:
+                raise ConfigError(f"the phases' {key} differ ({sizes}): one model reads every phase",
+                                  key=f"problem.{key}", hint=f"Give {key} once, in the problem section")
         for params in self.phases.values():
             low, high = params["min_sequence_length"], params["max_sequence_length"]
             if low > high:
@@ -154,6 +176,8 @@ class RecallProblem(Problem):
 class SerialRecall(RecallProblem):
     """Recall the stored words in the order they were given."""
 
+    aliases = mi_prometheus("SerialRecall")
+
     def answer(self, data: torch.Tensor) -> torch.Tensor:
         return data
 
@@ -161,6 +185,8 @@ class SerialRecall(RecallProblem):
 @register("problem")
 class ReverseRecall(RecallProblem):
     """Recall the stored words in reverse order."""
+
+    aliases = mi_prometheus("ReverseRecall")
 
     def answer(self, data: torch.Tensor) -> torch.Tensor:
         return data.flip(1)

@@ -80,6 +80,8 @@ class Registry:
             if existing is not None and existing is not cls and existing.__qualname__ != cls.__qualname__:
                 raise ValueError(f"{self.kind} name {key!r} is taken by {existing.__module__}.{existing.__qualname__}")
             self._classes[key] = cls
+            for alias in getattr(getattr(cls, "aliases", None), "names", ()):   # MI-Prometheus's names (LSTM)
+                self._classes.setdefault(alias, cls)
             return cls
 
         return decorate

@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pyrosys.configuration.aliases import alias_comments
 from pyrosys.configuration.loading import dump_yaml
 from pyrosys.configuration.project import find_project
 from pyrosys.errors import ConfigError
@@ -32,7 +33,7 @@ class Trainer(Worker):
             return list_choices(args)
         plan = resolve(args)                                            # configuration -> checked plan
         if args.print_config:
-            print(dump_yaml(plan.configuration), end="")
+            print(alias_comments(plan.loaded.aliases) + dump_yaml(plan.configuration), end="")
             return 0
         from pyrosys.workers.pipeline import build, fit, record, test  # torch and Lightning from here on
 

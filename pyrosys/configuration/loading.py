@@ -240,6 +240,7 @@ class Configuration:
     tree: dict
     sources: dict[str, str] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)     # other frameworks' names and keys translated, one a line
 
     def source(self, key: str) -> str | None:
         """The place that set `key` (a file, the command line, a project group's file); for a section, the place
@@ -277,6 +278,31 @@ def _default_list(value: Any, file: Path) -> list[str]:
                       hint="Write for example 'default_configs: [../defaults/training.yaml]'")
 
 
+def include_candidates(name: str, including: Path) -> list[Path]:
+    """Where a `default_configs` path may lie, in the order tried: beside the including file (PyroSys's
+    convention), the current folder (MI-Prometheus's: paths from the repository root the user runs in),
+    then each folder above the including file (the same root, when the command runs elsewhere)."""
+    if Path(name).is_absolute():
+        return [Path(name)]
+    folders = [including.parent, Path.cwd(), *including.parent.parents]
+    return list(dict.fromkeys((folder / name).resolve() for folder in folders))
+
+
+def find_include(name: str, including: Path) -> Path:
+    """The first regular file among the places a `default_configs` path may lie, or a ConfigError listing them."""
+    candidates = include_candidates(name, including)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = "; ".join(f"{candidate} ({'not a regular file' if candidate.exists() else 'absent'})"
+                      for candidate in candidates)
+    raise ConfigError(f"the default_configs file '{name}' was not found; looked for {tried}",
+                      file=str(including), key="default_configs",
+                      hint="A default_configs path is relative to the including file's folder, to the current "
+                           "folder (as in MI-Prometheus, run from its repository root) or to a folder above "
+                           "the including file")
+
+
 def _to_omegaconf(data: dict, file: str) -> DictConfig:
     try:
         return OmegaConf.create(data)
@@ -291,12 +317,14 @@ def _class_of(spec: Mapping) -> tuple:
 
 def _drop_replaced_specs(base: DictConfig, top: Mapping) -> None:
     """A mapping that names another class than the one before it replaces it whole: parameters of the
-    old class (an Adam's betas, a LeNet5's channels) must not leak into the new one."""
+    old class (an Adam's betas, a LeNet5's channels) must not leak into the new one. Parameters given before
+    any class was named (MI-Prometheus's defaults files, then `name:` in the experiment's file) are kept."""
     for key, value in top.items():
         if not isinstance(value, Mapping) or key not in base or not isinstance(base[key], DictConfig):
             continue
         old = OmegaConf.to_container(base[key], resolve=False)
-        if ("name" in value or "_target_" in value) and _class_of(old) != _class_of(value):
+        named_before = _class_of(old) != (None, None)
+        if ("name" in value or "_target_" in value) and named_before and _class_of(old) != _class_of(value):
             del base[key]
         else:
             _drop_replaced_specs(base[key], value)
@@ -330,7 +358,7 @@ def _load_tree(path: Path, chain: tuple[Path, ...],
     data = load_yaml(path, max_nodes=YAML_MAX_CONFIGURATION_VALUES)
     merged = OmegaConf.create({})
     sources: dict[str, str] = {}
-    includes = [path.parent / name for name in _default_list(data.pop("default_configs", None), path)]
+    includes = [find_include(name, path) for name in _default_list(data.pop("default_configs", None), path)]
     if "groups" in data:                     # a project's top-level config: its group choices come first
         includes += group_files(path, data.pop("groups"), choices or {})
     elif choices:
@@ -338,12 +366,6 @@ def _load_tree(path: Path, chain: tuple[Path, ...],
                           "this configuration names no groups", file=str(path), key="groups",
                           hint="Give a project's train.yaml, which lists its groups under 'groups:'")
     for included in includes:
-        name = included.name
-        if not included.is_file():
-            what = "is not a regular file" if included.exists() else "does not exist"
-            raise ConfigError(f"the default_configs file '{name}' {what} (looked for {included})",
-                              file=str(path), key="default_configs",
-                              hint="Paths in default_configs are relative to the file that includes them")
         tree, tree_sources = _load_tree(included, (*chain, path))
         merged = _merge(merged, tree, str(included))
         sources.update(tree_sources)

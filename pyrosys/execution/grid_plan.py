@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyrosys.configuration.loading import dump_yaml, load_configuration, load_yaml, parse_override
+from pyrosys.configuration.loading import dump_yaml, find_include, load_configuration, load_yaml, parse_override
 from pyrosys.configuration.project import find_project
 from pyrosys.errors import ConfigError, did_you_mean
 from pyrosys.folders.grid import Grid
@@ -37,7 +37,11 @@ from pyrosys.folders.grid import Grid
 GRID_KEYS = ("grid_tasks", "grid_overwrite", "grid_settings", "grid_search")
 MAX_RUNS = 10_000          # a larger grid is refused unless --yes, or grid_settings.max_runs, allows it
 RUNS_CEILING = 100_000     # no plan is larger, whatever is allowed: its runs and its grid.yaml must fit in memory
-SETTINGS = {"experiment_repetitions": 1, "max_concurrent_runs": None, "max_runs": MAX_RUNS}
+SETTINGS = {"experiment_repetitions": 1, "max_concurrent_runs": None, "max_runs": MAX_RUNS, "trainer": None}
+# grid_settings.trainer: MI-Prometheus's trainers, which validate at epoch ends (offline) or every
+# validation.partial_validation_interval episodes (online); PyroSys's one trainer does either, as each run's
+# validation.interval says, so both names (and its own) run pyrosys-trainer
+TRAINERS = ("pyrosys-trainer", "mip-offline-trainer", "mip-online-trainer")
 
 
 @dataclass
@@ -224,6 +228,11 @@ def _settings(data: Mapping, file: str) -> dict[str, Any]:
     if concurrent is not None and not _whole_number(concurrent, 1):
         raise ConfigError(f"must be a whole number of at least 1 or null, not {concurrent!r}", file=file,
                           key="grid_settings.max_concurrent_runs")
+    if settings["trainer"] not in (None, *TRAINERS):
+        raise ConfigError(f"the trainer {settings['trainer']!r} is not one PyroSys runs", file=file,
+                          key="grid_settings.trainer",
+                          hint=f"Name one of {', '.join(TRAINERS)}; each runs pyrosys-trainer, validating as the "
+                               "run's validation.interval says")
     if not _whole_number(settings["max_runs"], 1, RUNS_CEILING):
         raise ConfigError(f"must be a whole number from 1 to {RUNS_CEILING:,}, not {settings['max_runs']!r}",
                           file=file, key="grid_settings.max_runs",
@@ -246,14 +255,11 @@ def _task_configs(path: Path, spec: Any, where: str) -> tuple[list[str], str]:
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise ConfigError("default_configs is a path or a list of paths", file=file,
                           key=f"{where}.default_configs")
-    configs = []
-    for name in names:
-        config = (path.parent / name).resolve()
-        if not config.is_file():
-            what = "is not a regular file" if config.exists() else "does not exist"
-            raise ConfigError(f"the file '{name}' {what} (looked for {config})", file=file,
-                              key=f"{where}.default_configs", hint="Paths in a grid file are relative to the grid file")
-        configs.append(str(config))
+    try:
+        configs = [str(find_include(name, path)) for name in names]
+    except ConfigError as error:
+        error.key = f"{where}.default_configs"
+        raise
     return configs, Path(names[0]).stem
 
 

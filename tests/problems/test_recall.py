@@ -49,3 +49,12 @@ def test_impossible_lengths_are_a_config_error():
         SerialRecall.create({"min_sequence_length": 5, "max_sequence_length": 3}).setup()
     with pytest.raises(ConfigError, match="data_bits"):
         SerialRecall.create({"data_bits": 0}).setup()
+
+
+def test_words_are_sized_by_the_phases_which_must_agree():
+    # MI-Prometheus's files give control_bits and data_bits per phase only (training/validation/testing.problem)
+    problem = SerialRecall.create({}, {phase: {"control_bits": 3, "data_bits": 4} for phase in ("train", "val", "test")})
+    assert problem.data_definitions["inputs"]["shape"] == [None, 7]
+    assert next(iter(problem.loader("val")))["inputs"].shape[-1] == 7
+    with pytest.raises(ConfigError, match="data_bits differ"):
+        SerialRecall.create({}, {"train": {"data_bits": 4}}).setup()

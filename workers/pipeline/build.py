@@ -232,7 +232,8 @@ def trainer_arguments(plan: TrainingPlan) -> dict:
         "accelerator": AppState().accelerator, "devices": 1, "logger": False, "num_sanity_val_steps": 0,
         "enable_model_summary": False, "max_epochs": plan.epoch_limit or -1, "max_steps": plan.episode_limit or -1,
         "val_check_interval": interval, "check_val_every_n_epoch": None if isinstance(interval, int) else 1,
-        "gradient_clip_val": plan.gradient_clipping,
+        "gradient_clip_val": plan.gradient_clipping,   # MI-Prometheus's meaning: each gradient value within +-this
+        **({"gradient_clip_algorithm": "value"} if plan.gradient_clipping is not None else {}),
         "enable_progress_bar": sys.stdout.isatty(),   # a bar on a terminal; plain log lines otherwise
         "profiler": NoProfiler(),
     }

@@ -9,12 +9,13 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pyrosys
 from pyrosys.atomic import write_text_atomic
+from pyrosys.configuration.aliases import alias_comments
 from pyrosys.configuration.loading import dump_yaml
 from pyrosys.errors import ConfigError, Interrupted, RunFailed, origin
 from pyrosys.folders.experiment import Experiment, now_iso
@@ -61,13 +62,14 @@ def open_experiment(args: argparse.Namespace, plan: TrainingPlan) -> tuple[Exper
     return experiment, Resume(point.checkpoint, point.episode, experiment.read_mlflow_run())
 
 
-def configuration_header(files: list[str]) -> str:
-    """YAML comments recording the PyroSys version and, when the configs live in git, the commit."""
+def configuration_header(files: list[str], aliases: Iterable[str] = ()) -> str:
+    """YAML comments recording the PyroSys version, when the configs live in git the commit, and the
+    MI-Prometheus names and keys translated into the PyroSys names below."""
     state = git_state(Path(files[0]).parent) if files else None
     lines = [f"# resolved by pyrosys {pyrosys.__version__}"]
     if state:
         lines.append(f"# configuration files at git commit {state['commit']}" + (" (dirty)" if state["dirty"] else ""))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + alias_comments(aliases)
 
 
 def started(run: Run, plan: TrainingPlan, parts: Setup, resume: Resume | None, log_level: str) -> None:
@@ -76,7 +78,7 @@ def started(run: Run, plan: TrainingPlan, parts: Setup, resume: Resume | None, l
     experiment = run.experiment
     run.handler = experiment.start_logging(log_level)
     write_text_atomic(experiment.configuration_file,
-                      configuration_header(plan.loaded.files) + dump_yaml(plan.configuration))
+                      configuration_header(plan.loaded.files, plan.loaded.aliases) + dump_yaml(plan.configuration))
     resumed = {"resumed": [*experiment.status.get("resumed", []), {"at": now_iso(), "episode": resume.episode}]} \
         if resume else {}
     experiment.write_status(status="running", started=experiment.status.get("started", now_iso()),

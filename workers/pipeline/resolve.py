@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyrosys.configuration.aliases import Aliases, apply_aliases
 from pyrosys.configuration.constraints import check_params
 from pyrosys.configuration.declarations import declared_params
 from pyrosys.configuration.loading import COMMAND_LINE, Configuration, load_configuration, value_at
@@ -232,6 +233,8 @@ def check_declared_keys(configuration: Configuration, key: str, kind: str, name:
     """Refuse a key of a model's or a problem's section that its class's get_params() does not declare, the
     declaration read from the class's source (no torch); a class whose declaration cannot be read so is
     checked once imported, by the registry."""
+    if named_by_alias(kind, name):
+        return                                   # its keys are checked once its aliases are translated
     where = (indexed_names(kind) or {}).get(name) if isinstance(name, str) else None
     declared = declared_params(where) if where and ":" in where else None
     given = value_at(configuration.tree, key)
@@ -243,6 +246,131 @@ def check_declared_keys(configuration: Configuration, key: str, kind: str, name:
             close = nearest(str(param), allowed, n=1)
             raise unknown_keys_error([(f"{key}.{param}", f"{key}.{close[0]}" if close else None)],
                                      [configuration.source(f"{key}.{param}")])
+
+
+# -- MI-Prometheus's names and keys --------------------------------------------------------------------
+
+def _partial_validation(value: Any, params: dict) -> dict:
+    """MI-Prometheus validates every N episodes ("partial validation"); N <= 0 leaves validation at epoch ends."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"partial_validation_interval is a whole number of episodes, not {value!r}")
+    return {"interval": value} if value > 0 else {}
+
+
+def _sampler(value: Any, params: dict) -> dict:
+    """A phase's MI-Prometheus sampler as the problem's shuffle; other samplers are refused, saying why."""
+    if value is None or value == {}:
+        return {}                                  # MI-Prometheus's default: no sampler
+    name = value.get("name") if isinstance(value, dict) else None
+    if isinstance(value, dict) and set(value) == {"name"} and name in ("RandomSampler", "SequentialSampler"):
+        return {"problem.shuffle": name == "RandomSampler"}
+    raise ValueError(f"the sampler {value!r} has no PyroSys meaning: RandomSampler (problem.shuffle: true) and "
+                     "SequentialSampler (problem.shuffle: false) are translated; a subset of a split is chosen "
+                     "with the problem's own split parameters")
+
+
+# MI-Prometheus's dataloader keys: PyroSys's problem parameter of the same meaning, or the one value honoured
+DATALOADER_KEYS = ("shuffle", "drop_last", "num_workers")
+DATALOADER_FIXED = {"batch_sampler": None, "pin_memory": False, "timeout": 0}
+
+
+def _dataloader(value: Any, params: dict) -> dict:
+    """A phase's MI-Prometheus dataloader section as the problem's loader parameters."""
+    if not isinstance(value, dict):
+        raise ValueError(f"dataloader is a mapping of DataLoader options, not {value!r}")
+    translated = {}
+    for key, given in value.items():
+        if key in DATALOADER_KEYS:
+            translated[f"problem.{key}"] = given
+        elif key not in DATALOADER_FIXED or given != DATALOADER_FIXED[key]:
+            known = ", ".join([*DATALOADER_KEYS, *(f"{k}: {v}" for k, v in DATALOADER_FIXED.items())])
+            raise ValueError(f"dataloader's '{key}: {given!r}' cannot be honoured: PyroSys takes {known}")
+    return translated
+
+
+# the components of MI-Prometheus's maes_baselines and dwm_baselines files that PyroSys does not have (the ones
+# it has declare their MI-Prometheus names beside their class: `aliases`)
+MI_PROMETHEUS_ONLY = {
+    "model": ("DNC", "DWM", "NTM", "MAES", "EncoderSolverLSTM", "EncoderSolverNTM"),
+    "problem": ("RepeatReverseRecallCommandLines", "RepeatSerialRecallCommandLines", "ScratchPadCommandLines",
+                "SequenceComparisonCommandLines", "SequenceEqualityCommandLines", "SequenceSymmetryCommandLines",
+                "SkipRecallCommandLines", "distraction_carry", "distraction_forget", "distraction_ignore",
+                "interruption_not", "interruption_reverse_recall", "interruption_swap_recall",
+                "manipulation_spatial_not", "manipulation_spatial_rotation", "manipulation_temporal_swap",
+                "operation_span", "reading_span"),
+}
+MI_PROMETHEUS_HAS = {"model": "LSTM (as SequenceRNN)",
+                     "problem": "SerialRecallCommandLines and ReverseRecallCommandLines "
+                                "(as SerialRecall, ReverseRecall)"}
+
+
+def _phase_aliases(section: str) -> Aliases:
+    """MI-Prometheus's keys of a training, validation or testing section."""
+    converted = {"sampler": _sampler, "dataloader": _dataloader}
+    if section == "validation":
+        converted["partial_validation_interval"] = _partial_validation
+    return Aliases(converted=converted)
+
+
+def translate_section_keys(configuration: Configuration) -> None:
+    """Rewrite MI-Prometheus's keys of the trainer's sections to PyroSys's own, in place (no import needed),
+    recording each in `configuration.aliases`."""
+    for section in PHASE_SECTIONS.values():
+        configuration.aliases += apply_aliases(configuration, section, _phase_aliases(section))
+
+
+def translate_aliases(configuration: Configuration) -> Configuration:
+    """MI-Prometheus's keys of the trainer's sections, then its names and keys of the components, as PyroSys's."""
+    translate_section_keys(configuration)
+    refuse_mi_prometheus_only(configuration)
+    translate_component_aliases(configuration)
+    return configuration
+
+
+def refuse_mi_prometheus_only(configuration: Configuration) -> None:
+    """Refuse an MI-Prometheus problem or model PyroSys does not have, saying which of them it has."""
+    problem_paths = ("problem", *(f"{section}.problem" for section in PHASE_SECTIONS.values()))
+    for kind, paths in (("problem", problem_paths), ("model", ("model",))):
+        for path in paths:
+            name = value_at(configuration.tree, f"{path}.name")
+            if isinstance(name, str) and name in MI_PROMETHEUS_ONLY[kind]:
+                where = f"{path}.name"
+                raise ConfigError(f"'{name}' is an MI-Prometheus {kind} that PyroSys does not have",
+                                  file=configuration.source(where), key=where,
+                                  hint=f"Of MI-Prometheus's {kind}s, PyroSys has {MI_PROMETHEUS_HAS[kind]}; use "
+                                       f"one it has, or a {kind} class of your own with _target_: package.module.Class")
+
+
+def named_by_alias(kind: str, name: Any) -> bool:
+    """Whether `name:` names a component by another name than its class's (an MI-Prometheus alias such as LSTM);
+    without the metadata to tell, any name might be one."""
+    names = indexed_names(kind)
+    if names is None or not isinstance(name, str) or name not in names:
+        return names is None and isinstance(name, str)
+    return names[name].rpartition(":")[2].rpartition(".")[2] != name
+
+
+def translate_component_aliases(configuration: Configuration) -> None:
+    """Rewrite MI-Prometheus's names and keys of the problem and the model (declared beside each class, `aliases`)
+    to PyroSys's own, in place, recording each in `configuration.aliases`; only a component named by an alias
+    is imported here."""
+    problem_paths = ("problem", *(f"{section}.problem" for section in PHASE_SECTIONS.values()))
+    for kind, paths in (("problem", problem_paths), ("model", ("model",))):
+        sections = [(path, value_at(configuration.tree, path)) for path in paths]
+        named = [(path, section) for path, section in sections
+                 if isinstance(section, dict) and any(section.get(key) is not None for key in CLASS_KEYS)]
+        if not named or not named_by_alias(kind, named[0][1].get("name")):
+            continue
+        path, section = named[0]
+        spec = {key: section[key] for key in CLASS_KEYS if section.get(key) is not None}
+        cls = resolve_class(spec, kind, file=configuration.source(f"{path}.{next(iter(spec))}"), key=path)
+        aliases = getattr(cls, "aliases", None)
+        if aliases is None:
+            continue
+        shared = value_at(configuration.tree, kind)
+        context = {**cls.get_params(), **(shared if isinstance(shared, dict) else {})}
+        for path in paths:
+            configuration.aliases += apply_aliases(configuration, path, aliases, cls.__name__, context)
 
 
 # -- the components ------------------------------------------------------------------------------------
@@ -514,8 +642,11 @@ def _check_resumed(plan: TrainingPlan, folder: str, point: Any) -> None:
 def resolve(args: argparse.Namespace) -> TrainingPlan:
     """Configuration files and flags -> a checked TrainingPlan; the registry is then frozen."""
     configuration, point = load_training_configuration(args)
+    translate_section_keys(configuration)      # MI-Prometheus's keys, before the trainer's own are checked
     check_trainer_keys(configuration)          # before any component (torch, Lightning) is imported
+    refuse_mi_prometheus_only(configuration)
     check_component_names(configuration)
+    translate_component_aliases(configuration)  # imports a component only where an alias names it
     ParamRegistry.reset()
     registry = ParamRegistry()
     registry.load(configuration)

@@ -19,7 +19,7 @@ from pyrosys.errors import ConfigError
 from pyrosys.factory import check_class_path
 from pyrosys.folders.experiment import TestingFolder
 from pyrosys.tracking.plots import plot_confusion
-from pyrosys.workers.pipeline.resolve import PHASE_SECTIONS
+from pyrosys.workers.pipeline.resolve import PHASE_SECTIONS, translate_aliases
 
 CHECKPOINT = "the checkpoint"      # the source of the keys a checkpoint's own configuration set
 
@@ -88,4 +88,4 @@ def checkpoint_configuration(checkpoint: dict, source: str, files: list[str], ov
         if target is not None:
             check_class_path(target, "problem", file=source, key=f"{path}._target_")
     base = Configuration(tree=tree, sources={leaf: CHECKPOINT for leaf in leaf_paths(tree)}, files=[source])
-    return load_configuration(files, overrides, base=base)
+    return translate_aliases(load_configuration(files, overrides, base=base))

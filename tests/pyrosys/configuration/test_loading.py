@@ -59,13 +59,35 @@ def test_override_without_equals_sign_is_a_config_error():
         parse_override("training.seed")
 
 
-def test_missing_default_configs_file_names_the_including_file(write):
-    path = write("run.yaml", "default_configs: [nowhere.yaml]\n")
+def test_missing_default_configs_file_names_the_including_file_and_the_places_tried(write, tmp_path, monkeypatch):
+    path = write("exp/run.yaml", "default_configs: [nowhere.yaml]\n")
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError) as caught:
         load_configuration([path])
     assert caught.value.file == str(path.resolve())
     assert caught.value.key == "default_configs"
-    assert "nowhere.yaml" in caught.value.message
+    tried = [str(folder / "nowhere.yaml") for folder in (path.parent, tmp_path, *tmp_path.parents)]
+    assert caught.value.message.count("(absent)") == len(tried) and all(place in caught.value.message
+                                                                        for place in tried)
+
+
+def test_default_configs_are_found_beside_the_file_then_in_the_current_folder_then_above(write, tmp_path,
+                                                                                          monkeypatch):
+    # MI-Prometheus names default_configs from its repository root, where the user runs it
+    write("repo/configs/defaults.yaml", "problem: {batch_size: 8}\nmodel: {dropout: 0.1}\n")
+    run = write("repo/configs/lstm/run.yaml", "default_configs: configs/defaults.yaml\nmodel: {name: MLP}\n")
+    monkeypatch.chdir(tmp_path / "repo")
+    assert load_configuration([run]).tree["problem"] == {"batch_size": 8}
+    monkeypatch.chdir(tmp_path)                         # run elsewhere: found in a folder above the file
+    assert load_configuration([run]).tree["model"] == {"dropout": 0.1, "name": "MLP"}
+    write("repo/configs/lstm/configs/defaults.yaml", "problem: {batch_size: 16}\n")
+    assert load_configuration([run]).tree["problem"] == {"batch_size": 16}    # beside the file comes first
+
+
+def test_parameters_given_before_any_class_is_named_are_kept_when_a_later_file_names_it(write):
+    defaults = write("defaults.yaml", "training: {problem: {batch_size: 8}}\n")
+    run = write("run.yaml", "default_configs: defaults.yaml\ntraining: {problem: {name: SerialRecall}}\n")
+    assert load_configuration([run]).tree["training"]["problem"] == {"batch_size": 8, "name": "SerialRecall"}
 
 
 def test_default_configs_cycle_is_detected_and_shown(write):

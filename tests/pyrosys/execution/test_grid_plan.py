@@ -91,6 +91,7 @@ def test_the_plan_reads_back_from_grid_yaml(write, tmp_path):
     ("grid_tasks: [{default_configs: a.yaml}]\ngrid_settings: {experiment_repetitions: 0}\n",
      "grid_settings.experiment_repetitions"),
     ("grid_tasks: [{default_configs: a.yaml}]\ngrid_settings: {repetitions: 2}\n", "grid_settings.repetitions"),
+    ("grid_tasks: [{default_configs: a.yaml}]\ngrid_settings: {trainer: mip-trainer}\n", "grid_settings.trainer"),
 ])
 def test_a_malformed_grid_file_is_refused_naming_the_key(write, tmp_path, text, key):
     write("a.yaml", EXPERIMENT)
@@ -113,3 +114,15 @@ def test_grid_status_is_rewritten_whole_and_read_back_on_resume(write, tmp_path)
     again = GridStatus(Grid(tmp_path), plan.runs)
     assert again.rows[plan.runs[0].name]["reason"] == "the training loss is nan"
     assert again.counts() == {"pending": 1, "running": 0, "completed": 0, "failed": 1}
+
+
+def test_an_mi_prometheus_grid_file_names_tasks_from_the_repository_root_and_its_trainer(write, tmp_path,
+                                                                                         monkeypatch):
+    write("configs/baselines/a.yaml", EXPERIMENT)
+    grid = write("configs/baselines/grid.yaml", """\
+        grid_tasks: [{default_configs: configs/baselines/a.yaml}]
+        grid_settings: {experiment_repetitions: 1, max_concurrent_runs: 1, trainer: mip-online-trainer}
+        """)
+    monkeypatch.chdir(tmp_path)
+    plan = expand(grid.relative_to(tmp_path), seed=0)
+    assert plan.runs[0].configs == [str(tmp_path / "configs" / "baselines" / "a.yaml")]
