@@ -22,6 +22,7 @@ from pyrosys.configuration.seeds import resolve_seed
 from pyrosys.errors import ConfigError, nearest
 from pyrosys.factory import resolve as resolve_class
 from pyrosys.folders.experiment import Experiment, safe_name
+from pyrosys.workers.pipeline.console import say_loading
 
 # phase of a problem -> the configuration section that holds its overrides
 PHASE_SECTIONS = {"train": "training", "val": "validation", "test": "testing"}
@@ -446,6 +447,8 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
     """Configuration files and flags -> a checked TrainingPlan; the registry is then frozen."""
     configuration, point = load_training_configuration(args)
     check_trainer_keys(configuration)          # before any component (torch, Lightning) is imported
+    if not getattr(args, "print_config", False):   # its output is the configuration alone
+        say_loading(configuration.tree)
     from pyrosys.objectives import check_objective   # torch, now that the trainer's own keys are right
 
     ParamRegistry.reset()
