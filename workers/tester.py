@@ -17,6 +17,7 @@ from pyrosys.configuration.param_registry import ParamRegistry
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
 from pyrosys.folders.experiment import Experiment
+from pyrosys.workers.pipeline.console import say_loading_model
 from pyrosys.workers.pipeline.resolve import plain, resolve_problem
 from pyrosys.workers.worker import Worker, add_configuration_flags, add_run_flags
 
@@ -32,7 +33,7 @@ class Tester(Worker):
         if args.n < 1:
             raise ConfigError(f"--n is a number of repeats >= 1, not {args.n}", file="the command line", key="--n")
         if not args.print_config:                                   # its output is the configuration alone
-            print(f"[pyrosys] loading {args.model} (torch, Lightning and its components)", flush=True)
+            say_loading_model(args.model)
         from pyrosys.callbacks.checkpoint import read_checkpoint    # torch from here on
         from pyrosys.models.model import Model
         from pyrosys.workers.pipeline import build, console, record, test

@@ -47,6 +47,11 @@ class TrainingBar(TQDMProgressBar):
         self._shown_at = 0.0
         super().on_validation_end(trainer, module)
 
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        """Show the whole epoch's loss at its end, however recently the bar was refreshed."""
+        self._shown_at = 0.0
+        super().on_train_epoch_end(trainer, module)
+
     def get_metrics(self, trainer: pl.Trainer, module: pl.LightningModule) -> dict[str, int | str | float | dict]:
         """The bar's postfix: what the model logs for the bar, the running loss and the last validation."""
         now = time.monotonic()

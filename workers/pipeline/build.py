@@ -296,9 +296,8 @@ def trainer(plan: TrainingPlan, parts: Setup, folder: Path, collector: Statistic
 
 def bar(arguments: dict, callbacks: list) -> list:
     """PyroSys's progress bar (numbers on it) when the run shows one and no configured callback is a bar."""
-    if not arguments.get("enable_progress_bar", True) or any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks):
-        return []
-    return [TrainingBar()]
+    configured = any(isinstance(callback, pl.callbacks.ProgressBar) for callback in callbacks)
+    return [] if configured or not arguments.get("enable_progress_bar", True) else [TrainingBar()]
 
 
 def sinks(plan: TrainingPlan, experiment: Experiment, outdir: Path, callbacks: list,

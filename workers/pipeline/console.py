@@ -42,6 +42,11 @@ def say_loading(tree: Mapping) -> None:
          f"model {component_name(tree.get('model'))}")
 
 
+def say_loading_model(path: str) -> None:
+    """Before a saved model is read (torch, Lightning and its components are imported first: seconds)."""
+    step(f"loading {path} (torch, Lightning and its components)")
+
+
 def split_size(problem: Any, phase: str) -> str:
     """A phase's size as it can be told before reading it: its samples (a DataLoader's dataset, in-memory
     batches' split), else its batches."""

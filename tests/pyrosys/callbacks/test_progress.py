@@ -42,6 +42,17 @@ def test_the_bar_shows_the_validation_values_val_loss_first_and_nothing_else():
     assert list(validation_values(metrics).items()) == [("val_loss", 0.5), ("val_accuracy", 0.75)]
 
 
+def test_the_run_gets_the_bar_only_when_it_shows_one_and_no_configured_callback_is_a_bar():
+    from pytorch_lightning.callbacks import TQDMProgressBar
+
+    from pyrosys.callbacks.progress import TrainingBar
+    from pyrosys.workers.pipeline.build import bar
+
+    assert [type(b) for b in bar({"enable_progress_bar": True}, [])] == [TrainingBar]
+    assert bar({"enable_progress_bar": False}, []) == []
+    assert bar({"enable_progress_bar": True}, [TQDMProgressBar()]) == []
+
+
 def terminal_output(argv: list[str], cwd: Path, timeout: float = 300) -> tuple[int, str]:
     """Run a command under a pseudo-terminal 120 columns wide, as a user's terminal would; its exit status
     and everything it wrote."""
