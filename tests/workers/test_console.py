@@ -12,7 +12,7 @@ import yaml
 
 from pyrosys.tracking.tables import read_rows
 from pyrosys.workers import trainer
-from pyrosys.workers.pipeline.console import best_validation
+from pyrosys.workers.pipeline.console import best_validation, split_size
 
 EXPERIMENT = """
 problem: {name: Digits, batch_size: 128}
@@ -78,3 +78,15 @@ def test_the_best_validation_row_is_the_first_of_the_best_values(mode, expected)
                                                                                               "0.2", "nan", "0.9"])]
     assert best_validation(rows, "val_loss", mode)["episode"] == str(10 * expected)
     assert best_validation(rows[4:5], "val_loss", mode) is None
+
+
+def test_a_split_is_told_in_samples_or_for_generated_problems_in_batches():
+    from pyrosys.problems.recall import SerialRecall
+    from pyrosys.problems.scikit_learn import Digits
+
+    digits = Digits.create({"batch_size": 100}, {"test": {"split": "test"}})
+    digits.setup()
+    assert split_size(digits, "test") == "270 samples"
+    recall = SerialRecall.create({"batch_size": 4, "episodes": 7})
+    recall.setup()
+    assert split_size(recall, "test") == "7 batches"

@@ -49,9 +49,11 @@ def say_loading_model(path: str) -> None:
 
 def split_size(problem: Any, phase: str) -> str:
     """A phase's size as it can be told before reading it: its samples (a DataLoader's dataset, in-memory
-    batches' split), else its batches."""
+    batches' split), else its batches (a generated problem's loader of whole batches, `batch_size=None`)."""
     loader = problem.loader(phase)
     samples = getattr(loader, "dataset", None) or getattr(loader, "split", None)
+    if getattr(loader, "batch_size", 1) is None:          # its dataset's items are batches
+        samples = None
     for sized, unit in ((samples, "samples"), (loader, "batches")):
         try:
             return f"{len(sized)} {unit}"
