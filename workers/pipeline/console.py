@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -24,8 +25,9 @@ log = logging.getLogger("pyrosys.trainer")
 
 
 def step(message: str) -> None:
-    """Say a step of a run at once, on stdout."""
-    print(f"[pyrosys] {message}", flush=True)
+    """Say a step of a run at once, on stdout (once: a multi-process run's other processes keep quiet)."""
+    if os.environ.get("LOCAL_RANK", "0") == "0":
+        print(f"[pyrosys] {message}", flush=True)
 
 
 def component_name(section: Any) -> str:
