@@ -46,7 +46,8 @@ def test_the_summary_holds_the_folder_the_stop_the_best_validation_the_model_and
     start = lines.index(f"[pyrosys] summary of {folder}")
     assert lines[start + 1].startswith("[pyrosys]   stopped: epoch_limit (2 epochs); ")
     assert lines[start + 2] == (f"[pyrosys]   best: epoch {best['epoch']}, episode {best['episode']} "
-                                f"(lowest val_loss): val_loss {float(best['loss']):.6g}  val_accuracy {float(best['accuracy']):.6g}")
+                                f"(lowest val_loss): val_loss {float(best['loss']):.6g}  "
+                                f"val_accuracy {float(best['accuracy']):.6g}")
     assert lines[start + 3] == "[pyrosys]   model: models/best (bundle), models/best.ckpt"
     assert lines[start + 4] == (f"[pyrosys] test loss: {tested['loss']:.6f}  test accuracy: "
                                 f"{tested['accuracy']:.6f}")
