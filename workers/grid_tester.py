@@ -21,7 +21,7 @@ from pyrosys.execution.process_pool import ProcessPool
 from pyrosys.factory import register
 from pyrosys.folders.experiment import Experiment, experiment_folders
 from pyrosys.folders.grid import Grid
-from pyrosys.workers.pipeline.jobs import PRELOAD, TEST_JOB
+from pyrosys.workers.pipeline.jobs import PRELOAD, TEST_JOB, say_starting
 from pyrosys.workers.worker import Worker
 
 
@@ -50,6 +50,7 @@ class GridTester(Worker):
                 for run in runs]
         results: dict[str, dict] = {}
         print(f"[pyrosys-grid] testing {len(jobs)} runs of {grid.folder}, {concurrency} at a time", flush=True)
+        say_starting(concurrency)
         ProcessPool(concurrency, TEST_JOB, PRELOAD).run(jobs, lambda event: record(event, results, len(jobs)))
         write_text_atomic(grid.testing_file, table(jobs, results))
         failed = sum(r["status"] != "completed" for r in results.values())

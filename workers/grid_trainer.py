@@ -28,7 +28,7 @@ from pyrosys.execution.process_pool import ProcessPool
 from pyrosys.factory import register
 from pyrosys.folders.experiment import RESUMABLE_STATES, Experiment, now_iso, safe_name
 from pyrosys.folders.grid import Grid, GridStatus
-from pyrosys.workers.pipeline.jobs import PRELOAD, TRAIN_JOB
+from pyrosys.workers.pipeline.jobs import PRELOAD, TRAIN_JOB, say_starting
 from pyrosys.workers.worker import Worker
 
 
@@ -198,6 +198,7 @@ def execute(jobs: list[dict], args: argparse.Namespace, concurrency: int, on_eve
     for job in jobs:
         if args.gpu:
             job["arguments"].append("--gpu")
+    say_starting(min(concurrency, len(jobs)))
     ProcessPool(concurrency, TRAIN_JOB, PRELOAD, environments).run(jobs, on_event)
 
 

@@ -21,6 +21,7 @@ from pyrosys.atomic import write_text_atomic
 from pyrosys.configuration.loading import load_yaml
 from pyrosys.errors import ConfigError, did_you_mean
 from pyrosys.factory import register
+from pyrosys.workers.pipeline.console import say_loading_model
 from pyrosys.workers.worker import Worker
 
 PREDICT_KEYS = ("model", "input", "output", "sequence_column")
@@ -36,6 +37,8 @@ class Predictor(Worker):
         """Settings -> load -> read -> predict -> write."""
         settings(args)
         check_output(args)
+        if args.output:         # stdout is free (not the predictions) and stderr kept for a refusal's paragraph
+            say_loading_model(args.model)
         from pyrosys.workers.pipeline.build import load_model            # torch from here on
         from pyrosys.workers.pipeline.predict import prediction_rows, read_inputs
 

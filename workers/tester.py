@@ -17,6 +17,7 @@ from pyrosys.configuration.param_registry import ParamRegistry
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
 from pyrosys.folders.experiment import Experiment
+from pyrosys.workers.pipeline.console import say_loading_model
 from pyrosys.workers.pipeline.resolve import plain, resolve_problem
 from pyrosys.workers.worker import Worker, add_configuration_flags, add_run_flags
 
@@ -31,9 +32,11 @@ class Tester(Worker):
         """Load -> resolve -> rebuild -> test -> print."""
         if args.n < 1:
             raise ConfigError(f"--n is a number of repeats >= 1, not {args.n}", file="the command line", key="--n")
+        if not args.print_config:                                   # its output is the configuration alone
+            say_loading_model(args.model)
         from pyrosys.callbacks.checkpoint import read_checkpoint    # torch from here on
         from pyrosys.models.model import Model
-        from pyrosys.workers.pipeline import build, record, test
+        from pyrosys.workers.pipeline import build, console, record, test
 
         checkpoint = read_checkpoint(args.model)
         if args.gpu:
@@ -58,6 +61,7 @@ class Tester(Worker):
         objective = build.make_objective(model, problem, loss, metrics)
         model.attach(objective, lambda _: None, registry.to_dict())
         folder = Path(args.outdir) if args.outdir else Experiment.holding(args.model)
+        console.say_testing(args.model + (f", {args.n} times," if args.n > 1 else ""), problem)
         if args.n == 1:
             results = test.test_model(model, problem, folder)
             record.say_results(results, objective.metric_names, results["folder"])

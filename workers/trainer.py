@@ -35,8 +35,9 @@ class Trainer(Worker):
         if args.print_config:
             print(alias_comments(plan.loaded.aliases) + dump_yaml(plan.configuration), end="")
             return 0
-        from pyrosys.workers.pipeline import build, fit, record, test  # torch and Lightning from here on
+        from pyrosys.workers.pipeline import build, console, fit, record, test  # torch and Lightning from here on
 
+        console.step(f"building the problem {plan.problem.name} and the model {plan.model.name}")
         parts = build.setup(plan, gpu=args.gpu)         # problem, model, objective, optimizer, callbacks
         if args.dry_run:
             return fit.dry_run(parts.model, parts.problem)
@@ -48,6 +49,7 @@ class Trainer(Worker):
             record.started(run, plan, parts, resume, args.log_level)
             try:
                 fitted = fit.fit(run, parts, plan, resume)              # fit, best weights, bundle
+                console.say_testing(str(experiment.best_checkpoint.relative_to(experiment.folder)), parts.problem)
                 results = test.test_model(parts.model, parts.problem, experiment.folder)
                 record.completed(run, plan, parts, fitted, results)     # curves, status, MLflow
             except BaseException as error:
@@ -55,6 +57,7 @@ class Trainer(Worker):
                 raise
             finally:
                 record.closed(run)
+        console.say_summary(experiment, plan, fitted)                    # one screen: stop, best, model, time
         record.say_results(results, parts.objective.metric_names, experiment.folder)
         return 0
 

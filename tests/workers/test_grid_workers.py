@@ -69,6 +69,8 @@ def test_a_grid_file_runs_every_run_into_one_grid_folder_with_plan_and_status(sm
         assert folder.parent == grid and (folder / "models" / "best.ckpt").is_file()
         assert (grid / "logs" / f"{row['run']}.log").is_file()
     assert "4 completed, 0 failed" in output and "2 at a time" in output
+    # the pool's processes import torch before the first run starts: said, not a silence
+    assert output.index("4 waiting") < output.index("starting 2 worker processes") < output.index("| started ")
 
 
 def test_runs_of_a_pool_worker_share_its_process(small_grid):

@@ -39,4 +39,6 @@ def test_a_problem_given_in_a_file_replaces_the_checkpoint_s_problem_whole(check
     config = tmp_path / "test.yaml"
     config.write_text("problem: {_target_: pyrosys.problems.scikit_learn.Digits, batch_size: 16}\n")
     assert tester.main(["--m", str(checkpoint), "--c", str(config)]) == 0
-    assert "test accuracy" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert said.out.startswith(f"[pyrosys] loading {checkpoint} ") and "test accuracy" in said.out
+    assert f"testing {checkpoint} on the test split (270 samples)" in said.err

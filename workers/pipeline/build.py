@@ -21,6 +21,7 @@ from pyrosys.app_state import AppState
 from pyrosys.callbacks.checkpoint import AtomicCheckpointIO, ModelCheckpoint, read_checkpoint
 from pyrosys.callbacks.interruption import DeferInterruptions
 from pyrosys.callbacks.profiling import NoProfiler
+from pyrosys.callbacks.progress import TrainingBar
 from pyrosys.callbacks.statistics import CsvSink, LogSink, StatisticsCollector
 from pyrosys.callbacks.tensorboard import TensorBoardHistograms, TensorBoardSink
 from pyrosys.callbacks.terminal_conditions import LossStop
@@ -291,7 +292,13 @@ def trainer(plan: TrainingPlan, parts: Setup, folder: Path, collector: Statistic
     experiment = Experiment(folder)
     return pl.Trainer(**parts.arguments, default_root_dir=str(folder), plugins=[AtomicCheckpointIO()],
                       callbacks=[collector, checkpointing(plan, experiment.models_dir), *callbacks,
-                                 DeferInterruptions(experiment.last_checkpoint)])
+                                 DeferInterruptions(experiment.last_checkpoint), *bar(parts.arguments, callbacks)])
+
+
+def bar(arguments: dict, callbacks: list) -> list:
+    """PyroSys's progress bar (numbers on it) when the run shows one and no configured callback is a bar."""
+    configured = any(isinstance(callback, pl.callbacks.ProgressBar) for callback in callbacks)
+    return [] if configured or not arguments.get("enable_progress_bar", True) else [TrainingBar()]
 
 
 def sinks(plan: TrainingPlan, experiment: Experiment, outdir: Path, callbacks: list,

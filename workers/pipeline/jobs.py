@@ -34,6 +34,12 @@ TRAIN_JOB = "pyrosys.workers.pipeline.jobs:train_job"
 TEST_JOB = "pyrosys.workers.pipeline.jobs:test_job"
 
 
+def say_starting(processes: int) -> None:
+    """Before a pool's first job: its processes import PRELOAD first (seconds), so say so."""
+    print(f"[pyrosys-grid] starting {processes} worker process{'es' if processes > 1 else ''} (each imports torch "
+          f"and Lightning once, before its first run)", flush=True)
+
+
 @contextlib.contextmanager
 def output_to(path: Path) -> Iterator[None]:
     """Send this process's stdout and stderr (Python's and the C level's) to `path` for a while."""

@@ -162,4 +162,5 @@ def say_results(results: dict, metric_names: tuple[str, ...] | list[str], folder
 def finish_tracking(run: Run, plan: TrainingPlan, results: dict, status: str) -> None:
     """The end of a trained run's MLflow tracking (none when MLflow is off)."""
     if run.mlflow is not None:
+        log.info("recording the run in MLflow (%s)", run.mlflow.tracking_uri)
         log_run_end(run.mlflow, run.experiment, results, status, plan.mlflow["registered_model_name"])

@@ -28,6 +28,7 @@ from pyrosys.errors import ConfigError, nearest
 from pyrosys.factory import check_name, indexed_names
 from pyrosys.factory import resolve as resolve_class
 from pyrosys.folders.experiment import Experiment, safe_name
+from pyrosys.workers.pipeline.console import say_loading
 
 # phase of a problem -> the configuration section that holds its overrides
 PHASE_SECTIONS = {"train": "training", "val": "validation", "test": "testing"}
@@ -646,6 +647,8 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
     check_trainer_keys(configuration)          # before any component (torch, Lightning) is imported
     refuse_mi_prometheus_only(configuration)
     check_component_names(configuration)
+    if not getattr(args, "print_config", False):   # its output is the configuration alone
+        say_loading(configuration.tree)
     translate_component_aliases(configuration)  # imports a component only where an alias names it
     ParamRegistry.reset()
     registry = ParamRegistry()
