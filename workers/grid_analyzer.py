@@ -23,6 +23,7 @@ from pyrosys.configuration.loading import load_yaml
 from pyrosys.errors import ConfigError
 from pyrosys.execution.grid_plan import GridPlan
 from pyrosys.factory import register
+from pyrosys.folders import shown
 from pyrosys.folders.experiment import Experiment, experiment_folders
 from pyrosys.folders.grid import Grid
 from pyrosys.tracking.plots import save_figure
@@ -192,7 +193,7 @@ class GridAnalyzer(Worker):
         write_tables(grid, rows, columns(rows, swept_keys))
         plot(grid, rows)
         print(grid.analysis_files[1].read_text(), end="")
-        print(f"[pyrosys-grid] analysis: {', '.join(str(path) for path in grid.analysis_files)}")
+        print(f"[pyrosys-grid] analysis: {', '.join(shown(path) for path in grid.analysis_files)}")
         return 0
 
     def add_flags(self, parser: argparse.ArgumentParser) -> None:
