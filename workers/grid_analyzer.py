@@ -28,6 +28,7 @@ from pyrosys.configuration.loading import leaf_paths, load_yaml, value_at
 from pyrosys.errors import ConfigError
 from pyrosys.execution.grid_plan import GridPlan
 from pyrosys.factory import register
+from pyrosys.folders import shown
 from pyrosys.folders.experiment import Experiment, experiment_folders
 from pyrosys.folders.grid import Grid
 from pyrosys.tracking.plots import best_index, monitored, save_figure, validation_epochs
@@ -289,7 +290,7 @@ class GridAnalyzer(Worker):
         write_tables(grid, rows, columns(rows, swept_keys))
         save_figure(analysis_figure(rows, f"Grid {grid.folder.name}"), grid.analysis_files[2], dpi=110)
         print(grid.analysis_files[1].read_text(), end="")
-        print(f"[pyrosys-grid] analysis: {', '.join(str(path) for path in grid.analysis_files)}")
+        print(f"[pyrosys-grid] analysis: {', '.join(shown(path) for path in grid.analysis_files)}")
         return 0
 
     def add_flags(self, parser: argparse.ArgumentParser) -> None:

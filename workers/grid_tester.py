@@ -19,6 +19,7 @@ from pyrosys.atomic import write_text_atomic
 from pyrosys.errors import ConfigError
 from pyrosys.execution.process_pool import ProcessPool
 from pyrosys.factory import register
+from pyrosys.folders import shown
 from pyrosys.folders.experiment import Experiment, experiment_folders
 from pyrosys.folders.grid import Grid
 from pyrosys.workers.pipeline.jobs import PRELOAD, TEST_JOB, say_starting
@@ -49,12 +50,12 @@ class GridTester(Worker):
                                                                  "--ll", args.log_level]}
                 for run in runs]
         results: dict[str, dict] = {}
-        print(f"[pyrosys-grid] testing {len(jobs)} runs of {grid.folder}, {concurrency} at a time", flush=True)
+        print(f"[pyrosys-grid] testing {len(jobs)} runs of {shown(grid.folder)}, {concurrency} at a time", flush=True)
         say_starting(concurrency)
         ProcessPool(concurrency, TEST_JOB, PRELOAD).run(jobs, lambda event: record(event, results, len(jobs)))
         write_text_atomic(grid.testing_file, table(jobs, results))
         failed = sum(r["status"] != "completed" for r in results.values())
-        print(f"[pyrosys-grid] tested {len(jobs) - failed} runs, {failed} failed; table in {grid.testing_file}")
+        print(f"[pyrosys-grid] tested {len(jobs) - failed} runs, {failed} failed; table in {shown(grid.testing_file)}")
         return 1 if failed else 0
 
     def add_flags(self, parser: argparse.ArgumentParser) -> None:

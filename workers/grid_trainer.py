@@ -26,6 +26,7 @@ from pyrosys.errors import ConfigError
 from pyrosys.execution.grid_plan import MAX_RUNS, GridPlan, GridRun, command_line_overrides, expand
 from pyrosys.execution.process_pool import ProcessPool
 from pyrosys.factory import register
+from pyrosys.folders import shown
 from pyrosys.folders.experiment import RESUMABLE_STATES, Experiment, now_iso, safe_name
 from pyrosys.folders.grid import Grid, GridStatus
 from pyrosys.workers.pipeline.jobs import PRELOAD, TRAIN_JOB, say_starting
@@ -52,15 +53,15 @@ class GridTrainer(Worker):
             threads = max(1, (os.cpu_count() or 1) // concurrency)
             for job in jobs:
                 job["threads"] = threads
-            print(f"[pyrosys-grid] {grid.folder}: {len(plan.runs)} runs, {len(jobs)} to run, {concurrency} at a time, "
-                  f"{threads} torch thread(s) each, backend {args.backend}", flush=True)
+            print(f"[pyrosys-grid] {shown(grid.folder)}: {len(plan.runs)} runs, {len(jobs)} to run, "
+                  f"{concurrency} at a time, {threads} torch thread(s) each, backend {args.backend}", flush=True)
             progress = Progress(status, len(plan.runs), concurrency)
             progress.line()
             execute(jobs, args, concurrency, lambda event: record(event, status, progress))
             counts = status.counts()
         print(f"[pyrosys-grid] done: {counts['completed']} completed, {counts['failed']} failed; "
-              f"status in {grid.status_file}", flush=True)
-        print(f"[pyrosys-grid] results: {grid.folder}", flush=True)
+              f"status in {shown(grid.status_file)}", flush=True)
+        print(f"[pyrosys-grid] results: {shown(grid.folder)}", flush=True)
         return 1 if counts["failed"] else 0
 
     def add_flags(self, parser: argparse.ArgumentParser) -> None:

@@ -15,11 +15,25 @@ from pathlib import Path
 
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
+from pyrosys.folders import shown
 from pyrosys.workers.worker import Worker
 
 # the project's files; __name__ is the package name, __Camel__ its CamelCase form
 TEMPLATES = {
     ".pyrosys-project": "package = __name__\n",
+    ".gitignore": """\
+# What runs and installs write: git tracks the project's code and configuration only, so that the
+# commit a run's description.json records is the whole story (and its dirty flag means an edited file)
+experiments/
+mlruns/
+mlflow.db
+predictions.csv
+*.egg-info/
+__pycache__/
+.pytest_cache/
+.venv/
+venv/
+""",
     "pyproject.toml": """\
 [build-system]
 requires = ["setuptools>=64"]
@@ -53,12 +67,17 @@ A PyroSys project: our models (`__name__/models/`), problems (`__name__/problems
 
 ```bash
 pip install -e .                                                # registers our components with PyroSys
+git init && git add -A && git commit -m "__name__ as pyrosys-init wrote it"   # runs record the commit
 pyrosys-trainer --c __name__/config/train.yaml                  # the default choices of every group
 pyrosys-trainer --c __name__/config/train.yaml model=mlp data=digits training.optimizer.lr=0.01
 pyrosys-trainer --list model                                    # the choices of a group
 pyrosys-grid-trainer --c grid.yaml                              # model x data
 pytest tests
 ```
+
+Each run's `description.json` records the git commit (and a dirty flag) of the configuration it was
+started from: commit before you train. `.gitignore` keeps what runs write (`experiments/`,
+`predictions.csv`) and what installs write out of git.
 
 Add a choice to a group by adding a YAML file to its folder; add a model or a problem by writing a
 class and naming it under `[project.entry-points."pyrosys.model"]` (or `"pyrosys.problem"`) in
@@ -152,7 +171,7 @@ class __Camel__Blobs(TabularProblem):
 """,
     "__name__/callbacks/__init__.py": "from __name__.callbacks.example import EpochSummary  # noqa: F401\n",
     "__name__/callbacks/example.py": """\
-\"\"\"EpochSummary: one line per epoch with the validation loss (named in config/trainer/callbacks/).\"\"\"
+\"\"\"EpochSummary: one line per validation with its loss (named in config/trainer/callbacks/).\"\"\"
 import logging
 
 import pytorch_lightning as pl
@@ -161,10 +180,14 @@ log = logging.getLogger("pyrosys.__name__")
 
 
 class EpochSummary(pl.Callback):
-    def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+    \"\"\"Log the validation loss of each validation as it ends.\"\"\"
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        # on_validation_end, not on_validation_epoch_end: Lightning calls the callbacks' epoch-end hook
+        # before the model's, where the model logs this validation's val_loss
         loss = trainer.callback_metrics.get("val_loss")
         if loss is not None and not trainer.sanity_checking:
-            log.info("epoch %d: val_loss %.4f", trainer.current_epoch, float(loss))
+            log.info("epoch %d, episode %d: val_loss %.6f", trainer.current_epoch + 1, trainer.global_step, float(loss))
 """,
     "__name__/config/train.yaml": """\
 # Training: one choice per group (override any on the command line: model=mlp data=digits).
@@ -241,9 +264,11 @@ class Init(Worker):
     def run(self, args: argparse.Namespace) -> int:
         """Write the project and say what to do next."""
         root = create(args.name, Path(args.dest))
-        print(f"[pyrosys] project {args.name} in {root}")
-        print(f"[pyrosys] next: pip install -e {root}  then, in {root}: "
+        print(f"[pyrosys] project {args.name} in {shown(root)}")
+        print(f"[pyrosys] next: pip install -e {shown(root)}  then, in {shown(root)}: "
               f"pyrosys-trainer --c {args.name}/config/train.yaml")
+        print("[pyrosys] keep it in git (git init && git add -A && git commit -m start): every run's "
+              "description.json then records the commit of its configuration")
         return 0
 
     def add_flags(self, parser: argparse.ArgumentParser) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from pyrosys.configuration.loading import load_yaml
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
+from pyrosys.folders import shown
 from pyrosys.folders.experiment import Experiment, experiment_folders
 from pyrosys.tracking.mlflow_sink import MLflowSink, flatten, log_run_end, run_tags
 from pyrosys.workers.worker import Worker
@@ -41,7 +42,8 @@ class MLflowSync(Worker):
         for experiment in found:
             run_id, logged = relog(Experiment.reopen(experiment), args.mlflow)
             failed += not logged
-            print(f"[pyrosys] {experiment}: MLflow run {run_id}" + ("" if logged else " (not logged: see the warning)"))
+            print(f"[pyrosys] {shown(experiment)}: MLflow run {run_id}"
+                  + ("" if logged else " (not logged: see the warning)"))
         return 1 if failed else 0
 
     def add_flags(self, parser: argparse.ArgumentParser) -> None:

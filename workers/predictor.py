@@ -21,6 +21,7 @@ from pyrosys.atomic import write_text_atomic
 from pyrosys.configuration.loading import load_yaml
 from pyrosys.errors import ConfigError, did_you_mean
 from pyrosys.factory import register
+from pyrosys.folders import shown
 from pyrosys.workers.pipeline.console import say_loading_model
 from pyrosys.workers.worker import Worker
 
@@ -51,7 +52,7 @@ class Predictor(Worker):
         writer.writerows(rows)
         if args.output:
             write_text_atomic(args.output, text.getvalue())
-            print(f"[pyrosys] {len(rows)} predictions written to {args.output}", file=sys.stderr)
+            print(f"[pyrosys] {len(rows)} predictions written to {shown(args.output)}", file=sys.stderr)
         else:
             sys.stdout.write(text.getvalue())
         return 0
@@ -79,8 +80,9 @@ def settings(args: argparse.Namespace) -> None:
             if key not in PREDICT_KEYS:
                 raise ConfigError("is not a predictor setting", file=args.config, key=f"predict.{key}",
                                   hint=did_you_mean(key, PREDICT_KEYS))
-            if getattr(args, key) is None:
-                setattr(args, key, value if key == "sequence_column" else str(Path(args.config).parent / str(value)))
+            if getattr(args, key) is None:        # paths from the file's folder, resolved: no '..' shown later
+                path = (Path(args.config).parent / str(value)).resolve()
+                setattr(args, key, value if key == "sequence_column" else str(path))
     for key in ("model", "input"):
         if getattr(args, key) is None:
             flag = "--m" if key == "model" else "--input"

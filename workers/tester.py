@@ -16,6 +16,7 @@ from pyrosys.configuration.loading import dump_yaml
 from pyrosys.configuration.param_registry import ParamRegistry
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
+from pyrosys.folders import shown
 from pyrosys.folders.experiment import Experiment
 from pyrosys.workers.pipeline.console import say_loading_model
 from pyrosys.workers.pipeline.resolve import plain, resolve_problem
@@ -70,7 +71,7 @@ class Tester(Worker):
         print(f"[pyrosys] {args.n} repeats: test loss {summary['loss']['mean']:.6f} +- {summary['loss']['std']:.6f}"
               + "".join(f"  test {name}: {summary[name]['mean']:.6f} +- {summary[name]['std']:.6f}"
                         for name in objective.metric_names))
-        print(f"[pyrosys] results: {parent}")
+        print(f"[pyrosys] results: {shown(parent)}")
         return 0
 
     def add_flags(self, parser: argparse.ArgumentParser) -> None:

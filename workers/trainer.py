@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 
 from pyrosys.configuration.aliases import alias_comments
-from pyrosys.configuration.loading import dump_yaml
+from pyrosys.configuration.loading import dump_yaml, load_yaml
 from pyrosys.configuration.project import find_project
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
+from pyrosys.folders import shown
 from pyrosys.workers.pipeline.resolve import resolve
 from pyrosys.workers.worker import Worker, add_configuration_flags, add_run_flags, show_progress_lines
 
@@ -104,9 +105,20 @@ def list_choices(args: argparse.Namespace) -> int:
     if args.list not in groups:
         raise ConfigError(f"the project {project.package} has no group '{args.list}'", file=str(project.config_dir),
                           key="--list", hint="Groups: " + ", ".join(groups))
+    config = Path(args.config[0]) if args.config else project.config_dir / "train.yaml"
+    default = default_choice(config, args.list)
     for choice in groups[args.list]:
-        print(choice)
+        print(f"{choice}  (default in {shown(config)})" if choice == default else choice)
     return 0
+
+
+def default_choice(config: Path, group: str) -> str | None:
+    """The choice of `group` that the `groups:` section of `config` names (None without one)."""
+    if not config.is_file():
+        return None
+    defaults = load_yaml(config).get("groups")
+    choice = defaults.get(group) if isinstance(defaults, dict) else None
+    return None if choice is None else str(choice)
 
 
 def parser() -> argparse.ArgumentParser:

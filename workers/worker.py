@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from pyrosys.errors import ConfigError, Interrupted, RunFailed, origin
+from pyrosys.folders import shown
 from pyrosys.interruptions import INTERRUPTIONS
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -120,7 +121,7 @@ def outcome(main: Callable[[argparse.Namespace], int], args: argparse.Namespace)
         return 1, str(error)
     except Interrupted as error:
         where = f" at episode {error.episode}" if error.episode is not None else ""
-        print(f"[pyrosys] {error}{where}" + (f"; --resume goes on from {error.checkpoint}" if error.checkpoint
+        print(f"[pyrosys] {error}{where}" + (f"; --resume goes on from {shown(error.checkpoint)}" if error.checkpoint
                                               else ""), file=sys.stderr)
         return error.exit_code, f"{error}{where}"
     except KeyboardInterrupt:                       # a second Ctrl-C while the first was being handled

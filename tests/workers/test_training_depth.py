@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pyrosys.callbacks.checkpoint import read_checkpoint
 from pyrosys.workers import trainer
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -30,6 +31,11 @@ def status(run: Path) -> dict:
     return json.loads((run / "status.json").read_text())
 
 
+def callback_states(checkpoint: Path, field: str) -> list[dict]:
+    """The states of a checkpoint's Lightning callbacks that hold `field`."""
+    return [state for state in read_checkpoint(checkpoint)["callbacks"].values() if field in state]
+
+
 def test_episode_limit_ends_the_run_and_is_the_recorded_reason(tmp_path):
     run = train(tmp_path, "training.terminal_conditions.episode_limit=25")
     assert status(run)["reason"] == "episode_limit (25 episodes)" and status(run)["episode"] == 25
@@ -50,7 +56,11 @@ def test_early_stopping_follows_the_monitor_and_patience(tmp_path):
                 "validation.interval=0.5")
     assert status(run)["reason"].startswith("early_stopping (val_loss")
     assert status(run)["reason"].endswith("stopped at epoch 1)")
-    assert [row["epoch"] for row in rows(run / "validation_statistics.csv")] == ["1", "1"]
+    validations = rows(run / "validation_statistics.csv")
+    assert [row["epoch"] for row in validations] == ["1", "1"]
+    # last.ckpt is written as the second validation ends, after early stopping judged the first one
+    (stopping,) = callback_states(run / "models" / "last.ckpt", "best_score")
+    assert abs(float(stopping["best_score"]) - float(validations[0]["loss"])) < 1e-5
 
 
 def test_gradient_clipping_bounds_the_update(tmp_path):
@@ -63,8 +73,15 @@ def test_gradient_clipping_bounds_the_update(tmp_path):
 def test_partial_validation_every_fraction_of_an_epoch_and_monitor_choice(tmp_path):
     run = train(tmp_path, "validation.interval=0.25", "validation.monitor=val_accuracy", "validation.mode=max",
                 "training.terminal_conditions.epoch_limit=2")
-    assert len(rows(run / "validation_statistics.csv")) == 8
+    validations = {int(row["episode"]): float(row["accuracy"]) for row in rows(run / "validation_statistics.csv")}
+    assert len(validations) == 8
     assert (run / "models" / "best.ckpt").is_file() and (run / "models" / "last.ckpt").is_file()
+    # the checkpoint monitor saw each validation's own value, not the one before it (callbacks run before
+    # the model's on_validation_epoch_end, where it logs them: monitors read them once validation ends)
+    best = max(validations, key=validations.get)
+    assert read_checkpoint(run / "models" / "best.ckpt")["global_step"] == best
+    (monitor,) = callback_states(run / "models" / "last.ckpt", "best_model_score")
+    assert abs(float(monitor["best_model_score"]) - validations[best]) < 1e-5
 
 
 def test_validation_every_whole_number_of_episodes(tmp_path):

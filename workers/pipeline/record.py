@@ -18,6 +18,7 @@ from pyrosys.atomic import write_text_atomic
 from pyrosys.configuration.aliases import alias_comments
 from pyrosys.configuration.loading import dump_yaml
 from pyrosys.errors import ConfigError, Interrupted, RunFailed, origin
+from pyrosys.folders import shown
 from pyrosys.folders.experiment import Experiment, now_iso
 from pyrosys.folders.resume import clear_interrupted_writes, resume_point, truncate_statistics
 from pyrosys.tracking.mlflow_sink import flatten, log_run_end, run_tags
@@ -93,7 +94,7 @@ def started(run: Run, plan: TrainingPlan, parts: Setup, resume: Resume | None, l
     if report is not None:
         log.info(report.summary())
         experiment.write_status(weights_loaded={"from": str(plan.model.load["from"]), "summary": report.summary()})
-    print(f"[pyrosys] experiment folder: {experiment.folder}", flush=True)
+    print(f"[pyrosys] experiment folder: {shown(experiment.folder)}", flush=True)
 
 
 def completed(run: Run, plan: TrainingPlan, parts: Setup, fitted: Fitted, results: dict) -> None:
@@ -156,7 +157,7 @@ def say_results(results: dict, metric_names: tuple[str, ...] | list[str], folder
     """The test figures and the results folder, on the console."""
     print(f"[pyrosys] test loss: {results['loss']:.6f}" + "".join(
         f"  test {name}: {results[name]:.6f}" for name in metric_names))
-    print(f"[pyrosys] results: {folder}")
+    print(f"[pyrosys] results: {shown(folder)}")
 
 
 def finish_tracking(run: Run, plan: TrainingPlan, results: dict, status: str) -> None:

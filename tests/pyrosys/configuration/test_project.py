@@ -64,9 +64,12 @@ def test_the_trainer_takes_choices_after_its_files_and_lists_a_group(project, ca
     config = project / "lab" / "config" / "train.yaml"
     plan = trainer.resolve(trainer.parser().parse_args(["--c", str(config), "model=big", "training.seed=9"]))
     assert plan.configuration["model"]["hidden_sizes"] == [64, 32] and plan.seed_torch == 9
+    monkeypatch.chdir(project)
+    assert trainer.main(["--list", "model"]) == 0            # the choice train.yaml picks is marked
+    assert capsys.readouterr().out.splitlines() == ["big", "small  (default in lab/config/train.yaml)"]
     monkeypatch.chdir(project / "lab")
-    assert trainer.main(["--list", "model"]) == 0
-    assert capsys.readouterr().out.split() == ["big", "small"]
+    assert trainer.main(["--list", "model", "--c", "config/data/digits.yaml"]) == 0     # names no default
+    assert capsys.readouterr().out.splitlines() == ["big", "small"]
     assert trainer.main(["--list", "optimizer"]) == 2
     assert "Groups: data, model, trainer/callbacks" in capsys.readouterr().err
 
