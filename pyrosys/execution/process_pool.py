@@ -93,7 +93,9 @@ class ProcessPool:
 
     def _start(self, index: int) -> _Slot:
         parent, child = self.context.Pipe()
-        process = self.context.Process(target=_worker, name=f"pyrosys-pool-{index}", daemon=True,
+        # not a daemon: a run may start processes of its own (MLflow's writer, DataLoader workers); the worker
+        # still ends with the pool's process (PR_SET_PDEATHSIG) and `close` ends it with the pool
+        process = self.context.Process(target=_worker, name=f"pyrosys-pool-{index}", daemon=False,
                                        args=(child, self.function, self.preload,
                                              dict(self.environments[index % len(self.environments)]), os.getpid()))
         process.start()

@@ -62,3 +62,23 @@ def test_workers_die_with_the_pool_s_process_instead_of_running_on_unseen():
     while running(worker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not running(worker)
+
+
+CHILD_JOB = """
+import multiprocessing
+
+
+def child_exit_status(code):
+    process = multiprocessing.get_context("spawn").Process(target=exit, args=(code,))
+    process.start()
+    process.join()
+    return process.exitcode
+"""
+
+
+def test_a_job_may_start_processes_of_its_own(tmp_path, monkeypatch):
+    (tmp_path / "pool_child_job.py").write_text(CHILD_JOB)
+    monkeypatch.syspath_prepend(str(tmp_path))      # spawned workers take the parent's sys.path
+    events = []
+    ProcessPool(1, "pool_child_job:child_exit_status").run([3], events.append)
+    assert [(e.kind, e.result) for e in events if e.kind != "started"] == [("finished", 3)]
