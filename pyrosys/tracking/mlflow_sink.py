@@ -29,6 +29,7 @@ from typing import Any
 
 from pyrosys.atomic import write_text_atomic
 from pyrosys.folders.experiment import Experiment, TestingFolder
+from pyrosys.folders.grid import Grid
 from pyrosys.tracking.tables import SPREAD, read_rows
 
 log = logging.getLogger("pyrosys.mlflow")
@@ -171,15 +172,16 @@ class _Tracker:
 
     def grid_tags(self, experiment_id: str) -> dict[str, str]:
         """The tags that nest a grid's run under the grid's own run in this experiment: found by the grid
-        folder (a resumed grid attaches to the same one) or created; it is running while a run starts."""
-        name, folder = self.settings["grid"]
+        folder (a resumed grid attaches to the same one) or created, starting when the grid wrote its plan;
+        it is running while a run starts."""
+        name, folder, started = self.settings["grid"]
         found = [run for run in self.client.search_runs([experiment_id], f"tags.`{GRID_TAG}` = '{name}'")
                  if run.data.tags.get(GRID_FOLDER_TAG) == folder and PARENT_TAG not in run.data.tags]
         if found:
             parent = found[0].info.run_id
             self.client.update_run(parent, status="RUNNING")
         else:
-            parent = self.client.create_run(experiment_id, start_time=self.settings["start_time"], run_name=name,
+            parent = self.client.create_run(experiment_id, start_time=started, run_name=name,
                                             tags={GRID_TAG: name, GRID_FOLDER_TAG: folder}).info.run_id
         return {GRID_TAG: name, GRID_FOLDER_TAG: folder, PARENT_TAG: parent}
 
@@ -341,6 +343,7 @@ class MLflowSink:
                  grid: Path | None = None, start_time: int | None = None) -> None:
         """`grid`: the grid folder the run belongs to (its MLflow run is nested under the grid's);
         `start_time`: the run's start in ms since the epoch (default now: the MLflow run is created later)."""
+        grid_start = int(Grid(grid).plan_file.stat().st_mtime * 1000) if grid else None     # the grid's start
         self.tracking_uri, self.run_id = tracking_uri, run_id
         self.failed, self.finished = False, False
         self.pending: list[tuple] = []
@@ -349,7 +352,7 @@ class MLflowSink:
         self.settings = {"tracking_uri": tracking_uri, "experiment_name": experiment_name, "run_name": run_name,
                          "artifact_root": str(artifact_root) if artifact_root else None, "run_id": run_id,
                          "run_file": str(run_file) if run_file else None,
-                         "grid": (grid.name, str(grid.resolve())) if grid else None,
+                         "grid": (grid.name, str(grid.resolve()), grid_start) if grid else None,
                          "start_time": start_time or int(time.time() * 1000)}
         self.process = None
 
@@ -496,3 +499,34 @@ def log_run_end(mlflow: MLflowSink, experiment: Experiment, results: dict, statu
     experiment.write_status(mlflow={"tracking_uri": mlflow.tracking_uri, "run_id": mlflow.run_id, "logged": logged,
                                     **recorded})
     return logged
+
+
+def log_test_run(experiment: Experiment, results: dict, files: list[Path], tags: dict[str, str]) -> str | None:
+    """A later test of a trained run (pyrosys-tester) as an MLflow run nested under the training run, in its
+    experiment: the test values (without their spread) and `files` (the confusion matrix, the summary).
+    None when the training run reached no MLflow run; a store that fails gives one warning, not an error."""
+    recorded = experiment.read_mlflow_run()
+    if not recorded or not recorded.get("run_id"):
+        return None
+    uri, parent = recorded["tracking_uri"], recorded["run_id"]
+    _quiet_mlflow(uri)
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    try:
+        with _store_lock(uri):
+            client = MlflowClient(tracking_uri=uri)
+            training = client.get_run(parent)
+            stamp = int(time.time() * 1000)
+            run_id = client.create_run(training.info.experiment_id, run_name=f"test {Path(results['folder']).name}",
+                                       tags={**tags, PARENT_TAG: parent}).info.run_id
+            client.log_batch(run_id, metrics=[Metric(f"test/{name}", float(value), stamp, 0)
+                                              for name, value in results.items()
+                                              if tracked("test", name) and isinstance(value, (int, float))])
+            for path in (f for f in files if f.is_file()):
+                client.log_artifact(run_id, str(path))
+            client.set_terminated(run_id)
+    except Exception as error:  # noqa: BLE001 - any store failure degrades to a warning
+        log.warning("MLflow: the test was not logged to %s (%s: %s)", uri, type(error).__name__, error)
+        return None
+    return run_id

@@ -69,6 +69,26 @@ def test_a_grid_file_runs_every_run_into_one_grid_folder_with_plan_and_status(sm
     assert "4 completed, 0 failed" in output and "2 at a time" in output
 
 
+def grid_runs(grid: Path) -> tuple[list, list]:
+    """The grid's MLflow runs in its store: (the grid's own runs, the runs nested under one)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{grid.resolve()}/mlflow.db")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return ([r for r in runs if "mlflow.parentRunId" not in r.data.tags],
+            [r for r in runs if "mlflow.parentRunId" in r.data.tags])
+
+
+def test_a_grid_s_mlflow_runs_are_nested_under_one_run_named_by_the_grid(small_grid):
+    _, grid, _ = small_grid
+    (parent,), children = grid_runs(grid)
+    assert parent.info.run_name == grid.name and parent.info.status == "FINISHED"
+    assert len(children) == 4 and {r.data.tags["pyrosys.grid"] for r in children} == {grid.name}
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+    assert parent.info.start_time <= min(r.info.start_time for r in children)    # the grid's own times
+    assert parent.info.end_time >= max(r.info.end_time for r in children)
+
+
 def test_runs_of_a_pool_worker_share_its_process(small_grid):
     _, grid, _ = small_grid
     import json
@@ -186,3 +206,5 @@ def test_failed_runs_are_reported_with_reasons_and_resume_reruns_only_them(tmp_p
     assert after["004_killed"]["folder"] == rows["004_killed"]["folder"]      # resumed in place, from last.ckpt
     assert '"resumed"' in (Path(after["004_killed"]["folder"]) / "status.json").read_text()
     assert good_started == {r: (Path(after[r]["folder"]) / "status.json").read_text() for r in good_started}
+    (parent,), children = grid_runs(grid)             # the resumed grid's runs join the same grid run
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}

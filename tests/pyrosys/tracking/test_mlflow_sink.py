@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from mlflow.tracking import MlflowClient
 
 from pyrosys.models.model import Model
 from pyrosys.tracking.mlflow_sink import milliseconds
 from pyrosys.tracking.tables import SPREAD
-from pyrosys.workers import trainer
+from pyrosys.workers import mlflow_sync, tester, trainer
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 SHORT = ["training.terminal_conditions.epoch_limit=2", "training.trainer.enable_progress_bar=false",
@@ -78,7 +79,7 @@ def check_logged_model(client: MlflowClient, run, bundle: Path) -> None:
     np.testing.assert_allclose(answered, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_embedded_sqlite_store_holds_params_metrics_tags_artifacts_and_a_registered_model(tmp_path):
+def test_embedded_sqlite_store_holds_params_metrics_tags_artifacts_and_a_registered_model(tmp_path, monkeypatch):
     run = train(tmp_path, "--set", "logging.mlflow.registered_model_name=digits-mlp")
     status = json.loads((run / "status.json").read_text())
     assert status["mlflow"]["tracking_uri"] == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
@@ -87,6 +88,34 @@ def test_embedded_sqlite_store_holds_params_metrics_tags_artifacts_and_a_registe
     check_run(client, status["mlflow"]["run_id"], run)
     versions = client.search_model_versions("name='digits-mlp'")
     assert [v.run_id for v in versions] == [status["mlflow"]["run_id"]]
+    check_a_later_test_is_nested_under_the_training_run(client, status["mlflow"]["run_id"], run)
+    monkeypatch.chdir(tmp_path)                       # a store named on the command line keeps its artifacts here
+    check_a_relogged_run_keeps_its_times_and_its_model(tmp_path, run)
+
+
+def check_a_relogged_run_keeps_its_times_and_its_model(tmp_path: Path, folder: Path) -> None:
+    """pyrosys-mlflow-sync into another store: the run's own start and end, its bundle as a logged model."""
+    uri = f"sqlite:///{tmp_path.resolve()}/other.db"
+    assert mlflow_sync.main(["--expdir", str(folder), "--mlflow", uri]) == 0
+    status = json.loads((folder / "status.json").read_text())
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(status["mlflow"]["run_id"])
+    assert (run.info.start_time, run.info.end_time) == (milliseconds(status["started"]),
+                                                       milliseconds(status["finished"]))
+    check_logged_model(client, run, folder / "models" / "best")
+
+
+def check_a_later_test_is_nested_under_the_training_run(client: MlflowClient, training: str, folder: Path) -> None:
+    """pyrosys-tester on the finished run: a child run with the test values and the confusion matrix."""
+    assert tester.main(["--m", str(folder / "models" / "best.ckpt")]) == 0
+    experiment = client.get_run(training).info.experiment_id
+    (child,) = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{training}'")
+    (testing,) = [f for f in folder.glob("testing_*") if f.name == child.info.run_name.removeprefix("test ")]
+    summary = yaml.safe_load((testing / "testing_set_agg_statistics.yaml").read_text())
+    assert child.data.metrics == {"test/loss": summary["loss"], "test/accuracy": summary["accuracy"]}
+    assert child.data.tags["mlflow.source.name"] == Path(sys.argv[0]).name
+    artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+    assert {"confusion_matrix.png", "confusion_matrix.csv", "testing_set_agg_statistics.yaml"} <= artifacts
 
 
 def test_mlflow_can_be_switched_off(tmp_path):
