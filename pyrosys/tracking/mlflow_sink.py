@@ -348,7 +348,9 @@ class MLflowSink:
         self.failed, self.finished = False, False
         self.pending: list[tuple] = []
         self.backlog: list[tuple] = [("start",)]
-        self.created, self.start_after = time.monotonic(), start_after
+        # a daemonic process (a grid's pool worker) may not start one: its runs track at their end
+        self.created = time.monotonic()
+        self.start_after = float("inf") if multiprocessing.current_process().daemon else start_after
         self.settings = {"tracking_uri": tracking_uri, "experiment_name": experiment_name, "run_name": run_name,
                          "artifact_root": str(artifact_root) if artifact_root else None, "run_id": run_id,
                          "run_file": str(run_file) if run_file else None,

@@ -218,3 +218,25 @@ def test_a_damaged_cached_store_leaves_nothing_behind_and_the_store_to_mlflow(tm
     assert list((tmp_path / "runs").iterdir()) == [] and not template.exists()      # made again next time
     new_sqlite_store(tmp_path / "runs" / "store.db")
     assert template.is_file() and (tmp_path / "runs" / "store.db").is_file()
+
+
+def track_in_a_daemon(uri: str) -> None:
+    """A run of a grid's pool worker (a daemonic process) past the helper's start time: exit 0 once logged."""
+    from pyrosys.tracking.mlflow_sink import MLflowSink
+
+    sink = MLflowSink(uri, "daemon", "run", None, start_after=0.0)
+    sink.write("validation", {"episode": 5, "loss": 0.5})         # flushes: the helper would start here
+    sys.exit(0 if sink.process is None and sink.finish() else 1)
+
+
+def test_a_daemonic_process_tracks_its_run_at_the_end_without_a_helper(tmp_path):
+    import multiprocessing
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    child = multiprocessing.get_context("fork").Process(target=track_in_a_daemon, args=(uri,), daemon=True)
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("daemon").experiment_id])
+    assert run.data.metrics == {"validation/loss": 0.5} and run.info.status == "FINISHED"
