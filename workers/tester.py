@@ -64,11 +64,11 @@ class Tester(Worker):
             say_tracked(args.model, results, Path(results["folder"]))
             return 0
         summary, parent = test.repeat_tests(model, problem, folder, args.n)
-        say_tracked(args.model, {name: values["mean"] for name, values in summary.items()}, parent)
         print(f"[pyrosys] {args.n} repeats: test loss {summary['loss']['mean']:.6f} +- {summary['loss']['std']:.6f}"
               + "".join(f"  test {name}: {summary[name]['mean']:.6f} +- {summary[name]['std']:.6f}"
                         for name in objective.metric_names))
         print(f"[pyrosys] results: {parent}")
+        say_tracked(args.model, {name: values["mean"] for name, values in summary.items()}, parent)
         return 0
 
     def add_flags(self, parser: argparse.ArgumentParser) -> None:

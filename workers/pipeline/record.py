@@ -16,11 +16,11 @@ from typing import Any
 
 import pyrosys
 from pyrosys.atomic import write_text_atomic
+from pyrosys.callbacks.tensorboard import TensorBoardSink
 from pyrosys.configuration.loading import dump_yaml
 from pyrosys.errors import ConfigError, Interrupted, RunFailed, origin
 from pyrosys.folders.experiment import Experiment, now_iso
 from pyrosys.folders.resume import clear_interrupted_writes, resume_point, truncate_statistics
-from pyrosys.callbacks.tensorboard import TensorBoardSink
 from pyrosys.tracking.mlflow_sink import flatten, log_run_end, run_tags, tracked
 from pyrosys.tracking.plots import plot_curves
 from pyrosys.tracking.provenance import description, git_state
