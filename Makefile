@@ -9,7 +9,7 @@ PIP := $(BIN)/python -m pip
 INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 DEMO_CONFIG := configs/digits/lenet5.yaml
 
-.PHONY: demo test accuracy bench reliability install install-dev clean
+.PHONY: demo test accuracy bench reliability integration install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ accuracy: $(VENV)/.installed-dev
 
 reliability: $(VENV)/.installed-dev
 	$(BIN)/pytest -q tests/reliability -m "not accuracy"
+
+integration: $(VENV)/.installed-dev
+	$(BIN)/pytest -q -m integration
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run.py

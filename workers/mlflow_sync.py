@@ -10,6 +10,7 @@ mlflow_run.json name that run from then on.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -19,9 +20,11 @@ from pyrosys.errors import ConfigError
 from pyrosys.factory import register
 from pyrosys.folders import shown
 from pyrosys.folders.experiment import Experiment, experiment_folders
-from pyrosys.tracking.mlflow_sink import MLflowSink, flatten, log_run_end, run_tags
+from pyrosys.folders.grid import Grid
+from pyrosys.tracking.mlflow_sink import MLflowSink, flatten, log_run_end, milliseconds, run_tags
 from pyrosys.workers.worker import Worker
 
+MODEL_CODE = str(Path(importlib.util.find_spec("pyrosys.models").origin).with_name("pyfunc.py"))  # not imported
 STATUSES = {"completed": "FINISHED", "failed": "FAILED", "running": "KILLED"}
 
 
@@ -66,13 +69,16 @@ def relog(experiment: Experiment, tracking_uri: str | None) -> tuple[str, bool]:
              or (configuration.get(section) or {}).get("_target_", "") for section in ("problem", "model")}
     sink = MLflowSink(uri, settings.get("experiment_name") or names["problem"],
                       settings.get("run_name") or f"{str(names['model']).rsplit('.', 1)[-1]}_{folder.name}",
-                      artifact_root=None, run_file=experiment.mlflow_run_file, start_after=float("inf"))
+                      artifact_root=None, run_file=experiment.mlflow_run_file, start_after=float("inf"),
+                      grid=getattr(Grid.holding(folder), "folder", None),
+                      start_time=milliseconds(experiment.status.get("started")))
     described = json.loads(experiment.description_file.read_text()) if experiment.description_file.is_file() \
         else {"versions": {"pyrosys": ""}, "command": []}
     sink.log_params_and_tags(flatten(configuration), {**run_tags(described, folder), "pyrosys.relogged": "true"})
     sink.replay(folder, episode=sys.maxsize)
     logged = log_run_end(sink, experiment, experiment.status.get("testing") or {},
-                         STATUSES.get(experiment.status.get("status"), "FINISHED"), None, relogged=True)
+                         STATUSES.get(experiment.status.get("status"), "FINISHED"), None, MODEL_CODE,
+                         end_time=milliseconds(experiment.status.get("finished")), relogged=True)
     return sink.run_id, logged
 
 

@@ -17,7 +17,7 @@ from pyrosys.configuration.param_registry import ParamRegistry
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
 from pyrosys.folders import shown
-from pyrosys.folders.experiment import Experiment
+from pyrosys.folders.experiment import Experiment, TestingFolder
 from pyrosys.workers.pipeline.console import say_loading_model
 from pyrosys.workers.pipeline.resolve import plain, resolve_problem
 from pyrosys.workers.worker import Worker, add_configuration_flags, add_run_flags
@@ -66,12 +66,14 @@ class Tester(Worker):
         if args.n == 1:
             results = test.test_model(model, problem, folder)
             record.say_results(results, objective.metric_names, results["folder"])
+            say_tracked(args.model, results, Path(results["folder"]))
             return 0
         summary, parent = test.repeat_tests(model, problem, folder, args.n)
         print(f"[pyrosys] {args.n} repeats: test loss {summary['loss']['mean']:.6f} +- {summary['loss']['std']:.6f}"
               + "".join(f"  test {name}: {summary[name]['mean']:.6f} +- {summary[name]['std']:.6f}"
                         for name in objective.metric_names))
         print(f"[pyrosys] results: {shown(parent)}")
+        say_tracked(args.model, {name: values["mean"] for name, values in summary.items()}, parent)
         return 0
 
     def add_flags(self, parser: argparse.ArgumentParser) -> None:
@@ -85,6 +87,20 @@ class Tester(Worker):
         parser.add_argument("--n", type=int, default=1, metavar="N",
                             help="test N times and report the mean and std of every statistic (generated problems "
                                  "draw new test samples each time)")
+
+
+def say_tracked(checkpoint: str, results: dict, testing: Path) -> None:
+    """Log the test to MLflow as a run nested under the training run (when that one reached MLflow): the test
+    values (the means over repeats) and the testing folder's confusion matrix and summaries; say which run."""
+    from pyrosys.tracking.mlflow_sink import log_test_run, run_tags
+    from pyrosys.tracking.provenance import description
+
+    files = TestingFolder(testing)
+    run_id = log_test_run(Experiment(Experiment.holding(checkpoint)), {**results, "folder": str(testing)},
+                          [*files.confusion_files, files.summary_file, files.repeats_file],
+                          run_tags(description([], {}), testing))
+    if run_id:
+        print(f"[pyrosys] MLflow: test run {run_id}, nested under the training run")
 
 
 def parser() -> argparse.ArgumentParser:

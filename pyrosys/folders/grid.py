@@ -43,6 +43,12 @@ class Grid:
         """A fresh `<outdir>/grid_<time>[_<tag>]` folder."""
         return cls(create_unique_folder(Path(outdir), f"{cls.PREFIX}{timestamp()}" + (f"_{tag}" if tag else "")))
 
+    @classmethod
+    def holding(cls, run_folder: str | Path) -> Grid | None:
+        """The grid a run's experiment folder belongs to (its parent holds a grid plan), or None."""
+        parent = Path(run_folder).resolve().parent
+        return cls(parent) if (parent / cls.PLAN).is_file() else None
+
     @property
     def plan_file(self) -> Path:
         return self.folder / self.PLAN

@@ -13,19 +13,23 @@ the end of a run: importing this module costs the trainer nothing while it train
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import json
 import logging
+import math
 import multiprocessing
 import os
 import queue
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from pyrosys.atomic import write_text_atomic
-from pyrosys.folders.experiment import Experiment
+from pyrosys.folders.experiment import Experiment, TestingFolder
+from pyrosys.folders.grid import Grid
 from pyrosys.tracking.tables import SPREAD, read_rows
 
 log = logging.getLogger("pyrosys.mlflow")
@@ -35,15 +39,18 @@ MAX_METRICS_PER_BATCH = 1000
 MAX_PARAM_LENGTH = 6000
 
 
-def flatten(tree: Mapping, prefix: str = "") -> dict[str, str]:
-    """Dotted keys and string values of a nested configuration (MLflow params)."""
-    flat: dict[str, str] = {}
+def flatten(tree: Mapping, prefix: str = "", as_text: bool = True) -> dict[str, Any]:
+    """Dotted keys and string values of a nested configuration (MLflow params); with `as_text` false,
+    numbers, booleans and strings keep their type (TensorBoard's HParams sorts and filters by them)."""
+    flat: dict[str, Any] = {}
     for key, value in tree.items():
         path = f"{prefix}.{key}" if prefix else str(key)
         if isinstance(value, Mapping) and value:
-            flat.update(flatten(value, path))
-        else:
+            flat.update(flatten(value, path, as_text))
+        elif as_text or not isinstance(value, (bool, int, float, str)):
             flat[path] = str(value)[:MAX_PARAM_LENGTH]
+        else:
+            flat[path] = value
     return flat
 
 
@@ -55,7 +62,26 @@ def tracked(table: str, name: str) -> bool:
         and not name.endswith(SPREAD)
 
 
+def metric_rows(table: str, row: Mapping[str, Any], stamp: int, step: int) -> list[tuple]:
+    """The (key, value, timestamp, step) metrics of one statistics row. The learning rate comes with its
+    log10 beside it: MLflow draws charts on a linear scale, where a decaying rate lies flat along 0."""
+    rows = []
+    for name, value in row.items():
+        if not tracked(table, name) or value in (None, ""):
+            continue
+        rows.append((f"{table}/{name}", float(value), stamp, step))
+        if name == "learning_rate" and float(value) > 0:
+            rows.append((f"{table}/learning_rate_log10", math.log10(float(value)), stamp, step))
+    return rows
+
+
+def milliseconds(moment: str | None) -> int | None:
+    """An ISO time of a status file (or None) as MLflow's milliseconds since the epoch."""
+    return int(dt.datetime.fromisoformat(moment).timestamp() * 1000) if moment else None
+
+
 SQLITE = "sqlite:///"
+GRID_TAG, GRID_FOLDER_TAG, PARENT_TAG = "pyrosys.grid", "pyrosys.grid_folder", "mlflow.parentRunId"
 
 
 def default_tracking_uri(outdir: str | Path) -> str:
@@ -121,22 +147,43 @@ class _Tracker:
         self.run_id = settings["run_id"]
 
     def start(self) -> str:
+        """Create the run (at its real start time, nested under its grid's run) or reopen it; say where."""
         settings = self.settings
         if self.run_id is None:
-            experiment = self.client.get_experiment_by_name(settings["experiment_name"])
-            if experiment is None:
-                root = settings["artifact_root"]
-                experiment_id = self.client.create_experiment(
-                    settings["experiment_name"], artifact_location=Path(root).resolve().as_uri() if root else None)
-            else:
-                experiment_id = experiment.experiment_id
-            self.run_id = self.client.create_run(experiment_id, run_name=settings["run_name"]).info.run_id
+            experiment_id = self.experiment_id()
+            tags = self.grid_tags(experiment_id) if settings["grid"] else {}
+            self.run_id = self.client.create_run(experiment_id, start_time=settings["start_time"], tags=tags,
+                                                 run_name=settings["run_name"]).info.run_id
         else:
             self.client.update_run(self.run_id, status="RUNNING")
         if settings["run_file"]:            # so that a killed run can be resumed into the same MLflow run
             write_text_atomic(settings["run_file"],
                               json.dumps({"tracking_uri": settings["tracking_uri"], "run_id": self.run_id}))
         return self.run_id
+
+    def experiment_id(self) -> str:
+        """The MLflow experiment the run goes to, created on first use."""
+        experiment = self.client.get_experiment_by_name(self.settings["experiment_name"])
+        if experiment is not None:
+            return experiment.experiment_id
+        root = self.settings["artifact_root"]
+        return self.client.create_experiment(self.settings["experiment_name"],
+                                             artifact_location=Path(root).resolve().as_uri() if root else None)
+
+    def grid_tags(self, experiment_id: str) -> dict[str, str]:
+        """The tags that nest a grid's run under the grid's own run in this experiment: found by the grid
+        folder (a resumed grid attaches to the same one) or created, starting when the grid wrote its plan;
+        it is running while a run starts."""
+        name, folder, started = self.settings["grid"]
+        found = [run for run in self.client.search_runs([experiment_id], f"tags.`{GRID_TAG}` = '{name}'")
+                 if run.data.tags.get(GRID_FOLDER_TAG) == folder and PARENT_TAG not in run.data.tags]
+        if found:
+            parent = found[0].info.run_id
+            self.client.update_run(parent, status="RUNNING")
+        else:
+            parent = self.client.create_run(experiment_id, start_time=started, run_name=name,
+                                            tags={GRID_TAG: name, GRID_FOLDER_TAG: folder}).info.run_id
+        return {GRID_TAG: name, GRID_FOLDER_TAG: folder, PARENT_TAG: parent}
 
     def params(self, params: dict, tags: dict) -> None:
         from mlflow.entities import Param, RunTag
@@ -155,24 +202,38 @@ class _Tracker:
         for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
             self.client.log_batch(self.run_id, metrics=metrics[start:start + MAX_METRICS_PER_BATCH])
 
-    def artifacts(self, files: list, bundle: str | None, registered_model: str | None) -> None:
+    def artifacts(self, files: list, bundle: str | None, registered_model: str | None,
+                  model_code: str | None = None) -> None:
+        """Files as the run's artifacts; the bundle as an MLflow model (see `log_bundle`)."""
         for path in map(Path, files):
             if path.is_file():
                 self.client.log_artifact(self.run_id, str(path))
-        if bundle is not None and Path(bundle).is_dir():
-            self.client.log_artifacts(self.run_id, bundle, artifact_path="model")
-            if registered_model:
-                from mlflow.exceptions import MlflowException
+        if bundle is not None and Path(bundle).is_dir() and model_code is not None:
+            self.log_bundle(bundle, registered_model, model_code)
 
-                try:
-                    self.client.create_registered_model(registered_model)
-                except MlflowException:
-                    pass                          # it exists already: add a version
-                source = f"{self.client.get_run(self.run_id).info.artifact_uri}/model"
-                self.client.create_model_version(registered_model, source, run_id=self.run_id)
+    def log_bundle(self, bundle: str, registered_model: str | None, model_code: str) -> None:
+        """The bundle as a logged pyfunc model of the run (MLflow's "Logged models"; `mlflow models serve`
+        answers with it): `model_code` is the file that wraps `Model.load`, the bundle its artifact.
+        Requirements are given, not inferred (inferring loads the model in a fresh interpreter)."""
+        import mlflow
+        from mlflow.models import Model
 
-    def finish(self, status: str) -> None:
-        self.client.set_terminated(self.run_id, status=status)
+        import pyrosys
+
+        mlflow.set_tracking_uri(self.settings["tracking_uri"])      # Model.log resolves the store and the
+        mlflow.set_experiment(experiment_id=self.client.get_run(self.run_id).info.experiment_id)  # experiment
+        with warnings.catch_warnings():     # MLflow's advice on type hints and signatures, not the user's to act on
+            warnings.simplefilter("ignore", UserWarning)
+            Model.log(artifact_path=None, name="model", flavor=mlflow.pyfunc, run_id=self.run_id,
+                      python_model=model_code, artifacts={"bundle": bundle}, registered_model_name=registered_model,
+                      pip_requirements=[f"pyrosys=={pyrosys.__version__}", f"mlflow=={mlflow.__version__}"])
+
+    def finish(self, status: str, end_time: int | None = None) -> None:
+        """End the run (now, or at the end a relogged run had); a grid's run ends with its last run."""
+        self.client.set_terminated(self.run_id, status=status, end_time=end_time)
+        parent = self.client.get_run(self.run_id).data.tags.get(PARENT_TAG)
+        if parent:
+            self.client.set_terminated(parent, status="FINISHED", end_time=end_time)
 
 
 @contextlib.contextmanager
@@ -200,6 +261,7 @@ def _quiet_mlflow(tracking_uri: str) -> None:
     if tracking_uri.startswith(("http://", "https://")):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")     # no bars on the run's console
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -277,7 +339,11 @@ class MLflowSink:
     """
 
     def __init__(self, tracking_uri: str, experiment_name: str, run_name: str, artifact_root: Path | None,
-                 run_id: str | None = None, run_file: Path | None = None, start_after: float = 30.0) -> None:
+                 run_id: str | None = None, run_file: Path | None = None, start_after: float = 30.0,
+                 grid: Path | None = None, start_time: int | None = None) -> None:
+        """`grid`: the grid folder the run belongs to (its MLflow run is nested under the grid's);
+        `start_time`: the run's start in ms since the epoch (default now: the MLflow run is created later)."""
+        grid_start = int(Grid(grid).plan_file.stat().st_mtime * 1000) if grid else None     # the grid's start
         self.tracking_uri, self.run_id = tracking_uri, run_id
         self.failed, self.finished = False, False
         self.pending: list[tuple] = []
@@ -285,7 +351,9 @@ class MLflowSink:
         self.created, self.start_after = time.monotonic(), start_after
         self.settings = {"tracking_uri": tracking_uri, "experiment_name": experiment_name, "run_name": run_name,
                          "artifact_root": str(artifact_root) if artifact_root else None, "run_id": run_id,
-                         "run_file": str(run_file) if run_file else None}
+                         "run_file": str(run_file) if run_file else None,
+                         "grid": (grid.name, str(grid.resolve()), grid_start) if grid else None,
+                         "start_time": start_time or int(time.time() * 1000)}
         self.process = None
 
     def _put(self, job: tuple | None) -> None:
@@ -310,8 +378,7 @@ class MLflowSink:
         for table in ("training", "training_agg", "validation", "validation_agg"):
             for row in read_rows(Experiment(folder).csv(table)):
                 if int(row["episode"]) <= episode:
-                    self.pending += [(f"{table}/{key}", float(value), int(time.time() * 1000), int(row["episode"]))
-                                     for key, value in row.items() if tracked(table, key) and value]
+                    self.pending += metric_rows(table, row, int(time.time() * 1000), int(row["episode"]))
         self.flush()
 
     def _take(self, kind: str, value: Any) -> None:
@@ -345,9 +412,8 @@ class MLflowSink:
         """Statistics rows become metrics `<table>/<name>` at their episode, sent in batches."""
         if table == "testing":
             return
-        step, stamp = int(row.get("episode", 0)), int(time.time() * 1000)
-        self.pending += [(f"{table}/{name}", float(value), stamp, step) for name, value in row.items()
-                         if tracked(table, name) and isinstance(value, (int, float))]
+        numbers = {name: value for name, value in row.items() if isinstance(value, (int, float))}
+        self.pending += metric_rows(table, numbers, int(time.time() * 1000), int(row.get("episode", 0)))
         if table != "training":
             # flushed at validations and epoch ends, where checkpoints are written: a resumed run
             # logs again exactly the episodes its interrupted run had not flushed (no gaps, no repeats)
@@ -370,10 +436,13 @@ class MLflowSink:
                          if isinstance(value, (int, float))]
         self.flush()
 
-    def log_artifacts(self, files: list[Path], bundle: Path | None, registered_model: str | None) -> None:
-        self._put(("artifacts", [str(f) for f in files], str(bundle) if bundle else None, registered_model))
+    def log_artifacts(self, files: list[Path], bundle: Path | None, registered_model: str | None,
+                      model_code: str | None = None) -> None:
+        """Files as artifacts; the bundle as an MLflow model whose code is the file `model_code`."""
+        self._put(("artifacts", [str(f) for f in files], str(bundle) if bundle else None, registered_model,
+                   model_code))
 
-    def finish(self, status: str = "FINISHED", timeout: float = 120.0) -> bool:
+    def finish(self, status: str = "FINISHED", timeout: float = 120.0, end_time: int | None = None) -> bool:
         """Flush, close the run with `status`; whether everything was logged.
 
         A run that ended before the helper started (a short one) does its tracking here, in this
@@ -381,7 +450,7 @@ class MLflowSink:
         worker's runs share it). Otherwise the helper is told to finish and waited for.
         """
         self.flush()
-        self._put(("finish", status))
+        self._put(("finish", status, end_time))
         self.finished = True
         if self.process is None:
             _quiet_mlflow(self.tracking_uri)
@@ -405,23 +474,59 @@ class MLflowSink:
 
 
 def run_tags(described: dict, folder: Path) -> dict[str, str]:
-    """MLflow tags of a run: PyroSys version, git commit of the configs, command line, experiment folder."""
+    """MLflow tags of a run: its source and user as MLflow's UI shows them ("Source", "Created by"), the git
+    commit of the configs, the PyroSys version, command line and experiment folder."""
     git = described.get("git") or {}
-    return {"pyrosys.version": described["versions"]["pyrosys"], "pyrosys.command": " ".join(described["command"]),
-            "pyrosys.experiment_folder": str(folder), "mlflow.source.git.commit": git.get("commit", ""),
-            "pyrosys.git_dirty": str(git.get("dirty", ""))}
+    command = described.get("command") or [""]
+    return {"mlflow.source.name": Path(command[0]).name, "mlflow.source.type": "LOCAL",
+            "mlflow.user": described.get("user", ""), "mlflow.source.git.commit": git.get("commit", ""),
+            "pyrosys.version": described["versions"]["pyrosys"], "pyrosys.command": " ".join(command),
+            "pyrosys.experiment_folder": str(folder), "pyrosys.git_dirty": str(git.get("dirty", ""))}
 
 
 def log_run_end(mlflow: MLflowSink, experiment: Experiment, results: dict, status: str, registered_model: str | None,
-                **recorded: Any) -> bool:
-    """Test metrics, artifacts (configuration, description, curves, status, the best bundle of a finished
-    run), the run's end, and where it went in status.json; whether everything was logged."""
+                model_code: str | None = None, end_time: int | None = None, **recorded: Any) -> bool:
+    """Test metrics (without their spread, as the statistics rows), artifacts (configuration, description,
+    curves, status, the confusion matrix; the best bundle of a finished run as an MLflow model whose code
+    is `model_code`), the run's end, and where it went in status.json; whether everything was logged."""
     bundle = experiment.bundle_dir
-    mlflow.log_final({f"test/{name}": value for name, value in results.items() if name != "folder"})
+    mlflow.log_final({f"test/{name}": value for name, value in results.items() if tracked("test", name)})
+    testing = [TestingFolder(results["folder"]).confusion_files[1]] if results.get("folder") else []
     mlflow.log_artifacts([experiment.configuration_file, experiment.description_file, experiment.curves_file,
-                          experiment.status_file], bundle if status == "FINISHED" and bundle.is_dir() else None,
-                         registered_model)
-    logged = mlflow.finish(status)
+                          experiment.status_file, *testing],
+                         bundle if status == "FINISHED" and bundle.is_dir() else None, registered_model, model_code)
+    logged = mlflow.finish(status, end_time=end_time)
     experiment.write_status(mlflow={"tracking_uri": mlflow.tracking_uri, "run_id": mlflow.run_id, "logged": logged,
                                     **recorded})
     return logged
+
+
+def log_test_run(experiment: Experiment, results: dict, files: list[Path], tags: dict[str, str]) -> str | None:
+    """A later test of a trained run (pyrosys-tester) as an MLflow run nested under the training run, in its
+    experiment: the test values (without their spread) and `files` (the confusion matrix, the summary).
+    None when the training run reached no MLflow run; a store that fails gives one warning, not an error."""
+    recorded = experiment.read_mlflow_run()
+    if not recorded or not recorded.get("run_id"):
+        return None
+    uri, parent = recorded["tracking_uri"], recorded["run_id"]
+    _quiet_mlflow(uri)
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    try:
+        with _store_lock(uri):
+            client = MlflowClient(tracking_uri=uri)
+            training = client.get_run(parent)
+            stamp = int(time.time() * 1000)
+            run_id = client.create_run(training.info.experiment_id, run_name=f"test {Path(results['folder']).name}",
+                                       tags={**tags, PARENT_TAG: parent}).info.run_id
+            client.log_batch(run_id, metrics=[Metric(f"test/{name}", float(value), stamp, 0)
+                                              for name, value in results.items()
+                                              if tracked("test", name) and isinstance(value, (int, float))])
+            for path in (f for f in files if f.is_file()):
+                client.log_artifact(run_id, str(path))
+            client.set_terminated(run_id)
+    except Exception as error:  # noqa: BLE001 - any store failure degrades to a warning
+        log.warning("MLflow: the test was not logged to %s (%s: %s)", uri, type(error).__name__, error)
+        return None
+    return run_id

@@ -1,6 +1,7 @@
 """Provenance: what a run was made from (versions, git state of its configs, host) for description.json."""
 from __future__ import annotations
 
+import getpass
 import os
 import platform
 import socket
@@ -35,9 +36,17 @@ def versions() -> dict[str, str]:
             "pytorch_lightning": pytorch_lightning.__version__}
 
 
+def user() -> str:
+    """The login name the run was started by (empty where the system knows none, e.g. a bare container)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
 def description(configuration_files: list[str], seeds: dict) -> dict:
     """The self-description of a run at its start."""
-    return {"command": sys.argv, "versions": versions(), "host": socket.gethostname(), "pid": os.getpid(),
-            "platform": platform.platform(), "configuration_files": configuration_files,
+    return {"command": sys.argv, "versions": versions(), "host": socket.gethostname(), "user": user(),
+            "pid": os.getpid(), "platform": platform.platform(), "configuration_files": configuration_files,
             "git": git_state(Path(configuration_files[0]).parent) if configuration_files else None,
             "seeds": seeds}

@@ -10,6 +10,12 @@ from pathlib import Path
 SPREAD = ("_mean", "_std", "_min", "_max")
 
 
+def copies_validation(table: str, name: str) -> bool:
+    """Whether a column of validation_agg repeats the validation table's value (its loss and metrics over
+    the whole split are the validation row itself); its counts and spread are its own."""
+    return table == "validation_agg" and name not in ("batches", "samples") and not name.endswith(SPREAD)
+
+
 def read_rows(path: Path) -> list[dict[str, str]]:
     """A CSV file's rows as dictionaries; none when the file does not exist (yet)."""
     if not path.is_file():

@@ -1,10 +1,12 @@
 """pyrosys-grid-trainer, -tester and -analyzer through their console commands, with real runs."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -71,6 +73,29 @@ def test_a_grid_file_runs_every_run_into_one_grid_folder_with_plan_and_status(sm
     assert "4 completed, 0 failed" in output and "2 at a time" in output
     # the pool's processes import torch before the first run starts: said, not a silence
     assert output.index("4 waiting") < output.index("starting 2 worker processes") < output.index("| started ")
+
+
+def grid_runs(grid: Path) -> tuple[list[dict], list[dict]]:
+    """The runs in the grid's SQLite MLflow store, read with sqlite3 (importing MLflow here would cost more
+    than the test): (the grid's own runs, the runs nested under one), each with its tags."""
+    with contextlib.closing(sqlite3.connect(grid / "mlflow.db")) as store:
+        runs = {uuid: {"id": uuid, "name": name, "status": status, "start": start, "end": end, "tags": {}}
+                for uuid, name, status, start, end in store.execute(
+                    "SELECT run_uuid, name, status, start_time, end_time FROM runs")}
+        for uuid, key, value in store.execute("SELECT run_uuid, key, value FROM tags"):
+            runs[uuid]["tags"][key] = value
+    return ([r for r in runs.values() if "mlflow.parentRunId" not in r["tags"]],
+            [r for r in runs.values() if "mlflow.parentRunId" in r["tags"]])
+
+
+def test_a_grid_s_mlflow_runs_are_nested_under_one_run_named_by_the_grid(small_grid):
+    _, grid, _ = small_grid
+    (parent,), children = grid_runs(grid)
+    assert parent["name"] == grid.name and parent["status"] == "FINISHED"
+    assert len(children) == 4 and {r["tags"]["pyrosys.grid"] for r in children} == {grid.name}
+    assert {r["tags"]["mlflow.parentRunId"] for r in children} == {parent["id"]}
+    assert parent["start"] <= min(r["start"] for r in children)    # the grid's own times
+    assert parent["end"] >= max(r["end"] for r in children)
 
 
 def test_runs_of_a_pool_worker_share_its_process(small_grid):
@@ -208,3 +233,5 @@ def test_failed_runs_are_reported_with_reasons_and_resume_reruns_only_them(tmp_p
     assert after["004_killed"]["folder"] == rows["004_killed"]["folder"]      # resumed in place, from last.ckpt
     assert '"resumed"' in (Path(after["004_killed"]["folder"]) / "status.json").read_text()
     assert good_started == {r: (Path(after[r]["folder"]) / "status.json").read_text() for r in good_started}
+    (parent,), children = grid_runs(grid)             # the resumed grid's runs join the same grid run
+    assert {r["tags"]["mlflow.parentRunId"] for r in children} == {parent["id"]}

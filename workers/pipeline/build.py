@@ -26,10 +26,12 @@ from pyrosys.callbacks.statistics import CsvSink, LogSink, StatisticsCollector
 from pyrosys.callbacks.tensorboard import TensorBoardHistograms, TensorBoardSink
 from pyrosys.callbacks.terminal_conditions import LossStop
 from pyrosys.configuration.loading import COMMAND_LINE
+from pyrosys.configuration.loading import dump_yaml
 from pyrosys.configuration.seeds import apply_seeds
 from pyrosys.errors import ConfigError, did_you_mean
 from pyrosys.factory import check_arguments, instantiate
 from pyrosys.folders.experiment import CSV_FILES, Experiment
+from pyrosys.folders.grid import Grid
 from pyrosys.models.adapter import adapt
 from pyrosys.models.model import BUNDLE_FILE, Model
 from pyrosys.objectives import Objective, check_task
@@ -315,12 +317,14 @@ def sinks(plan: TrainingPlan, experiment: Experiment, outdir: Path, callbacks: l
         mlflow = MLflowSink(uri, plan.mlflow["experiment_name"] or plan.problem.name,
                             plan.mlflow["run_name"] or f"{plan.model.name}_{experiment.folder.name}",
                             artifact_root=None if plan.mlflow["tracking_uri"] else outdir / "mlflow" / "artifacts",
-                            run_id=earlier.get("run_id"), run_file=experiment.mlflow_run_file)
+                            run_id=earlier.get("run_id"), run_file=experiment.mlflow_run_file,
+                            grid=getattr(Grid.holding(experiment.folder), "folder", None))
         result.append(mlflow)
         if resume and not earlier.get("run_id"):      # the interrupted run never reached MLflow: log its rows now
             mlflow.replay(experiment.folder, resume.episode)
     if plan.tensorboard is not None:
-        board = TensorBoardSink(experiment.tensorboard_dir, purge_step=resume.episode + 1 if resume else None)
+        board = TensorBoardSink(experiment.tensorboard_dir, purge_step=resume.episode + 1 if resume else None,
+                                configuration=None if resume else dump_yaml(plan.configuration))
         result.append(board)
         if plan.tensorboard >= 1:
             callbacks = [*callbacks, TensorBoardHistograms(board, plan.tensorboard, plan.logging_interval)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import logging
 import sys
@@ -15,13 +16,14 @@ from typing import Any
 
 import pyrosys
 from pyrosys.atomic import write_text_atomic
+from pyrosys.callbacks.tensorboard import TensorBoardSink
 from pyrosys.configuration.aliases import alias_comments
 from pyrosys.configuration.loading import dump_yaml
 from pyrosys.errors import ConfigError, Interrupted, RunFailed, origin
 from pyrosys.folders import shown
 from pyrosys.folders.experiment import Experiment, now_iso
 from pyrosys.folders.resume import clear_interrupted_writes, resume_point, truncate_statistics
-from pyrosys.tracking.mlflow_sink import flatten, log_run_end, run_tags
+from pyrosys.tracking.mlflow_sink import flatten, log_run_end, run_tags, tracked
 from pyrosys.tracking.plots import plot_curves
 from pyrosys.tracking.provenance import description, git_state
 from pyrosys.workers.pipeline.build import Resume, Run, Setup
@@ -29,6 +31,7 @@ from pyrosys.workers.pipeline.fit import Fitted
 from pyrosys.workers.pipeline.resolve import TrainingPlan
 
 log = logging.getLogger("pyrosys.trainer")
+MODEL_CODE = str(Path(importlib.util.find_spec("pyrosys.models").origin).with_name("pyfunc.py"))  # not imported
 
 
 @contextlib.contextmanager
@@ -108,7 +111,18 @@ def completed(run: Run, plan: TrainingPlan, parts: Setup, fitted: Fitted, result
                             episode=fitted.episode, seconds=round(time.perf_counter() - fitted.started, 3),
                             fit_seconds=fitted.fit_seconds, **timing, best_checkpoint=str(experiment.best_checkpoint),
                             validation=run.collector.results.get("val", {}), testing=results)
+    describe_to_tensorboard(run, plan, results)
     finish_tracking(run, plan, results, "FINISHED")
+
+
+def describe_to_tensorboard(run: Run, plan: TrainingPlan, results: dict) -> None:
+    """The run in TensorBoard's HParams dashboard: its configuration with the last validation and the test
+    values (when TensorBoard is on)."""
+    final = {f"{table}/{name}": value for table, values in (("validation", run.collector.results.get("val", {})),
+                                                             ("test", results))
+             for name, value in values.items() if tracked(table, name) and isinstance(value, (int, float))}
+    for board in (sink for sink in run.collector.sinks if isinstance(sink, TensorBoardSink)):
+        board.hparams(flatten(plan.configuration, as_text=False), final, run.trainer.global_step)
 
 
 def failed(run: Run, plan: TrainingPlan, error: BaseException) -> None:
@@ -164,4 +178,4 @@ def finish_tracking(run: Run, plan: TrainingPlan, results: dict, status: str) ->
     """The end of a trained run's MLflow tracking (none when MLflow is off)."""
     if run.mlflow is not None:
         log.info("recording the run in MLflow (%s)", run.mlflow.tracking_uri)
-        log_run_end(run.mlflow, run.experiment, results, status, plan.mlflow["registered_model_name"])
+        log_run_end(run.mlflow, run.experiment, results, status, plan.mlflow["registered_model_name"], MODEL_CODE)

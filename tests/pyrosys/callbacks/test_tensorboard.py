@@ -8,29 +8,60 @@ from collections import defaultdict
 
 import pytest
 from tensorboardX.proto.event_pb2 import Event
+from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
 
 from pyrosys.workers import trainer
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 
-def events(run: Path) -> tuple[dict[str, list[int]], set[str]]:
-    """Read the TFRecord event files back: scalar tag -> steps, and the histogram tags."""
-    scalars: dict[str, list[int]] = defaultdict(list)
-    histograms: set[str] = set()
+def records(run: Path) -> list[Event]:
+    """The events of a run's TFRecord event files, in order."""
+    found = []
     for path in sorted((run / "tensorboard").glob("events.out.tfevents.*")):
         data = path.read_bytes()
         offset = 0
         while offset < len(data):
             (length,) = struct.unpack("<Q", data[offset:offset + 8])
-            event = Event.FromString(data[offset + 12:offset + 12 + length])
+            found.append(Event.FromString(data[offset + 12:offset + 12 + length]))
             offset += 12 + length + 4
-            for value in event.summary.value:
-                if value.HasField("histo"):
-                    histograms.add(value.tag)
-                else:
-                    scalars[value.tag].append(event.step)
+    return found
+
+
+def events(run: Path) -> tuple[dict[str, list[int]], set[str]]:
+    """Scalar tag -> steps, and the histogram tags."""
+    scalars: dict[str, list[int]] = defaultdict(list)
+    histograms: set[str] = set()
+    for event in records(run):
+        for value in event.summary.value:
+            if value.HasField("histo"):
+                histograms.add(value.tag)
+            elif value.HasField("simple_value"):
+                scalars[value.tag].append(event.step)
     return scalars, histograms
+
+
+def plugin_values(run: Path, plugin: str) -> list:
+    """The summary values a TensorBoard plugin reads (text, hparams)."""
+    return [value for event in records(run) for value in event.summary.value
+            if value.metadata.plugin_data.plugin_name == plugin]
+
+
+def check_configuration_and_hparams(run: Path, scalars: dict[str, list[int]]) -> None:
+    """The resolved configuration as text, the run in HParams with its final metrics, each scalar once."""
+    (text,) = plugin_values(run, "text")
+    assert text.tag.startswith("configuration") and "    model:" in text.tensor.string_val[0].decode()
+    data = [HParamsPluginData.FromString(v.metadata.plugin_data.content) for v in plugin_values(run, "hparams")]
+    experiment = next(d.experiment for d in data if d.HasField("experiment"))
+    session = next(d.session_start_info for d in data if d.HasField("session_start_info"))
+    assert session.hparams["model.name"].string_value == "MLP"
+    assert session.hparams["training.terminal_conditions.epoch_limit"].number_value == 2
+    metrics = {m.name.tag for m in experiment.metric_infos}
+    assert {"test/loss", "test/accuracy", "validation/loss", "validation/accuracy"} == metrics
+    assert metrics <= set(scalars) and scalars["test/loss"] == [20]
+    # validation_agg repeats no validation value: its own columns only
+    assert "validation_agg/loss" not in scalars and "validation_agg/loss_std" in scalars
+    assert all(len(steps) == len(set(steps)) for steps in scalars.values())
 
 
 @pytest.mark.parametrize("level", [0, 1, 2])
@@ -46,6 +77,8 @@ def test_tensorboard_levels_write_statistics_then_weights_then_gradients(level, 
     weights = [t for t in histograms if t.startswith("weights/")]
     gradients = [t for t in histograms if t.startswith("gradients/")]
     assert bool(weights) == (level >= 1) and bool(gradients) == (level >= 2)
+    if level == 0:
+        check_configuration_and_hparams(run, scalars)
 
 
 def test_tensorboard_off_writes_no_events(tmp_path):

@@ -85,7 +85,7 @@ def test_default_configs_are_found_beside_the_file_then_in_the_current_folder_th
 
 
 def test_parameters_given_before_any_class_is_named_are_kept_when_a_later_file_names_it(write):
-    defaults = write("defaults.yaml", "training: {problem: {batch_size: 8}}\n")
+    write("defaults.yaml", "training: {problem: {batch_size: 8}}\n")
     run = write("run.yaml", "default_configs: defaults.yaml\ntraining: {problem: {name: SerialRecall}}\n")
     assert load_configuration([run]).tree["training"]["problem"] == {"batch_size": 8, "name": "SerialRecall"}
 

@@ -1,7 +1,9 @@
 """MLflow tracking: the embedded SQLite store, a real `mlflow server` on 127.0.0.1, and an unreachable one."""
 from __future__ import annotations
 
+import getpass
 import json
+import math
 import socket
 import subprocess
 import sys
@@ -9,10 +11,18 @@ import time
 import urllib.request
 from pathlib import Path
 
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
 import pytest
+import torch
+import yaml
 from mlflow.tracking import MlflowClient
 
-from pyrosys.workers import trainer
+from pyrosys.models.model import Model
+from pyrosys.tracking.mlflow_sink import milliseconds
+from pyrosys.tracking.tables import SPREAD
+from pyrosys.workers import mlflow_sync, tester, trainer
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 SHORT = ["training.terminal_conditions.epoch_limit=2", "training.trainer.enable_progress_bar=false",
@@ -33,30 +43,79 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def check_run(client: MlflowClient, run_id: str) -> None:
+def check_run(client: MlflowClient, run_id: str, folder: Path) -> None:
     run = client.get_run(run_id)
+    status = json.loads((folder / "status.json").read_text())
     assert run.info.status == "FINISHED"
+    # the run's real times (the MLflow run is created after training), to the second status.json keeps
+    assert abs(run.info.start_time - milliseconds(status["started"])) < 2000
+    assert run.info.end_time >= milliseconds(status["finished"]) and run.info.end_time - run.info.start_time > 1000
     assert run.data.params["model.name"] == "MLP" and run.data.params["model.hidden_sizes"] == "[128, 64]"
     assert run.data.tags["pyrosys.version"] == "0.1.0" and run.data.tags["pyrosys.command"] == " ".join(sys.argv)
+    assert run.data.tags["mlflow.source.name"] == Path(sys.argv[0]).name
+    assert run.data.tags["mlflow.source.type"] == "LOCAL" and run.data.tags["mlflow.user"] == getpass.getuser()
     steps = [m.step for m in client.get_metric_history(run_id, "training/loss")]
     assert steps == [1, 10, 20, 30, 40, 50, 60, 70, 80]          # every logged episode, no gaps, no repeats
+    rates = client.get_metric_history(run_id, "training/learning_rate")
+    logs = client.get_metric_history(run_id, "training/learning_rate_log10")
+    assert [m.step for m in logs] == steps and [m.value for m in logs] == [math.log10(m.value) for m in rates]
     assert len(client.get_metric_history(run_id, "validation/accuracy")) == 2
     assert "test/accuracy" in run.data.metrics
+    assert not [name for name in run.data.metrics if name.endswith(SPREAD) or name.startswith("validation_agg/")]
     artifacts = {a.path for a in client.list_artifacts(run_id)}
-    assert {"training_configuration.yaml", "description.json", "curves.png", "model"} <= artifacts
-    assert {a.path for a in client.list_artifacts(run_id, "model")} == {"model/model.yaml",
-                                                                        "model/weights.safetensors"}
+    assert {"training_configuration.yaml", "description.json", "curves.png", "confusion_matrix.png"} <= artifacts
+    check_logged_model(client, run, folder / "models" / "best")
 
 
-def test_embedded_sqlite_store_holds_params_metrics_tags_artifacts_and_a_registered_model(tmp_path):
+def check_logged_model(client: MlflowClient, run, bundle: Path) -> None:
+    """The bundle is the run's logged model, and MLflow's pyfunc loader predicts what Model.load predicts."""
+    (output,) = run.outputs.model_outputs
+    model = client.get_logged_model(output.model_id)
+    assert model.source_run_id == run.info.run_id and model.experiment_id == run.info.experiment_id
+    rows = np.random.default_rng(0).random((5, 64), dtype=np.float32)
+    expected = Model.load(bundle).predict(torch.from_numpy(rows).reshape(5, 1, 8, 8)).numpy()
+    mlflow.set_tracking_uri(client.tracking_uri)
+    answered = mlflow.pyfunc.load_model(f"models:/{output.model_id}").predict(pd.DataFrame(rows))
+    np.testing.assert_allclose(answered, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_embedded_sqlite_store_holds_params_metrics_tags_artifacts_and_a_registered_model(tmp_path, monkeypatch):
     run = train(tmp_path, "--set", "logging.mlflow.registered_model_name=digits-mlp")
     status = json.loads((run / "status.json").read_text())
     assert status["mlflow"]["tracking_uri"] == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     assert status["mlflow"]["logged"] is True
     client = MlflowClient(tracking_uri=status["mlflow"]["tracking_uri"])
-    check_run(client, status["mlflow"]["run_id"])
+    check_run(client, status["mlflow"]["run_id"], run)
     versions = client.search_model_versions("name='digits-mlp'")
     assert [v.run_id for v in versions] == [status["mlflow"]["run_id"]]
+    check_a_later_test_is_nested_under_the_training_run(client, status["mlflow"]["run_id"], run)
+    monkeypatch.chdir(tmp_path)                       # a store named on the command line keeps its artifacts here
+    check_a_relogged_run_keeps_its_times_and_its_model(tmp_path, run)
+
+
+def check_a_relogged_run_keeps_its_times_and_its_model(tmp_path: Path, folder: Path) -> None:
+    """pyrosys-mlflow-sync into another store: the run's own start and end, its bundle as a logged model."""
+    uri = f"sqlite:///{tmp_path.resolve()}/other.db"
+    assert mlflow_sync.main(["--expdir", str(folder), "--mlflow", uri]) == 0
+    status = json.loads((folder / "status.json").read_text())
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(status["mlflow"]["run_id"])
+    assert (run.info.start_time, run.info.end_time) == (milliseconds(status["started"]),
+                                                       milliseconds(status["finished"]))
+    check_logged_model(client, run, folder / "models" / "best")
+
+
+def check_a_later_test_is_nested_under_the_training_run(client: MlflowClient, training: str, folder: Path) -> None:
+    """pyrosys-tester on the finished run: a child run with the test values and the confusion matrix."""
+    assert tester.main(["--m", str(folder / "models" / "best.ckpt")]) == 0
+    experiment = client.get_run(training).info.experiment_id
+    (child,) = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{training}'")
+    (testing,) = [f for f in folder.glob("testing_*") if f.name == child.info.run_name.removeprefix("test ")]
+    summary = yaml.safe_load((testing / "testing_set_agg_statistics.yaml").read_text())
+    assert child.data.metrics == {"test/loss": summary["loss"], "test/accuracy": summary["accuracy"]}
+    assert child.data.tags["mlflow.source.name"] == Path(sys.argv[0]).name
+    artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+    assert {"confusion_matrix.png", "confusion_matrix.csv", "testing_set_agg_statistics.yaml"} <= artifacts
 
 
 def test_mlflow_can_be_switched_off(tmp_path):
@@ -87,7 +146,7 @@ def test_a_real_mlflow_server_on_localhost_receives_the_run(tmp_path):
         run = train(tmp_path / "runs", "--mlflow", uri)
         status = json.loads((run / "status.json").read_text())
         assert status["mlflow"] == {"tracking_uri": uri, "run_id": status["mlflow"]["run_id"], "logged": True}
-        check_run(MlflowClient(tracking_uri=uri), status["mlflow"]["run_id"])
+        check_run(MlflowClient(tracking_uri=uri), status["mlflow"]["run_id"], run)
     finally:
         server.terminate()
         server.wait(timeout=30)
