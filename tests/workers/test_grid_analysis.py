@@ -63,7 +63,7 @@ def test_repetitions_of_a_configuration_are_one_line_with_a_band_per_data_set(tw
     rows, _ = grid_analyzer.collect(two_problems)
     figure = grid_analyzer.analysis_figure(grid_analyzer.rank(rows), "t")
     try:
-        (_, breast_curves), (_, digits_curves) = (figure.axes[:2], figure.axes[2:4])
+        (_, breast_curves), (digits_bars, digits_curves) = (figure.axes[:2], figure.axes[2:4])
         assert breast_curves.get_title() == "BreastCancer: validation val_loss"
         assert [line.get_label() for line in digits_curves.get_lines()] == ["optimizer.lr=0.01 (n=2)",
                                                                           "optimizer.lr=0.001 (n=1)"]
