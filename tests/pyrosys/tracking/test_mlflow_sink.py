@@ -124,7 +124,7 @@ def test_mlflow_can_be_switched_off(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.integration   # a real `mlflow server`: make integration
 def test_a_real_mlflow_server_on_localhost_receives_the_run(tmp_path):
     port = free_port()
     server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
