@@ -647,8 +647,6 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
     check_trainer_keys(configuration)          # before any component (torch, Lightning) is imported
     refuse_mi_prometheus_only(configuration)
     check_component_names(configuration)
-    if not getattr(args, "print_config", False):   # its output is the configuration alone
-        say_loading(configuration.tree)
     translate_component_aliases(configuration)  # imports a component only where an alias names it
     ParamRegistry.reset()
     registry = ParamRegistry()
@@ -657,6 +655,8 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
     training = registry.section("training")
     seed_torch, seed_numpy = _seeds(training)
     own = own_sections(registry)
+    if not getattr(args, "print_config", False):   # its output is the configuration alone
+        say_loading(configuration.tree)
     from pyrosys.objectives import check_objective   # torch, now that the trainer's own sections are right
 
     problem, model = resolve_problem(registry, seed=seed_numpy), resolve_model(registry)

@@ -64,6 +64,7 @@ def test_the_trainer_takes_choices_after_its_files_and_lists_a_group(project, ca
     config = project / "lab" / "config" / "train.yaml"
     plan = trainer.resolve(trainer.parser().parse_args(["--c", str(config), "model=big", "training.seed=9"]))
     assert plan.configuration["model"]["hidden_sizes"] == [64, 32] and plan.seed_torch == 9
+    capsys.readouterr()
     monkeypatch.chdir(project)
     assert trainer.main(["--list", "model"]) == 0            # the choice train.yaml picks is marked
     assert capsys.readouterr().out.splitlines() == ["big", "small  (default in lab/config/train.yaml)"]
