@@ -18,7 +18,13 @@ $(VENV)/.installed: setup.cfg setup.py constraints.txt | $(BIN)/python
 	$(INSTALL) -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
+# one pip run for the package and the test tools (it also stands for `make install`)
+$(VENV)/.installed-dev: setup.cfg setup.py constraints.txt | $(BIN)/python
+	$(INSTALL) -e ".[dev]"
+	touch $(VENV)/.installed $@
+
+# Ray (the grid's --backend ray) only for the targets that start a local Ray instance
+$(VENV)/.installed-ray: $(VENV)/.installed-dev
 	$(INSTALL) -e ".[dev,ray]"
 	touch $@
 
@@ -41,7 +47,7 @@ accuracy: $(VENV)/.installed-dev
 reliability: $(VENV)/.installed-dev
 	$(BIN)/pytest -q tests/reliability -m "not accuracy"
 
-integration: $(VENV)/.installed-dev
+integration: $(VENV)/.installed-ray
 	$(BIN)/pytest -q -m integration
 
 bench: $(VENV)/.installed-dev

@@ -61,7 +61,7 @@ def signal_mid_training(tmp_path: Path, signum: int) -> tuple[subprocess.Popen, 
     return run, folders[0]
 
 
-@pytest.mark.slow
+@pytest.mark.reliability     # two runs and a resume (make reliability); a killed run's resume is in make test
 def test_sigterm_mid_epoch_writes_last_ckpt_exits_143_and_resume_gives_the_uninterrupted_run(tmp_path):
     run, folder = signal_mid_training(tmp_path, signal.SIGTERM)
     error = run.stderr.read()

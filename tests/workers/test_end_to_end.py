@@ -111,7 +111,9 @@ def test_same_seed_gives_the_same_statistics(trained, cli):
         assert without_time_columns(again / name) == without_time_columns(run / name)
 
 
-def test_tester_refuses_what_is_not_a_safe_pyrosys_checkpoint(trained, tmp_path, cli):
+def test_tester_refuses_what_is_not_a_safe_pyrosys_checkpoint(trained, tmp_path, capsys):
+    from pyrosys.workers import tester
+
     _, run, _ = trained
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes((run / "models" / "best.ckpt").read_bytes()[:5000])
@@ -121,10 +123,10 @@ def test_tester_refuses_what_is_not_a_safe_pyrosys_checkpoint(trained, tmp_path,
     torch.save({"state_dict": {}}, foreign)
     cases = {truncated: "corrupt or truncated", pickled: "refused", foreign: "not a PyroSys checkpoint",
              tmp_path / "absent.ckpt": "does not exist"}
-    for path, message in cases.items():
-        result = cli("pyrosys-tester", "--m", path, cwd=tmp_path)
-        assert result.returncode == 2, (path, result.stderr[-2000:])
-        assert message in result.stderr and "Traceback" not in result.stderr
+    for path, message in cases.items():             # in this process: the command's own exit path, no restart
+        assert tester.main(["--m", str(path)]) == 2, path
+        stderr = capsys.readouterr().err
+        assert message in stderr and "Traceback" not in stderr, stderr[-2000:]
 
 
 def test_tester_repeats_report_mean_and_std(trained, tmp_path, cli):

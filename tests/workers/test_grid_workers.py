@@ -152,6 +152,7 @@ def test_epochs_count_from_1_in_tables_and_log_lines_and_repetitions_are_grouped
     assert [epoch for epoch, _ in runs_of[0][1][0]["curve"]] == [1.0, 2.0]
 
 
+@pytest.mark.integration     # a local Ray instance: make integration
 def test_the_ray_backend_gives_the_same_analysis_as_the_local_pool(small_grid):
     pytest.importorskip("ray")
     root, local, _ = small_grid
