@@ -18,7 +18,7 @@ $(VENV)/.installed: setup.cfg setup.py constraints.txt | $(BIN)/python
 	$(INSTALL) -e .
 	touch $@
 
-# one pip run for the package and the test tools (it also stands for `make install`)
+# one run of the installer for the package and the test tools (it stands for `make install` too)
 $(VENV)/.installed-dev: setup.cfg setup.py constraints.txt | $(BIN)/python
 	$(INSTALL) -e ".[dev]"
 	touch $(VENV)/.installed $@
