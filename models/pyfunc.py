@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import mlflow
+import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 BUNDLE = "bundle"      # the name of the bundle folder among the MLflow model's artifacts
@@ -25,8 +26,9 @@ class BundleModel(PythonModel):
 
         self.model = Model.load(context.artifacts[BUNDLE])
 
-    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201 - MLflow reads hints as a schema
-        """One row of outputs per row of inputs, as numpy."""
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> Any:
+        """One row of outputs per row of inputs, as numpy. (A DataFrame hint is one MLflow infers no schema from:
+        requests in both of its formats reach this method as they come, an array for `inputs`.)"""
         import numpy as np
         import torch
 

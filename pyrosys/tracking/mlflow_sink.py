@@ -222,11 +222,19 @@ class _Tracker:
 
         mlflow.set_tracking_uri(self.settings["tracking_uri"])      # Model.log resolves the store and the
         mlflow.set_experiment(experiment_id=self.client.get_run(self.run_id).info.experiment_id)  # experiment
-        with warnings.catch_warnings():     # MLflow's advice on type hints and signatures, not the user's to act on
-            warnings.simplefilter("ignore", UserWarning)
-            Model.log(artifact_path=None, name="model", flavor=mlflow.pyfunc, run_id=self.run_id,
-                      python_model=model_code, artifacts={"bundle": bundle}, registered_model_name=registered_model,
-                      pip_requirements=[f"pyrosys=={pyrosys.__version__}", f"mlflow=={mlflow.__version__}"])
+        # MLflow's advice on type hints and its note that no signature is inferred (the bundle's data definitions
+        # describe its inputs) are not the user's to act on
+        pyfunc_log, level = logging.getLogger("mlflow.pyfunc"), logging.getLogger("mlflow.pyfunc").level
+        pyfunc_log.setLevel(logging.ERROR)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                Model.log(artifact_path=None, name="model", flavor=mlflow.pyfunc, run_id=self.run_id,
+                          python_model=model_code, artifacts={"bundle": bundle},
+                          registered_model_name=registered_model,
+                          pip_requirements=[f"pyrosys=={pyrosys.__version__}", f"mlflow=={mlflow.__version__}"])
+        finally:
+            pyfunc_log.setLevel(level)
 
     def finish(self, status: str, end_time: int | None = None) -> None:
         """End the run (now, or at the end a relogged run had); a grid's run ends with its last run."""

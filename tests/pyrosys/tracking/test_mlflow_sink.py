@@ -79,8 +79,11 @@ def check_logged_model(client: MlflowClient, run, bundle: Path) -> None:
     np.testing.assert_allclose(answered, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_embedded_sqlite_store_holds_params_metrics_tags_artifacts_and_a_registered_model(tmp_path, monkeypatch):
+def test_embedded_sqlite_store_holds_params_metrics_tags_artifacts_and_a_registered_model(tmp_path, monkeypatch,
+                                                                                           recwarn, capfd):
     run = train(tmp_path, "--set", "logging.mlflow.registered_model_name=digits-mlp")
+    said = capfd.readouterr().err + "".join(str(w.message) for w in recwarn)
+    assert "type hints" not in said and "signature" not in said          # MLflow's advice is not the user's
     status = json.loads((run / "status.json").read_text())
     assert status["mlflow"]["tracking_uri"] == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     assert status["mlflow"]["logged"] is True
