@@ -20,7 +20,8 @@ from torch import nn
 from torchmetrics import functional as tf
 from torchmetrics.functional import classification as tc
 
-from pyrosys.errors import ConfigError, did_you_mean
+from pyrosys.configuration.constraints import check_objective_names
+from pyrosys.errors import ConfigError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
@@ -312,13 +313,4 @@ class Objective:
 
 def check_objective(loss: str, metrics: Sequence[str], *, file: str | None) -> None:
     """Refuse unknown loss or metric names from a configuration, naming the nearest ones."""
-    if not isinstance(loss, str) or loss not in LOSSES:
-        raise ConfigError(f"there is no loss named {loss!r}", file=file, key="training.loss",
-                          hint=did_you_mean(loss, LOSSES))
-    if isinstance(metrics, str) or not isinstance(metrics, Sequence):
-        raise ConfigError(f"metrics are a list of names, not {metrics!r}", file=file, key="training.metrics",
-                          hint="Write for example 'metrics: [accuracy, f1]'")
-    for name in metrics:
-        if not isinstance(name, str) or name not in METRICS:
-            raise ConfigError(f"there is no metric named {name!r}", file=file, key="training.metrics",
-                              hint=did_you_mean(str(name), METRICS))
+    check_objective_names(loss, metrics, losses=LOSSES, metric_names=METRICS, file=file)

@@ -14,10 +14,10 @@ Layer 2 and free of torch: a configuration is checked in a fraction of a second.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from pyrosys.errors import ConfigError, nearest
+from pyrosys.errors import ConfigError, did_you_mean, nearest
 
 
 class Constraint:
@@ -34,6 +34,15 @@ class Constraint:
     def suggest(self, value: Any) -> str | None:
         """A closer valid value, where one can be named (a misspelt choice, say)."""
         return None
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when of the same class with the same settings (a constraint read from source and an imported one)."""
+        return type(self) is type(other) and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
 def _range(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
@@ -195,6 +204,13 @@ def check_params(cls: type, params: Mapping, *, section: str, source: Callable[[
     if defaults is not None and set(declared) - set(defaults):
         raise TypeError(f"{cls.__name__}.constraints() names parameters its get_params() lacks: "
                         f"{sorted(set(declared) - set(defaults))}")
+    check_declared(cls.__name__, declared, params, section=section, source=source, defaults=defaults)
+
+
+def check_declared(owner: str, declared: Mapping[str, Constraint], params: Mapping, *, section: str,
+                   source: Callable[[str], str | None], defaults: Mapping | None) -> None:
+    """check_params given the constraints themselves: one message whether they were read from the class's source
+    (before torch is imported) or from the imported class."""
     for key, constraint in declared.items():
         if key not in params or constraint.accepts(params[key]):
             continue
@@ -202,5 +218,22 @@ def check_params(cls: type, params: Mapping, *, section: str, source: Callable[[
         close = constraint.suggest(value)
         hints = [f"Did you mean {close!r}?" if close is not None else "",
                  f"Its default is {shown(defaults[key])}" if defaults is not None and key in defaults else ""]
-        raise ConfigError(f"{cls.__name__}'s {key} must be {constraint.describe()}, not {shown(value)}",
+        raise ConfigError(f"{owner}'s {key} must be {constraint.describe()}, not {shown(value)}",
                           file=source(key), key=f"{section}.{key}", hint=" ".join(filter(None, hints)) or None)
+
+
+def check_objective_names(loss: Any, metrics: Any, *, losses: Iterable[str], metric_names: Iterable[str],
+                          file: str | None) -> None:
+    """Refuse unknown loss or metric names from a configuration, naming the nearest ones: the one message for
+    the names read from pyrosys.objectives's source (before torch) and for its imported tables."""
+    losses, metric_names = list(losses), list(metric_names)
+    if not isinstance(loss, str) or loss not in losses:
+        raise ConfigError(f"there is no loss named {loss!r}", file=file, key="training.loss",
+                          hint=did_you_mean(loss, losses))
+    if isinstance(metrics, str) or not isinstance(metrics, Sequence):
+        raise ConfigError(f"metrics are a list of names, not {metrics!r}", file=file, key="training.metrics",
+                          hint="Write for example 'metrics: [accuracy, f1]'")
+    for name in metrics:
+        if not isinstance(name, str) or name not in metric_names:
+            raise ConfigError(f"there is no metric named {name!r}", file=file, key="training.metrics",
+                              hint=did_you_mean(str(name), metric_names))

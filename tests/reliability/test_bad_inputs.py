@@ -88,6 +88,8 @@ CORPUS = {
     "logging_interval_zero": ({"exp.yaml": edit("logging: {mlflow: null}", "logging: {mlflow: null, interval: 0}")}, "trainer", "--c {tmp}/exp.yaml", ["logging.interval"]),
     "tensorboard_level": ({"exp.yaml": edit("logging: {mlflow: null}", "logging: {mlflow: null, tensorboard: 5}")}, "trainer", "--c {tmp}/exp.yaml", ["logging.tensorboard"]),
     "seed_text": ({"exp.yaml": edit("seed: 5", "seed: abc")}, "trainer", "--c {tmp}/exp.yaml", ["training.seed"]),
+    "model_value_out_of_range": ({"exp.yaml": edit("hidden_sizes: [16]", "hidden_sizes: [16], dropout: 1.5")}, "trainer", "--c {tmp}/exp.yaml", ["exp.yaml", "model.dropout", "in [0, 1)", "Its default is 0.0"]),
+    "override_problem_value_out_of_range": ({"exp.yaml": BASE}, "trainer", "--c {tmp}/exp.yaml --set problem.fractions=[0.8,0.2]", ["in the command line", "problem.fractions", "3 items"]),
     "callbacks_not_a_list": ({"exp.yaml": edit("seed: 5", "seed: 5\n  callbacks: {_target_: x}")}, "trainer", "--c {tmp}/exp.yaml", ["training.callbacks"]),
     # classes of the wrong kind
     "target_popen": ({"exp.yaml": edit("name: MLP", "_target_: subprocess.Popen")}, "trainer", "--c {tmp}/exp.yaml", ["subprocess.Popen"]),

@@ -165,7 +165,17 @@ def test_unknown_names_and_misspelt_arguments_are_refused_without_importing_torc
              f"which is not installed in this environment: pip install -e {tmp_path / 'lab'}": ["--c", lab],
              "did you mean 'model.hidden_sizes'?": ["--c", config, "--set", "model.hiden_sizes=[3]"],
              "did you mean 'validation.problem.split'?": ["--c", config, "--set", "validation.problem.splt=val"],
-             "at key 'validation.mode'": ["--c", config, "--set", "validation.mode=biggest"]}
+             "at key 'validation.mode'": ["--c", config, "--set", "validation.mode=biggest"],
+             "MLP's dropout must be a number in [0, 1), not 1.5. Its default is 0.0":
+                 ["--c", config, "--set", "model.dropout=1.5"],
+             "at key 'problem.fractions': Digits's fractions must be a list of 3 items":
+                 ["--c", config, "--set", "problem.fractions=[0.8, 0.2]"],
+             "at key 'validation.problem.batch_size': Digits's batch_size must be a whole number >= 1, not 0.":
+                 ["--c", config, "--set", "validation.problem.batch_size=0"],
+             "there is no loss named 'cross_entropi'. Did you mean 'cross_entropy'":
+                 ["--c", config, "--set", "training.loss=cross_entropi"],
+             "there is no metric named 'acuracy'. Did you mean 'accuracy'":
+                 ["--c", config, "--set", "training.metrics=[acuracy]"]}
     probe = ("import json, sys\nfrom pyrosys.workers.trainer import main\n"
              "codes = [main(argv) for argv in json.loads(sys.argv[1])]\n"
              "print(codes, 'torch' in sys.modules, 'pytorch_lightning' in sys.modules)\n")

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from pyrosys.configuration.aliases import Aliases, apply_aliases
-from pyrosys.configuration.constraints import check_params
-from pyrosys.configuration.declarations import declared_params
+from pyrosys.configuration.constraints import check_declared, check_objective_names, check_params
+from pyrosys.configuration.declarations import declared_names, declared_params, read_constraints
 from pyrosys.configuration.loading import COMMAND_LINE, Configuration, load_configuration, value_at
 from pyrosys.configuration.param_registry import ParamInterface, ParamRegistry, fill_defaults, unknown_keys_error
 from pyrosys.configuration.project import split_choices
@@ -247,6 +247,30 @@ def check_declared_keys(configuration: Configuration, key: str, kind: str, name:
             close = nearest(str(param), allowed, n=1)
             raise unknown_keys_error([(f"{key}.{param}", f"{key}.{close[0]}" if close else None)],
                                      [configuration.source(f"{key}.{param}")])
+    check_declared_values(configuration, key, where, declared)
+
+
+def check_declared_values(configuration: Configuration, key: str, where: str, declared: dict) -> None:
+    """Refuse a model's or problem's value outside the range its class's constraints() declares, read from the
+    class's source (no torch), with the message the imported class gives: the defaults merged with the values
+    given, as resolve_problem and resolve_model check them (a phase's own values alone)."""
+    constraints = read_constraints(where)
+    if constraints is None:
+        return                                   # checked once the class is imported
+    owner, given = where.rpartition(":")[2], value_at(configuration.tree, key)
+    shared = key in ("model", "problem")
+    params = {param: value for param, value in ({**declared, **given} if shared else given).items()
+              if param in declared}
+    check_declared(owner, constraints, params, section=key, defaults=declared if shared else None,
+                   source=lambda param: configuration.source(f"{key}.{param}") or f"{owner}.get_params()")
+
+
+def check_objective_names_read(loss: Any, metrics: Any, *, file: str | None) -> None:
+    """Refuse an unknown loss or metric name before torch is imported, against the names of the tables LOSSES and
+    METRICS read from pyrosys.objectives's source (checked again, once imported, with the same message)."""
+    losses, metric_names = (declared_names("pyrosys.objectives", table) for table in ("LOSSES", "METRICS"))
+    if losses is not None and metric_names is not None:
+        check_objective_names(loss, metrics, losses=losses, metric_names=metric_names, file=file)
 
 
 # -- MI-Prometheus's names and keys --------------------------------------------------------------------
@@ -655,14 +679,16 @@ def resolve(args: argparse.Namespace) -> TrainingPlan:
     training = registry.section("training")
     seed_torch, seed_numpy = _seeds(training)
     own = own_sections(registry)
+    loss, metrics = own["loss"], own["metrics"]
+    objective = (loss if loss is not None else "mse", metrics if metrics is not None else [])
+    objective_file = training.source("loss" if loss is not None else "metrics")
+    check_objective_names_read(*objective, file=objective_file)
     if not getattr(args, "print_config", False):   # its output is the configuration alone
         say_loading(configuration.tree)
     from pyrosys.objectives import check_objective   # torch, now that the trainer's own sections are right
 
     problem, model = resolve_problem(registry, seed=seed_numpy), resolve_model(registry)
-    loss, metrics = own["loss"], own["metrics"]
-    check_objective(loss if loss is not None else "mse", metrics if metrics is not None else [],
-                    file=training.source("loss" if loss is not None else "metrics"))
+    check_objective(*objective, file=objective_file)
     plan = TrainingPlan(loaded=configuration, configuration={}, problem=problem, model=model, seed_torch=seed_torch,
                         seed_numpy=seed_numpy, curriculum=_curriculum(registry, problem), **own)
     registry.freeze()
