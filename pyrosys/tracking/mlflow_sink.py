@@ -237,10 +237,13 @@ class _Tracker:
             pyfunc_log.setLevel(level)
 
     def finish(self, status: str, end_time: int | None = None) -> None:
-        """End the run (now, or at the end a relogged run had); a grid's run ends with its last run."""
+        """End the run (now, or at the end a relogged run had); a grid's run ends when none of its runs is under
+        way (each run ends itself before it looks, so the last one to end always sees the others ended)."""
         self.client.set_terminated(self.run_id, status=status, end_time=end_time)
-        parent = self.client.get_run(self.run_id).data.tags.get(PARENT_TAG)
-        if parent:
+        run = self.client.get_run(self.run_id)
+        parent = run.data.tags.get(PARENT_TAG)
+        if parent and not self.client.search_runs(     # the last of the grid's runs under way ends the grid's run
+                [run.info.experiment_id], f"tags.`{PARENT_TAG}` = '{parent}' and attributes.status = 'RUNNING'"):
             self.client.set_terminated(parent, status="FINISHED", end_time=end_time)
 
 

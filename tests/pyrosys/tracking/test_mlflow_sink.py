@@ -221,3 +221,19 @@ def test_a_damaged_cached_store_leaves_nothing_behind_and_the_store_to_mlflow(tm
     assert list((tmp_path / "runs").iterdir()) == [] and not template.exists()      # made again next time
     new_sqlite_store(tmp_path / "runs" / "store.db")
     assert template.is_file() and (tmp_path / "runs" / "store.db").is_file()
+
+
+def test_a_grid_s_run_ends_with_the_last_of_its_runs_under_way(tmp_path):
+    from pyrosys.tracking.mlflow_sink import _Tracker
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    settings = {"tracking_uri": uri, "experiment_name": "grid", "run_name": None, "artifact_root": None,
+                "run_file": None, "grid": ("grid_1", str(tmp_path), 0), "start_time": None}
+    first, second = _Tracker({**settings, "run_id": None}), _Tracker({**settings, "run_id": None})
+    first.start(), second.start()
+    parent = first.client.get_run(first.run_id).data.tags["mlflow.parentRunId"]
+    assert second.client.get_run(second.run_id).data.tags["mlflow.parentRunId"] == parent
+    first.finish("FINISHED")
+    assert first.client.get_run(parent).info.status == "RUNNING"           # the second run is under way
+    second.finish("FINISHED")
+    assert first.client.get_run(parent).info.status == "FINISHED"
