@@ -201,11 +201,26 @@ def configurations(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[tup
 
 
 def _differing(configurations: list[dict[str, Any]]) -> list[str]:
-    """The keys whose values are not the same in every configuration, component names first."""
+    """The keys whose values are not the same in every configuration, component names first; a component's
+    other keys only where they differ between configurations of the same class (LeNet5's channels against
+    MLP's say nothing the names do not)."""
+    def varies(key: str, among: list[dict[str, Any]]) -> bool:
+        return len({json.dumps(configuration.get(key), default=str) for configuration in among}) > 1
+
     keys = {key for configuration in configurations for key in configuration}
-    differing = [key for key in keys
-                 if len({json.dumps(configuration.get(key), default=str) for configuration in configurations}) > 1]
-    return sorted(differing, key=lambda key: (not key.endswith(".name"), key))
+    differing = [key for key in keys if varies(key, configurations)]
+    names = {key.rpartition(".")[0] for key in differing if key.endswith(".name")}
+    kept = []
+    for key in differing:
+        section = key.rpartition(".")[0]
+        if section in names and not key.endswith(".name"):
+            by_class: dict[str, list[dict[str, Any]]] = {}
+            for configuration in configurations:
+                by_class.setdefault(str(configuration.get(f"{section}.name")), []).append(configuration)
+            if not any(varies(key, among) for among in by_class.values()):
+                continue
+        kept.append(key)
+    return sorted(kept, key=lambda key: (not key.endswith(".name"), key))
 
 
 def _mean_rank_value(runs: list[dict]) -> float:
@@ -218,7 +233,8 @@ def _label(row: Mapping[str, Any], differing: list[str]) -> str:
     """A configuration's legend entry: the settings that tell it from the others (model name when alone)."""
     if not differing:
         return str(row["settings"].get("model.name") or row["run"])
-    shown = [f"{'.'.join(key.split('.')[-2:])}={row['settings'].get(key)}" for key in differing[:LABEL_KEYS]]
+    shown = [str(row["settings"].get(key)) if key.endswith(".name")
+             else f"{'.'.join(key.split('.')[-2:])}={row['settings'].get(key)}" for key in differing[:LABEL_KEYS]]
     return ", ".join(shown) + (", ..." if len(differing) > LABEL_KEYS else "")
 
 
@@ -254,20 +270,20 @@ def _draw_configurations(bars: Any, curves: Any, monitor: str, runs_of: list[tup
     curves.set(xlabel="epoch", ylabel=monitor)
     curves.xaxis.set_major_locator(MaxNLocator(integer=True))
     curves.grid(alpha=0.3)
-    curves.legend(fontsize=7, loc="best")
+    curves.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)   # beside the curves
 
 
 def analysis_figure(rows: list[dict[str, Any]], title: str) -> Figure:
     """analysis.png's Figure: a row of two panels per data set (and monitor), runs ranked and coloured only
     against the runs of their data set; configurations' repetitions as mean and std."""
     panels = configurations(rows)
-    figure, axes = plt.subplots(max(1, len(panels)), 2, figsize=(13, 4.5 * max(1, len(panels))), squeeze=False)
+    figure, axes = plt.subplots(max(1, len(panels)), 2, figsize=(15, 4.5 * max(1, len(panels))), squeeze=False,
+                                layout="constrained")        # room for the configurations' names and the legends
     for (bars, curves), ((dataset, monitor), runs_of) in zip(axes, panels.items()):
         _draw_configurations(bars, curves, monitor, runs_of)
         bars.set_title(f"{dataset}: best {monitor} per configuration (ranked)")
         curves.set_title(f"{dataset}: validation {monitor}")
     figure.suptitle(title)
-    figure.tight_layout()
     return figure
 
 

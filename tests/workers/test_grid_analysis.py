@@ -85,3 +85,14 @@ def test_repetitions_of_a_configuration_are_one_line_with_a_band_per_data_set(tw
         assert ticks and all(float(t).is_integer() for t in ticks)
     finally:
         plt.close(figure)
+
+
+def test_configurations_are_named_by_the_settings_that_tell_them_apart_not_by_their_class_s_own_keys():
+    lenet = {"model.name": "LeNet5", "model.channels": [16, 32], "model.hidden_sizes": [120, 84]}
+    mlp = {"model.name": "MLP", "model.channels": None, "model.hidden_sizes": [64]}
+    settings = [{**model, "training.optimizer.lr": lr} for model in (lenet, mlp) for lr in (0.01, 0.001)]
+    differing = grid_analyzer._differing(settings)
+    assert differing == ["model.name", "training.optimizer.lr"]
+    assert grid_analyzer._label({"settings": settings[3]}, differing) == "MLP, optimizer.lr=0.001"
+    wider = {**mlp, "model.hidden_sizes": [128], "training.optimizer.lr": 0.01}      # differs within MLP: shown
+    assert grid_analyzer._differing([*settings, wider]) == ["model.name", "model.hidden_sizes", "training.optimizer.lr"]
