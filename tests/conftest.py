@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+import time
+import types
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -30,6 +34,16 @@ def pytest_collection_modifyitems(items: list) -> None:
 
 
 REPO = Path(__file__).resolve().parents[1]
+# a two-epoch Digits MLP that trains in a few seconds, for the tests of what a run prints
+TWO_EPOCH_DIGITS = """
+problem: {name: Digits, batch_size: 128}
+model: {name: MLP, hidden_sizes: [16]}
+training:
+  seed: 3
+  optimizer: {name: Adam, lr: 0.01}
+  terminal_conditions: {epoch_limit: 2}
+logging: {mlflow: null, tensorboard: null}
+"""
 BIN = Path(sys.executable).parent
 FAST = ["--set", "training.trainer.enable_progress_bar=false"]
 
@@ -61,6 +75,57 @@ def command(name: str, *args: str, cwd: Path, timeout: int = 300) -> subprocess.
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run([str(BIN / name), *map(str, args)], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="session")
+def two_epoch_digits() -> str:
+    """The configuration text of a two-epoch Digits MLP (no MLflow, no TensorBoard)."""
+    return TWO_EPOCH_DIGITS
+
+
+@pytest.fixture
+def distribution(tmp_path):
+    """distribution(name, entry_points, module=None): an installed package's metadata (and its module) written
+    under tmp_path, found once tmp_path is on sys.path (monkeypatch.syspath_prepend)."""
+
+    def _distribution(name: str, entry_points: str, module: str | None = None) -> None:
+        if module is not None:
+            (tmp_path / f"{name}.py").write_text(textwrap.dedent(module))
+        info = tmp_path / f"{name}-0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text(entry_points)
+
+    return _distribution
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_answering(url: str, server: subprocess.Popen, seconds: float) -> None:
+    """Wait until `url` answers 200 (a server starting), failing the test if the server exits or takes longer."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        assert server.poll() is None, f"the server of {url} exited"
+        assert time.monotonic() < deadline, f"{url} did not answer within {seconds} s"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def local_server():
+    """local_server.free_port() and local_server.wait_until_answering(url, process, seconds), for tests that
+    start a real server on 127.0.0.1."""
+    return types.SimpleNamespace(free_port=free_port, wait_until_answering=wait_until_answering)
 
 
 @pytest.fixture(scope="session")

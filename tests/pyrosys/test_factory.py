@@ -100,13 +100,10 @@ def test_the_names_known_without_importing_are_the_registered_names_of_every_kin
                    "pytorch_lightning.")) for name, where in known.items()), kind
 
 
-def test_a_legacy_components_entry_point_sends_names_through_the_import(tmp_path, monkeypatch):
+def test_a_legacy_components_entry_point_sends_names_through_the_import(tmp_path, monkeypatch, distribution):
     from pyrosys.factory import check_name, indexed_names
 
-    info = tmp_path / "old_lab-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: old-lab\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[pyrosys.components]\nold_lab = old_lab\n")
+    distribution("old_lab", "[pyrosys.components]\nold_lab = old_lab\n")
     assert indexed_names("model") is not None
     with pytest.raises(ConfigError, match="no model named 'Nett'"):
         check_name({"name": "Nett"}, "model", source=lambda key: "exp.yaml", key="model")

@@ -8,12 +8,10 @@ import json
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -85,27 +83,13 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_anything_star
     assert not Path("/sys/pyrosys-experiments").exists() and list(tmp_path.iterdir()) == []
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def mlflow_server(store: Path, port: int) -> subprocess.Popen:
+def mlflow_server(store: Path, port: int, local_server) -> subprocess.Popen:
     server = subprocess.Popen([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
                                "--backend-store-uri", f"sqlite:///{store}/server.db",
                                "--artifacts-destination", str(store / "artifacts"), "--workers", "1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                if response.status == 200:
-                    return server
-        except OSError:
-            pass
-        assert time.monotonic() < deadline and server.poll() is None, "mlflow server did not start"
-        time.sleep(0.5)
+    local_server.wait_until_answering(f"http://127.0.0.1:{port}/health", server, seconds=90)
+    return server
 
 
 def stop(server: subprocess.Popen) -> None:
@@ -114,10 +98,10 @@ def stop(server: subprocess.Popen) -> None:
 
 
 @pytest.mark.reliability      # two mlflow server starts: over a minute; make reliability
-def test_an_mlflow_server_lost_mid_run_warns_training_completes_and_the_run_is_logged_again(tmp_path):
-    port = free_port()
+def test_an_mlflow_server_lost_mid_run_warns_training_completes_and_the_run_is_logged_again(tmp_path, local_server):
+    port = local_server.free_port()
     uri = f"http://127.0.0.1:{port}"
-    server = mlflow_server(tmp_path, port)
+    server = mlflow_server(tmp_path, port, local_server)
     run = trainer("--c", CONFIGS / "digits/mlp.yaml", "--outdir", tmp_path / "runs", "--run-name", "outage",
                   "--mlflow", uri, "--set", "training.terminal_conditions.epoch_limit=6", "logging.interval=5",
                   "training.trainer.enable_progress_bar=false")
@@ -136,7 +120,7 @@ def test_an_mlflow_server_lost_mid_run_warns_training_completes_and_the_run_is_l
         rows = list(csv.DictReader(stream))
     assert [int(r["episode"]) for r in rows] == [1, *range(5, 6 * 40 + 1, 5)]     # complete, no gaps
 
-    server = mlflow_server(tmp_path, port)                           # back up: log the run again
+    server = mlflow_server(tmp_path, port, local_server)                           # back up: log the run again
     try:
         done = subprocess.run([str(BIN / "pyrosys-mlflow-sync"), "--expdir", folder], capture_output=True, text=True,
                               timeout=300)

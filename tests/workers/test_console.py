@@ -14,22 +14,13 @@ from pyrosys.tracking.tables import read_rows
 from pyrosys.workers import trainer
 from pyrosys.workers.pipeline.console import best_validation, split_size
 
-EXPERIMENT = """
-problem: {name: Digits, batch_size: 128}
-model: {name: MLP, hidden_sizes: [16]}
-training:
-  seed: 3
-  optimizer: {name: Adam, lr: 0.01}
-  terminal_conditions: {epoch_limit: 2}
-logging: {mlflow: null, tensorboard: null}
-"""
 
 
 @pytest.fixture(scope="module")
-def console(tmp_path_factory) -> tuple[str, Path]:
+def console(tmp_path_factory, two_epoch_digits) -> tuple[str, Path]:
     """A two-epoch Digits MLP trained in this process, without a terminal: its console and its folder."""
     root = tmp_path_factory.mktemp("console")
-    (root / "exp.yaml").write_text(EXPERIMENT)
+    (root / "exp.yaml").write_text(two_epoch_digits)
     text = io.StringIO()
     with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
         assert trainer.main(["--c", str(root / "exp.yaml"), "--outdir", str(root / "out")]) == 0

@@ -20,15 +20,6 @@ import torch
 from pyrosys.callbacks.progress import epoch_description, validation_values
 
 BIN = Path(sys.executable).parent
-EXPERIMENT = """
-problem: {name: Digits, batch_size: 128}
-model: {name: MLP, hidden_sizes: [16]}
-training:
-  seed: 3
-  optimizer: {name: Adam, lr: 0.01}
-  terminal_conditions: {epoch_limit: 2}
-logging: {mlflow: null, tensorboard: null}
-"""
 
 
 def test_the_bar_counts_epochs_from_one_out_of_the_limit():
@@ -78,8 +69,9 @@ def terminal_output(argv: list[str], cwd: Path, timeout: float = 300) -> tuple[i
 
 
 @pytest.mark.integration
-def test_on_a_terminal_the_bar_shows_the_loss_and_the_validation_values_and_the_run_ends_with_a_summary(tmp_path):
-    (tmp_path / "exp.yaml").write_text(EXPERIMENT)
+def test_on_a_terminal_the_bar_shows_the_loss_and_the_validation_values_and_the_run_ends_with_a_summary(
+        tmp_path, two_epoch_digits):
+    (tmp_path / "exp.yaml").write_text(two_epoch_digits)
     code, output = terminal_output([str(BIN / "pyrosys-trainer"), "--c", "exp.yaml"], tmp_path)
     assert code == 0, output[-3000:]
     bars = [part for part in re.split(r"[\r\n]", output) if part.startswith("epoch 2/2: 100%")]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import textwrap
 
 import pytest
 
@@ -86,36 +85,29 @@ def test_a_grid_sweeps_group_choices(project, write):
     assert "model=big" in runs[1].trainer_arguments() and grid_trainer.parser() is not None
 
 
-def test_components_of_installed_packages_are_found_through_the_entry_point(tmp_path, monkeypatch):
-    (tmp_path / "plugin_lab.py").write_text(textwrap.dedent('''
+def test_components_of_installed_packages_are_found_through_the_entry_point(tmp_path, monkeypatch, distribution):
+    distribution("plugin_lab", "[pyrosys.components]\nplugin_lab = plugin_lab\n", '''
         from pyrosys.factory import register
         from pyrosys.models.mlp import MLP
 
         @register("model")
         class PluginNet(MLP):
             """A model that only an entry point makes known."""
-        '''))
-    info = tmp_path / "plugin_lab-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: plugin-lab\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[pyrosys.components]\nplugin_lab = plugin_lab\n")
+        ''')
     monkeypatch.syspath_prepend(str(tmp_path))
     assert "PluginNet" in factory.registered("model")
     assert factory.resolve({"name": "PluginNet"}, "model").__module__ == "plugin_lab"
     sys.modules.pop("plugin_lab", None)
 
 
-def test_components_named_in_a_kinds_entry_point_group_are_known_before_and_found_after_import(tmp_path, monkeypatch):
-    (tmp_path / "kind_lab.py").write_text(textwrap.dedent('''
+def test_components_named_in_a_kinds_entry_point_group_are_known_before_and_found_after_import(tmp_path, monkeypatch,
+                                                                                              distribution):
+    distribution("kind_lab", "[pyrosys.model]\nKindNet = kind_lab:KindNet\n", '''
         from pyrosys.models.mlp import MLP
 
         class KindNet(MLP):
             """A model that only its pyrosys.model entry point makes known (no @register)."""
-        '''))
-    info = tmp_path / "kind_lab-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: kind-lab\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[pyrosys.model]\nKindNet = kind_lab:KindNet\n")
+        ''')
     monkeypatch.syspath_prepend(str(tmp_path))
     assert factory.indexed_names("model")["KindNet"] == "kind_lab:KindNet"
     factory.check_name({"name": "KindNet", "hidden_sizes": [3]}, "model", source=lambda key: None, key="model")
@@ -124,11 +116,8 @@ def test_components_named_in_a_kinds_entry_point_group_are_known_before_and_foun
     sys.modules.pop("kind_lab", None)
 
 
-def test_a_kinds_entry_point_that_cannot_be_imported_is_a_config_error(tmp_path, monkeypatch):
-    info = tmp_path / "broken_lab-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-lab\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[pyrosys.model]\nBrokenNet = no_such_broken_lab:BrokenNet\n")
+def test_a_kinds_entry_point_that_cannot_be_imported_is_a_config_error(tmp_path, monkeypatch, distribution):
+    distribution("broken_lab", "[pyrosys.model]\nBrokenNet = no_such_broken_lab:BrokenNet\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ConfigError, match="'BrokenNet' cannot be loaded"):
         factory.registered("model")

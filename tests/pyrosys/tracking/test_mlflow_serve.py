@@ -4,10 +4,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -24,34 +22,14 @@ TINY = ["training.terminal_conditions.epoch_limit=1", "training.trainer.enable_p
         "training.trainer.limit_train_batches=5", "logging.tensorboard=null", "model.hidden_sizes=[16]"]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def post(url: str, body: dict) -> dict:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
 
 
-def wait_until_up(url: str, server: subprocess.Popen, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        assert server.poll() is None, "mlflow models serve exited"
-        assert time.monotonic() < deadline, "mlflow models serve did not answer /ping"
-        time.sleep(0.5)
-
-
 @pytest.mark.integration
-def test_mlflow_models_serve_answers_what_model_load_predicts(tmp_path):
+def test_mlflow_models_serve_answers_what_model_load_predicts(tmp_path, local_server):
     assert trainer.main(["--c", str(CONFIGS / "digits/mlp.yaml"), "--outdir", str(tmp_path), "--set", *TINY]) == 0
     (status_file,) = tmp_path.glob("Digits/MLP/*/status.json")
     recorded = json.loads(status_file.read_text())["mlflow"]
@@ -60,7 +38,7 @@ def test_mlflow_models_serve_answers_what_model_load_predicts(tmp_path):
     rows = np.random.default_rng(1).random((7, 64), dtype=np.float32)
     expected = Model.load(status_file.parent / "models" / "best").predict(torch.from_numpy(rows).reshape(7, 1, 8, 8))
 
-    port = free_port()
+    port = local_server.free_port()
     # MLflow starts `uvicorn` by name: the one of this environment
     environment = {**os.environ, "MLFLOW_TRACKING_URI": recorded["tracking_uri"],
                    "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
@@ -69,7 +47,7 @@ def test_mlflow_models_serve_answers_what_model_load_predicts(tmp_path):
                                "-h", "127.0.0.1"], env=environment, cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        wait_until_up(f"http://127.0.0.1:{port}", server, seconds=240)
+        local_server.wait_until_answering(f"http://127.0.0.1:{port}/ping", server, seconds=240)
         url = f"http://127.0.0.1:{port}/invocations"
         split = post(url, {"dataframe_split": {"columns": [f"pixel_{i}" for i in range(64)], "data": rows.tolist()}})
         tensor = post(url, {"inputs": rows.tolist()})

@@ -4,11 +4,8 @@ from __future__ import annotations
 import getpass
 import json
 import math
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -35,12 +32,6 @@ def train(outdir: Path, *extra: str) -> Path:
     assert trainer.main(argv) == 0
     (status,) = outdir.glob("Digits/MLP/*/status.json")
     return status.parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def check_run(client: MlflowClient, run_id: str, folder: Path) -> None:
@@ -128,24 +119,15 @@ def test_mlflow_can_be_switched_off(tmp_path):
 
 
 @pytest.mark.integration   # a real `mlflow server`: make integration
-def test_a_real_mlflow_server_on_localhost_receives_the_run(tmp_path):
-    port = free_port()
+def test_a_real_mlflow_server_on_localhost_receives_the_run(tmp_path, local_server):
+    port = local_server.free_port()
     server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
                                "--port", str(port), "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
                                "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "mlflow server did not start"
-            time.sleep(0.5)
+        local_server.wait_until_answering(f"{uri}/health", server, seconds=90)
         run = train(tmp_path / "runs", "--mlflow", uri)
         status = json.loads((run / "status.json").read_text())
         assert status["mlflow"] == {"tracking_uri": uri, "run_id": status["mlflow"]["run_id"], "logged": True}
@@ -155,8 +137,8 @@ def test_a_real_mlflow_server_on_localhost_receives_the_run(tmp_path):
         server.wait(timeout=30)
 
 
-def test_an_unreachable_server_gives_a_warning_and_training_completes(tmp_path, capsys):
-    run = train(tmp_path, "--mlflow", f"http://127.0.0.1:{free_port()}")
+def test_an_unreachable_server_gives_a_warning_and_training_completes(tmp_path, capsys, local_server):
+    run = train(tmp_path, "--mlflow", f"http://127.0.0.1:{local_server.free_port()}")
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "completed" and status["mlflow"]["logged"] is False
     assert "MLflow tracking at http://127.0.0.1" in capsys.readouterr().err
