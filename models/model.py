@@ -44,7 +44,8 @@ class Model(pl.LightningModule):
     """Base of every model: parameters, named modules, bundle save/load, and the generic steps."""
 
     input_kinds: ClassVar[tuple[str, ...]] = ("vector", "image")        # what `inputs` it reads
-    tasks: ClassVar[tuple[str, ...]] = ("classification", "regression")  # which task interfaces it serves
+    # which task interfaces it serves (multilabel: a head of one logit per term, free for any pooled model)
+    tasks: ClassVar[tuple[str, ...]] = ("classification", "regression", "multilabel")
     target_field: ClassVar[str] = "targets"   # the batch field its outputs are compared with
     default_loss: ClassVar[str | None] = None  # None: the problem's default (autoencoders set their own)
     default_metrics: ClassVar[tuple[str, ...] | None] = None
@@ -209,8 +210,10 @@ class Model(pl.LightningModule):
 
     @torch.no_grad()
     def predict_proba(self, inputs: torch.Tensor, **fields: torch.Tensor) -> torch.Tensor:
-        """Classification interface: class probabilities (softmax of the logits)."""
-        return self.predict(inputs, **fields).softmax(dim=-1)
+        """Classification interface: class probabilities (softmax of the logits); multilabel: each term's
+        probability (sigmoid of its logit)."""
+        outputs = self.predict(inputs, **fields)
+        return outputs.sigmoid() if self.task == "multilabel" else outputs.softmax(dim=-1)
 
     @torch.no_grad()
     def classify(self, inputs: torch.Tensor, **fields: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ class SequenceRNN(Model):
     """Recurrent encoder; a per-position decoder for sequence tasks (recall), a pooled head otherwise."""
 
     input_kinds = ("sequence", "tokens")
-    tasks = ("sequence", "classification", "regression")
+    tasks = ("sequence", "classification", "regression", "multilabel")
     # MI-Prometheus's LSTM model: the same stacked LSTM with a per-position linear output
     aliases = Aliases(names={"LSTM": {"cell": "lstm"}}, keys={"hidden_state_size": "hidden_size"})
 

@@ -31,6 +31,7 @@ DEFAULT_OBJECTIVES: dict[str, tuple[str, tuple[str, ...]]] = {
     "classification": ("cross_entropy", ("accuracy",)),
     "regression": ("mse", ("mse", "mae", "r2")),
     "sequence": ("masked_bce_with_logits", ("accuracy", "sequence_accuracy")),
+    "multilabel": ("bce_with_logits", ("f1_micro", "f1_macro", "average_precision", "fmax")),
 }
 
 

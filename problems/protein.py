@@ -1,13 +1,16 @@
 """ProteinSequences: amino-acid sequences from FASTA or CSV/TSV, as padded token ids with a mask.
 
 FASTA labels come from the header (`>P12345 label=1`); tables have a sequence column and a label
-column. The 20 amino acids and the ambiguous letters X, B, Z, U, O are accepted (any case);
+column. Multi-label tasks hold `;`-separated terms there (`GO:0005515;GO:0003677`), their vocabulary
+taken from the training split. The 20 amino acids and the ambiguous letters X, B, Z, U, O are accepted (any case);
 anything else is refused with its file, line and column.
 """
 from __future__ import annotations
 
 import io
+import logging
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,7 @@ import torch
 from pyrosys.configuration.constraints import Boolean, Integer, OneOf, OptionalOf, Text
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
+from pyrosys.objectives import UNSEEN_FIELD
 from pyrosys.problems.problem import FRACTIONS, FileProblem, read_rows, read_text
 from pyrosys.problems.scikit_learn import split_indices, standardise
 
@@ -24,6 +28,9 @@ AMBIGUOUS = "XBZUO"
 VOCABULARY = ["<pad>", *AMINO_ACIDS, *AMBIGUOUS]
 TOKEN = {letter: index for index, letter in enumerate(VOCABULARY) if index}
 SPLITS = ("train", "val", "test")
+TERM_SEPARATOR = ";"           # multilabel: the terms of one sequence, e.g. GO:0005515;GO:0003677
+
+log = logging.getLogger(__name__)
 
 
 class Record:
@@ -143,6 +150,44 @@ def regression_values(records: list[Record], path: Path, label_column: str) -> n
     return values
 
 
+def label_terms(label: str | None) -> list[str]:
+    """The distinct terms of a multilabel label (`;`-separated; blanks around and between them ignored), sorted."""
+    return sorted({term.strip() for term in str(label or "").split(TERM_SEPARATOR) if term.strip()})
+
+
+def multilabel_targets(records: list[Record], training: np.ndarray, path: Path,
+                       label_column: str) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """0/1 targets [N, M] over the terms of the training split, each record's count of terms outside them
+    (seen only in validation or test: misses the model cannot avoid), and the targets' definition. A record
+    none of whose terms occurs in training is refused: nothing of it could be learnt or judged."""
+    terms_of = [label_terms(record.label) for record in records]
+    counts = Counter(term for row in training for term in terms_of[row])
+    terms = sorted(counts)
+    index = {term: column for column, term in enumerate(terms)}
+    targets = torch.zeros(len(records), len(terms))
+    unseen = torch.zeros(len(records), dtype=torch.long)
+    for row, names in enumerate(terms_of):
+        known = [index[term] for term in names if term in index]
+        if not known:
+            record = records[row]
+            where = f"line {record.line}" + (f", column '{label_column}'" if record.field is not None else "")
+            raise ConfigError(f"{where}: none of the terms of {record.identifier} ({', '.join(names)}) occurs in the "
+                              "training split, so the model can neither learn nor predict any of them",
+                              file=str(path), key="problem.label_column",
+                              hint="Drop the row, or put a protein annotated with those terms into the training split")
+        targets[row, known] = 1.0
+        unseen[row] = len(names) - len(known)
+    outside = sorted({term for names in terms_of for term in names if term not in index})
+    if outside:
+        log.warning("%s: %d terms (%d annotations) of the validation/test splits do not occur in the training "
+                    "split: the model cannot predict them; fmax counts them as missed in its recall", path,
+                    len(outside), int(unseen.sum()))
+    definition = {"shape": [len(terms)], "dtype": "float32", "terms": terms,
+                  "term_counts": [counts[term] for term in terms],
+                  "unseen": {"terms": len(outside), "annotations": int(unseen.sum())}}
+    return targets, unseen, definition
+
+
 @register("problem")
 class ProteinSequences(FileProblem):
     """Classify or regress a property of protein sequences read from FASTA, CSV or TSV."""
@@ -150,7 +195,7 @@ class ProteinSequences(FileProblem):
     @staticmethod
     def get_params() -> dict:
         return {**FileProblem.get_params(),                 # FASTA (.fasta/.fa), CSV or TSV; relative to its YAML file
-                "task": "classification",     # or regression
+                "task": "classification",     # or regression, or multilabel (`;`-separated terms)
                 "sequence_column": "sequence",
                 "label_column": "label",      # tables: the label column; FASTA: the header key (label=...)
                 "split_column": None,         # a column holding train / val / test; null: seeded fractions
@@ -160,7 +205,7 @@ class ProteinSequences(FileProblem):
 
     @staticmethod
     def constraints() -> dict:
-        return {**FileProblem.constraints(), "task": OneOf("classification", "regression"),
+        return {**FileProblem.constraints(), "task": OneOf("classification", "regression", "multilabel"),
                 "sequence_column": Text(), "label_column": Text(),
                 "split_column": OptionalOf(Text(), "seeded fractions"), "fractions": FRACTIONS,
                 "max_length": Integer(low=1), "standardize": Boolean()}
@@ -191,7 +236,7 @@ class ProteinSequences(FileProblem):
             if not record.sequence:
                 raise ConfigError(f"line {record.line}: {record.identifier} has an empty sequence", file=str(path),
                                   key="problem.path")
-            if record.label in (None, ""):
+            if record.label in (None, "") or (self.task == "multilabel" and not label_terms(record.label)):
                 raise ConfigError(f"line {record.line}: {record.identifier} has no label", file=str(path),
                                   key="problem.label_column", hint="Every sequence needs a label")
             if params["split_column"] and record.split not in SPLITS:
@@ -212,7 +257,11 @@ class ProteinSequences(FileProblem):
         else:
             parts = split_indices(len(records), params["fractions"], params["seed"])
         targets_definition: dict = {"shape": []}
-        if self.task == "classification":
+        extra: dict[str, torch.Tensor] = {}       # per-record fields a task adds (multilabel: unseen_terms)
+        if self.task == "multilabel":
+            targets, extra[UNSEEN_FIELD], targets_definition = multilabel_targets(records, parts[0], path,
+                                                                                 params["label_column"])
+        elif self.task == "classification":
             classes = sorted({r.label for r in records})
             index = {label: i for i, label in enumerate(classes)}
             targets = torch.tensor([index[r.label] for r in records])
@@ -226,6 +275,9 @@ class ProteinSequences(FileProblem):
             targets_definition["dtype"] = "float32"
         definitions = {"inputs": {"kind": "tokens", "shape": [length], "dtype": "int64", "vocabulary": VOCABULARY},
                        "targets": targets_definition, "masks": {"shape": [length], "dtype": "bool"}}
-        splits = {name: {"inputs": inputs[torch.from_numpy(idx)], "targets": targets[torch.from_numpy(idx)],
-                         "masks": masks[torch.from_numpy(idx)]} for name, idx in zip(SPLITS, parts)}
+        fields = {"inputs": inputs, "targets": targets, "masks": masks, **extra}
+        if extra:
+            definitions[UNSEEN_FIELD] = {"shape": [], "dtype": "int64"}
+        splits = {name: {field: values[torch.from_numpy(idx)] for field, values in fields.items()}
+                  for name, idx in zip(SPLITS, parts)}
         return splits, definitions

@@ -8,6 +8,7 @@ outputs is `targets`, or `inputs` for autoencoding.
 from __future__ import annotations
 
 import copy
+import warnings
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,10 +20,12 @@ import torchmetrics
 from torch import nn
 from torchmetrics import functional as tf
 from torchmetrics.functional import classification as tc
+from torchmetrics.utilities import dim_zero_cat
 
 from pyrosys.configuration.constraints import check_objective_names
 from pyrosys.errors import ConfigError
 
+UNSEEN_FIELD = "unseen_terms"     # multilabel batches: each sample's true terms outside the training vocabulary
 LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
@@ -102,10 +105,13 @@ def masked_huber(outputs, targets, masks):
 CLASS_LABELS = {"classification"}                          # integer class targets, one logit per class
 VALUES = {"regression", "autoencoding", "sequence"}        # float targets of the outputs' shape
 BINARY = {"sequence"}                                      # 0/1 float targets, one logit per value
+MULTILABEL = {"multilabel"}                                # 0/1 float targets [N, terms], one logit per term
 LOSS_TASKS = {"cross_entropy": CLASS_LABELS, "masked_cross_entropy": CLASS_LABELS,
-              "bce_with_logits": BINARY, "masked_bce_with_logits": BINARY}
+              "bce_with_logits": BINARY | MULTILABEL, "masked_bce_with_logits": BINARY}
 METRIC_TASKS = {"accuracy": CLASS_LABELS | BINARY, "f1": CLASS_LABELS | BINARY, "auroc": CLASS_LABELS | BINARY,
-                "sequence_accuracy": BINARY | CLASS_LABELS, "mse": VALUES, "mae": VALUES, "r2": VALUES}
+                "sequence_accuracy": BINARY | CLASS_LABELS, "mse": VALUES, "mae": VALUES, "r2": VALUES,
+                "f1_micro": MULTILABEL, "f1_macro": MULTILABEL, "fmax": MULTILABEL,
+                "average_precision": MULTILABEL}
 
 
 def check_task(loss: str, metrics: Sequence[str], task: str, problem: str) -> None:
@@ -163,6 +169,45 @@ class SequenceAccuracy(torchmetrics.Metric):
         return self.correct / self.total.clamp_min(1.0)
 
 
+class Fmax(torchmetrics.Metric):
+    """CAFA's protein-centric maximum F-measure over the thresholds 0.01, 0.02, ..., 1.00 (Radivojac et al.,
+    2013): at each threshold, precision is averaged over the proteins with at least one term scored at or
+    above it, recall over every annotated protein; Fmax is the best harmonic mean of the two. A protein's
+    terms outside the model's vocabulary (`missed`, seen only outside training) count in its recall as misses.
+    The state is sums per threshold, so that DDP processes add theirs up."""
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, steps: int = 100) -> None:
+        super().__init__()
+        self.register_buffer("thresholds", torch.arange(1, steps + 1, dtype=torch.float64) / steps,
+                             persistent=False)
+        for name in ("precision_sum", "covered", "recall_sum"):
+            self.add_state(name, default=torch.zeros(steps, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("proteins", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, probabilities: torch.Tensor, targets: torch.Tensor, missed: torch.Tensor | None = None) -> None:
+        """Add a batch: term probabilities [N, M], 0/1 targets [N, M], terms each protein misses [N] (or None)."""
+        truth = targets.reshape(len(targets), -1) > 0.5
+        scores = probabilities.reshape(len(truth), -1).double()
+        predicted = scores[:, None, :] >= self.thresholds[None, :, None]          # [N, thresholds, M]
+        hits = (predicted & truth[:, None, :]).sum(-1).double()
+        chosen = predicted.sum(-1).double()
+        annotated = truth.sum(-1).double() + (missed.double() if missed is not None else 0.0)
+        keep = annotated > 0                        # proteins without any term say nothing about recall
+        self.precision_sum += (hits / chosen.clamp_min(1.0))[keep].sum(0)
+        self.covered += (chosen > 0)[keep].sum(0).double()
+        self.recall_sum += (hits / annotated.clamp_min(1.0)[:, None])[keep].sum(0)
+        self.proteins += keep.sum().double()
+
+    def compute(self) -> torch.Tensor:
+        precision = self.precision_sum / self.covered.clamp_min(1.0)
+        recall = self.recall_sum / self.proteins.clamp_min(1.0)
+        f = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
+        return torch.where(self.covered > 0, f, torch.zeros_like(f)).max().float()
+
+
 def _num_classes(target: Mapping) -> int | None:
     return int(target["num_classes"]) if "num_classes" in target else None
 
@@ -188,14 +233,46 @@ def _auroc(target: Mapping) -> torchmetrics.Metric:
     return torchmetrics.classification.MulticlassAUROC(num_classes=classes)
 
 
+def _terms(target: Mapping) -> int:
+    return len(target["terms"])
+
+
+class TermAveragePrecision(torchmetrics.classification.MultilabelAveragePrecision):
+    """Macro average precision over the terms with at least one positive sample in the set evaluated (a term
+    no sample holds has no precision-recall curve: torchmetrics would count it as 0 and warn)."""
+
+    def __init__(self, num_labels: int) -> None:
+        super().__init__(num_labels=num_labels, average=None)
+
+    def compute(self) -> torch.Tensor:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No positive samples found in target")
+            values = super().compute()
+        present = dim_zero_cat(self.target).sum(0) > 0
+        return values[present].mean() if bool(present.any()) else values.new_tensor(0.0)
+
+
+def _average_precision(target: Mapping) -> torchmetrics.Metric:
+    """Average precision: multilabel targets' macro mean over the terms present."""
+    return TermAveragePrecision(num_labels=_terms(target))
+
+
 METRICS: dict[str, Callable[[Mapping], torchmetrics.Metric]] = {
     "accuracy": _accuracy, "f1": _f1, "auroc": _auroc,
+    "f1_micro": lambda target: torchmetrics.classification.MultilabelF1Score(num_labels=_terms(target),
+                                                                             average="micro"),
+    "f1_macro": lambda target: torchmetrics.classification.MultilabelF1Score(num_labels=_terms(target),
+                                                                             average="macro"),
+    "average_precision": _average_precision, "fmax": lambda target: Fmax(),
     "mse": lambda target: torchmetrics.MeanSquaredError(),
     "mae": lambda target: torchmetrics.MeanAbsoluteError(),
     "r2": lambda target: torchmetrics.R2Score(),
     "sequence_accuracy": lambda target: SequenceAccuracy(),
 }
 CLASSIFICATION_METRICS = {"accuracy", "f1", "auroc"}
+# metrics fed term probabilities [N, M] and integer 0/1 targets of the same shape
+MULTILABEL_METRICS = (torchmetrics.classification.MultilabelF1Score,
+                      torchmetrics.classification.MultilabelAveragePrecision)
 
 
 class BatchMetrics(nn.Module):
@@ -207,9 +284,13 @@ class BatchMetrics(nn.Module):
 
     @staticmethod
     def _arguments(name: str, metric: torchmetrics.Metric, outputs: torch.Tensor, targets: torch.Tensor,
-                   masks: torch.Tensor | None) -> tuple:
+                   masks: torch.Tensor | None, missed: torch.Tensor | None = None) -> tuple:
         if isinstance(metric, SequenceAccuracy):
             return outputs, targets, masks
+        if isinstance(metric, Fmax):        # logits -> probabilities, so that no threshold reads a logit
+            return outputs.sigmoid(), targets, missed
+        if isinstance(metric, MULTILABEL_METRICS):
+            return outputs.sigmoid(), targets.long()
         if masks is not None:                         # keep the positions the mask keeps
             keep = masks.bool()
             outputs, targets = outputs[keep], targets[keep]
@@ -220,22 +301,24 @@ class BatchMetrics(nn.Module):
             return outputs.reshape(-1).sigmoid(), targets.reshape(-1).long()
         return outputs.reshape(-1).float(), targets.reshape(-1).float()
 
-    def forward(self, outputs: torch.Tensor, targets: torch.Tensor,
-                masks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Update every metric and return its value on this batch alone."""
-        return {name: metric(*self._arguments(name, metric, outputs, targets, masks))
+    def forward(self, outputs: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor | None = None,
+                missed: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Update every metric and return its value on this batch alone (`missed`: each sample's true terms
+        outside the model's vocabulary, for the metrics that count them)."""
+        return {name: metric(*self._arguments(name, metric, outputs, targets, masks, missed))
                 for name, metric in self.metrics.items()}
 
-    def batch_values(self, outputs: torch.Tensor, targets: torch.Tensor,
-                     masks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def batch_values(self, outputs: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor | None = None,
+                     missed: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Every metric's value on this batch alone, stateless (the training path: no metric state to
         update, cache and merge at every step); the same values `forward` returns."""
-        return {name: batch_value(metric, *self._arguments(name, metric, outputs, targets, masks))
+        return {name: batch_value(metric, *self._arguments(name, metric, outputs, targets, masks, missed))
                 for name, metric in self.metrics.items()}
 
-    def update(self, outputs: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor | None = None) -> None:
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor | None = None,
+               missed: torch.Tensor | None = None) -> None:
         for name, metric in self.metrics.items():
-            metric.update(*self._arguments(name, metric, outputs, targets, masks))
+            metric.update(*self._arguments(name, metric, outputs, targets, masks, missed))
 
     def compute(self) -> dict[str, torch.Tensor]:
         return {name: metric.compute() for name, metric in self.metrics.items()}
@@ -261,6 +344,9 @@ def batch_value(metric: torchmetrics.Metric, *arguments: Any) -> torch.Tensor:
                                       validate_args=False)
     if kind is torchmetrics.classification.BinaryF1Score:
         return tc.binary_f1_score(*arguments, threshold=metric.threshold, validate_args=False)
+    if kind is torchmetrics.classification.MultilabelF1Score:
+        return tc.multilabel_f1_score(*arguments, num_labels=metric.num_labels, threshold=metric.threshold,
+                                      average=metric.average, validate_args=False)
     if kind is torchmetrics.MeanSquaredError:
         return F.mse_loss(*arguments)
     if kind is torchmetrics.MeanAbsoluteError:
@@ -306,9 +392,11 @@ class Objective:
         return BatchMetrics({name: METRICS[name](target) for name in self.metric_names})
 
     def metric_inputs(self, outputs: torch.Tensor, batch: Mapping) -> tuple:
-        """What the phase metrics are fed with: outputs, the target field, and the masks when the loss
-        is a masked one (masks of padded inputs say nothing about the targets of other losses)."""
-        return outputs, batch[self.target_field], batch.get("masks") if self.masked else None
+        """What the phase metrics are fed with: outputs, the target field, the masks when the loss
+        is a masked one (masks of padded inputs say nothing about the targets of other losses), and the
+        samples' true terms outside the vocabulary (`unseen_terms`, multilabel problems; else None)."""
+        return (outputs, batch[self.target_field], batch.get("masks") if self.masked else None,
+                batch.get(UNSEEN_FIELD))
 
 
 def check_objective(loss: str, metrics: Sequence[str], *, file: str | None) -> None:

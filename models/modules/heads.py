@@ -1,4 +1,4 @@
-"""Heads: features -> the answer of a task (class logits, regression values)."""
+"""Heads: features -> the answer of a task (class logits, term logits, regression values)."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,10 @@ from pyrosys.models.modules.sequential import LeanSequential
 
 
 def output_size(target: Mapping) -> int:
-    """How many outputs a target needs: its classes, else its number of values (1 for a scalar)."""
+    """How many outputs a target needs: its classes, its terms (multilabel: one logit each), else its number
+    of values (1 for a scalar)."""
+    if "terms" in target:
+        return len(target["terms"])
     if "num_classes" in target:
         return int(target["num_classes"])
     return math.prod(target.get("shape", [])) or 1
@@ -32,6 +35,6 @@ class RegressionHead(LeanSequential):
 
 def head_for(task: str, in_features: int, target: Mapping, dropout: float = 0.0) -> nn.Module:
     """The head a task needs, sized from the target's data definition."""
-    if task == "classification":
+    if task in ("classification", "multilabel"):       # multilabel: one independent logit per term
         return ClassificationHead(in_features, output_size(target), dropout)
     return RegressionHead(in_features, output_size(target), dropout)

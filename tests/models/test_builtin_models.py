@@ -52,6 +52,19 @@ def test_padding_does_not_change_a_sequence_answer(model_cls):
     assert torch.allclose(model.predict(ids, masks=masks), model.predict(changed, masks=masks), atol=1e-5)
 
 
+@pytest.mark.parametrize("model_cls, definitions, inputs", [
+    (SequenceRNN, TOKENS, tokens()), (TransformerClassifier, TOKENS, tokens()), (ProteinCNN, TOKENS, tokens()),
+    (MLP, VECTORS, (torch.rand(4, 30), None)), (SimpleCNN, IMAGES, (torch.rand(4, 1, 8, 8), None)),
+])
+def test_multilabel_models_give_one_probability_per_term(model_cls, definitions, inputs):
+    terms = {"task": "multilabel", "shape": [5], "terms": ["GO:1", "GO:2", "GO:3", "GO:4", "GO:5"]}
+    model = model_cls.create({}, {**definitions, "targets": terms})
+    ids, masks = inputs
+    probabilities = model.predict_proba(ids, **({"masks": masks} if masks is not None else {}))
+    assert probabilities.shape == (4, 5)
+    assert not torch.allclose(probabilities.sum(-1), torch.ones(4))     # a sigmoid per term, not a softmax
+
+
 def test_sequence_rnn_answers_every_position_for_sequence_tasks():
     model = SequenceRNN.create({"cell": "gru"}, BITS)
     assert tuple(model.predict(torch.rand(2, 7, 10)).shape) == (2, 7, 8)

@@ -1,6 +1,8 @@
 """pyrosys.problems.protein: FASTA and tables in, padded token ids and masks out, bad data named precisely."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -92,3 +94,50 @@ def test_demo_generator_labels_are_the_real_properties(tmp_path):
     p = problem(fasta, task="regression", label_column="gravy")
     p.setup()
     assert sum(len(split) for split in p.splits.values()) == 5
+
+
+# terms: a dozen sequences; GO:9 (val) and GO:8 (test) occur outside training only
+MULTILABEL = """id,sequence,terms,split
+a,MKKLLVVAAG,GO:1;GO:2,train
+b,MKKRRVVAAG,GO:1,train
+c,DDEEAAGGLL,GO:2; GO:3,train
+d,DDEEWWGGLL,GO:3,train
+e,MKKLLWWAAG,GO:2;GO:1;GO:1,train
+f,DDEEAAKKLL,GO:3,train
+g,MKKLLVVAAGG,GO:1;GO:9,val
+h,DDEEAAGGLW,GO:3,val
+i,MKKLLVVAWG,GO:1,test
+j,DDEEWWGGLK,GO:2;GO:3;GO:8,test
+k,MKKRRVVAGG,GO:1,test
+l,DDEEAWGGLL,GO:3,val
+"""
+
+
+def multilabel(path, **params):
+    return problem(path, task="multilabel", label_column="terms", split_column="split", **params)
+
+
+def test_multilabel_terms_come_from_training_and_unseen_ones_are_counted_once(write, caplog):
+    p = multilabel(write("terms.csv", MULTILABEL))
+    with caplog.at_level("WARNING"):
+        p.setup()
+        targets = p.data_definitions["targets"]
+    assert targets["terms"] == ["GO:1", "GO:2", "GO:3"] and targets["term_counts"] == [3, 3, 3]
+    assert targets["unseen"] == {"terms": 2, "annotations": 2} and targets["shape"] == [3]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "2 terms (2 annotations)" in warnings[0] and "terms.csv" in warnings[0]
+    train, test = p.splits["train"].fields, p.splits["test"].fields
+    assert torch.equal(train["targets"][4], torch.tensor([1.0, 1.0, 0.0]))      # GO:2;GO:1;GO:1
+    assert torch.equal(test["targets"][1], torch.tensor([0.0, 1.0, 1.0])) and test["unseen_terms"].tolist() == [0, 1, 0]
+
+
+@pytest.mark.parametrize("text, message", [
+    (MULTILABEL.replace("GGLL,GO:3,val", "GGLL,GO:7;GO:8,val"),
+     "line 13, column 'terms': none of the terms of l (GO:7, GO:8)"),
+    (MULTILABEL.replace("GGLL,GO:3,val", "GGLL, ; ,val"), "line 13: l has no label"),
+])
+def test_a_multilabel_row_without_training_terms_is_refused_naming_line_and_terms(write, text, message):
+    path = write("terms.csv", text)
+    with pytest.raises(ConfigError, match=re.escape(message)) as caught:
+        multilabel(path).setup()
+    assert caught.value.file == str(path)

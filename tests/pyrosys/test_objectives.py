@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from pyrosys.errors import ConfigError
-from pyrosys.objectives import LOSSES, Objective, SequenceAccuracy
+from pyrosys.objectives import LOSSES, Fmax, Objective, SequenceAccuracy, TermAveragePrecision, check_task
 
 
 def test_plain_losses_match_torch():
@@ -84,6 +84,8 @@ def test_masked_loss_without_masks_in_the_batch_is_a_config_error():
     (("accuracy", "f1", "auroc"), {"targets": {}}, torch.randn(32), torch.randint(0, 2, (32,)).float()),
     (("mse", "mae", "r2"), {"targets": {}}, torch.randn(32), torch.randn(32)),
     (("sequence_accuracy",), {"targets": {}}, torch.randn(16, 3, 2), (torch.rand(16, 3, 2) > 0.5).float()),
+    (("f1_micro", "f1_macro", "average_precision", "fmax"), {"targets": {"task": "multilabel", "terms": list("abcde")}},
+     torch.randn(32, 5), (torch.rand(32, 5) > 0.6).float()),
 ])
 def test_stateless_batch_values_equal_the_metrics_own_batch_values(names, definitions, outputs, targets):
     loss = "mse" if "mse" in names else ("bce_with_logits" if outputs.dim() != 2 else "cross_entropy")
@@ -94,3 +96,37 @@ def test_stateless_batch_values_equal_the_metrics_own_batch_values(names, defini
     assert fast.keys() == reference.keys()
     for name in names:
         assert torch.allclose(fast[name].float(), reference[name].float(), atol=1e-6), name
+
+
+# two proteins, three terms: term probabilities and true terms (hand-computed in the test below)
+SCORES = torch.tensor([[0.955, 0.555, 0.255], [0.355, 0.855, 0.155]])
+TRUTH = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+
+
+def test_fmax_is_cafa_protein_centric_maximum_f_measure_by_hand():
+    # thresholds in (0.555, 0.855]: protein 1 predicts {0} (precision 1, recall 1/2), protein 2 {1} (1, 1):
+    # precision 1, recall 3/4, F = 6/7, the best; in (0.855, 0.955] protein 2 predicts nothing: it leaves the
+    # precision's mean (1) but stays in the recall's ((1/2 + 0) / 2), F = 0.4; above 0.955 nothing is predicted
+    fmax = Fmax()
+    fmax.update(SCORES, TRUTH)
+    assert float(fmax.compute()) == pytest.approx(6 / 7, abs=1e-6)
+    # one more true term of protein 2 that the model cannot predict (seen outside training): recall halves
+    # for protein 2; the best is then 2/3 (precision 1, recall (1/2 + 1/2) / 2 on (0.555, 0.855])
+    fmax.reset()
+    fmax.update(SCORES[:1], TRUTH[:1], torch.tensor([0]))        # two batches: the state adds up
+    fmax.update(SCORES[1:], TRUTH[1:], torch.tensor([1]))
+    assert float(fmax.compute()) == pytest.approx(2 / 3, abs=1e-6)
+
+
+def test_average_precision_averages_over_the_terms_some_sample_holds():
+    metric = TermAveragePrecision(num_labels=3)
+    metric.update(torch.tensor([[0.9, 0.2, 0.1], [0.3, 0.7, 0.2]]), torch.tensor([[1, 0, 0], [0, 1, 0]]))
+    assert float(metric.compute()) == pytest.approx(1.0)        # the third term, held by none, is left out
+
+
+def test_multilabel_tasks_take_bce_and_term_metrics_only():
+    check_task("bce_with_logits", ["f1_micro", "f1_macro", "average_precision", "fmax"], "multilabel", "P")
+    with pytest.raises(ConfigError, match="'accuracy' suits"):
+        check_task("bce_with_logits", ["accuracy"], "multilabel", "P")
+    with pytest.raises(ConfigError, match="'cross_entropy' suits"):
+        check_task("cross_entropy", [], "multilabel", "P")

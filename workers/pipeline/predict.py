@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from pyrosys.errors import ConfigError
-from pyrosys.problems.protein import read_sequence_file, token_ids
+from pyrosys.problems.protein import TERM_SEPARATOR, read_sequence_file, token_ids
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab")
 FLOAT32_MAX = float(np.finfo(np.float32).max)     # models read float32: larger values become infinite
+MULTILABEL_THRESHOLD = 0.5                          # a term is predicted at this probability or above
 
 
 def read_inputs(path: Path, definitions: dict, sequence_column: str) -> tuple[list[str], dict]:
@@ -138,7 +139,8 @@ def _check_shape(path: Path, inputs: dict, values: np.ndarray) -> None:
 
 
 def prediction_rows(model: Any, ids: list[str], fields: dict, source: str | None = None) -> list[dict]:
-    """One row per sample: the prediction, class probabilities for classifiers, codes for autoencoders.
+    """One row per sample: the prediction, class probabilities for classifiers, the terms scored at least 0.5
+    (`;`-joined) and every term's probability for multilabel models, codes for autoencoders.
     Outputs that are not finite are refused (naming the model `source` and the samples), never ranked."""
     with torch.no_grad():
         outputs = model.predict(**fields)
@@ -156,6 +158,11 @@ def prediction_rows(model: Any, ids: list[str], fields: dict, source: str | None
         for row, values in zip(rows, probabilities.tolist()):
             row["prediction"] = classes[max(range(len(values)), key=values.__getitem__)]
             row.update({f"p_{name}": round(p, 6) for name, p in zip(classes, values)})
+    elif model.task == "multilabel":
+        terms = targets.get("terms") or [str(i) for i in range(outputs.shape[-1])]
+        for row, values in zip(rows, outputs.sigmoid().tolist()):
+            row["prediction"] = TERM_SEPARATOR.join(t for t, p in zip(terms, values) if p >= MULTILABEL_THRESHOLD)
+            row.update({f"p_{name}": round(p, 6) for name, p in zip(terms, values)})
     elif model.task == "regression":
         values = outputs.reshape(len(ids), -1)
         if "standardize" in targets:
