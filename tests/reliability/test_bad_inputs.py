@@ -31,6 +31,8 @@ problem: {{name: ProteinSequences, path: seqs.csv, task: regression, label_colum
 model: {{name: ProteinCNN, channels: [8]}}
 training: {{terminal_conditions: {{epoch_limit: 1}}}}
 """
+TERMS = PROTEIN.replace("task: regression, label_column: gravy", "task: multilabel, label_column: terms, "
+                                                                 "split_column: split")
 
 LAB = '[project]\nname = "lab"\n\n[project.entry-points."pyrosys.model"]\nLabNet = "lab.nets:LabNet"\n'
 
@@ -106,6 +108,9 @@ CORPUS = {
     "data_file_empty": ({"exp.yaml": PROTEIN, "seqs.csv": ""}, "trainer", "--c {tmp}/exp.yaml", ["seqs.csv"]),
     "data_file_missing_column": ({"exp.yaml": PROTEIN, "seqs.csv": "id,sequence\na,MKV\n"}, "trainer", "--c {tmp}/exp.yaml", ["seqs.csv", "gravy"]),
     "data_file_missing": ({"exp.yaml": PROTEIN}, "trainer", "--c {tmp}/exp.yaml", ["seqs.csv"]),
+    "data_multilabel_no_training_term": ({"exp.yaml": TERMS, "seqs.csv": "sequence,terms,split\nMKV,GO:1,train\n"
+                                          "MKL,GO:2,train\nMKA,GO:1,val\nMKW,GO:7;GO:8,test\n"}, "trainer",
+                                         "--c {tmp}/exp.yaml", ["seqs.csv", "line 5", "GO:7, GO:8", "training split"]),
     # checkpoints
     "checkpoint_missing": ({}, "tester", "--m {tmp}/none.ckpt", ["none.ckpt", "does not exist"]),
     "checkpoint_truncated": ({"cut.ckpt": "truncated"}, "tester", "--m {tmp}/cut.ckpt", ["cut.ckpt", "corrupt or truncated"]),

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pyrosys.models.model import Model
+from pyrosys.problems.protein import TOKEN
 from pyrosys.workers import predictor, trainer
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -98,3 +99,50 @@ def test_inputs_that_do_not_fit_the_model_are_config_errors(tmp_path, capsys, na
     status = predictor.main(["--m", str(run / "models" / "best"), "--input", str(path)])
     error = capsys.readouterr().err
     assert status == 2 and message in error and "Traceback" not in error
+
+
+TERMS = """id,sequence,terms,split
+a,MKKLLVVAAG,GO:0005515;GO:0003677,train
+b,MKKRRVVAAG,GO:0005515,train
+c,DDEEAAGGLL,GO:0003677;GO:0016020,train
+d,DDEEWWGGLL,GO:0016020,train
+e,MKKLLWWAAG,GO:0005515;GO:0003677,train
+f,DDEEAAKKLL,GO:0016020,train
+g,MKKLLVVAAGG,GO:0005515;GO:0000001,val
+h,DDEEAAGGLW,GO:0016020,val
+i,MKKLLVVAWG,GO:0005515,test
+j,DDEEWWGGLK,GO:0003677;GO:0016020,test
+k,MKKRRVVAGG,GO:0005515,test
+l,DDEEAWGGLL,GO:0016020,val
+"""
+TERMS_RUN = """\
+problem: {name: ProteinSequences, path: terms.csv, task: multilabel, label_column: terms, split_column: split,
+          batch_size: 4}
+model: {name: ProteinCNN, channels: [8], embedding_dim: 8}
+training:
+  seed: 1
+  optimizer: {name: Adam, lr: 0.01}
+  terminal_conditions: {epoch_limit: 2}
+  trainer: {enable_progress_bar: false}
+logging: {mlflow: null, tensorboard: null}
+"""
+
+
+def test_multilabel_proteins_train_end_to_end_and_the_bundle_predicts_term_names(tmp_path, write):
+    write("terms.csv", TERMS)
+    assert trainer.main(["--c", str(write("exp.yaml", TERMS_RUN)), "--outdir", str(tmp_path / "runs")]) == 0
+    (run,) = [status.parent for status in (tmp_path / "runs").glob("*/*/*/status.json")]
+    summary = (next(run.glob("testing_*")) / "testing_set_agg_statistics.yaml").read_text()
+    assert all(f"{name}:" in summary for name in ("f1_micro", "f1_macro", "average_precision", "fmax"))
+    model = Model.load(run / "models" / "best")
+    assert model.data_definitions["targets"]["terms"] == ["GO:0003677", "GO:0005515", "GO:0016020"]
+    rows = predict(run / "models" / "best", write("query.fasta", ">q1\nMKKLLVVAAG\n>q2\nDDEEWWGGLL\n"),
+                   tmp_path / "out.csv")
+    assert list(rows[0]) == ["id", "prediction", "p_GO:0003677", "p_GO:0005515", "p_GO:0016020"]
+    ids = torch.tensor([[TOKEN[letter] for letter in sequence] for sequence in ("MKKLLVVAAG", "DDEEWWGGLL")])
+    expected = model.predict_proba(ids, masks=ids != 0)
+    for row, probabilities in zip(rows, expected.tolist()):
+        assert [float(row[f"p_{t}"]) for t in model.data_definitions["targets"]["terms"]] == \
+            pytest.approx(probabilities, abs=1e-5)
+        assert row["prediction"] == ";".join(t for t, p in zip(model.data_definitions["targets"]["terms"],
+                                                                probabilities) if p >= 0.5)
