@@ -253,7 +253,11 @@ class TermAveragePrecision(torchmetrics.classification.MultilabelAveragePrecisio
 
 
 def _average_precision(target: Mapping) -> torchmetrics.Metric:
-    """Average precision: multilabel targets' macro mean over the terms present."""
+    """Average precision, the variant picked from the target's task: multilabel, the macro mean over the
+    terms present."""
+    if target.get("task") != "multilabel":
+        raise ConfigError(f"the metric 'average_precision' suits multilabel tasks, not {target.get('task')!r} ones",
+                          key="training.metrics", hint="Remove training.metrics to use the task's defaults")
     return TermAveragePrecision(num_labels=_terms(target))
 
 

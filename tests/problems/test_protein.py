@@ -131,6 +131,14 @@ def test_multilabel_terms_come_from_training_and_unseen_ones_are_counted_once(wr
     assert torch.equal(test["targets"][1], torch.tensor([0.0, 1.0, 1.0])) and test["unseen_terms"].tolist() == [0, 1, 0]
 
 
+def test_multilabel_fasta_terms_are_a_header_key(write):
+    p = problem(write("terms.fasta", ">P1 go=GO:2;GO:1\nMKV\n>P2 go=GO:1;GO:2\nMKL\n>P3 go=GO:2;;GO:1\nMKA\n"),
+                task="multilabel", label_column="go")
+    p.setup()
+    assert p.data_definitions["targets"]["terms"] == ["GO:1", "GO:2"]
+    assert torch.equal(p.splits["test"].fields["targets"], torch.ones(1, 2))
+
+
 @pytest.mark.parametrize("text, message", [
     (MULTILABEL.replace("GGLL,GO:3,val", "GGLL,GO:7;GO:8,val"),
      "line 13, column 'terms': none of the terms of l (GO:7, GO:8)"),
