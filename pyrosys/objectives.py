@@ -189,12 +189,14 @@ class Fmax(torchmetrics.Metric):
 
     def update(self, probabilities: torch.Tensor, targets: torch.Tensor, missed: torch.Tensor | None = None) -> None:
         """Add a batch: term probabilities [N, M], 0/1 targets [N, M], terms each protein misses [N] (or None)."""
-        truth = targets.reshape(len(targets), -1) > 0.5
-        scores = probabilities.reshape(len(truth), -1).double()
-        predicted = scores[:, None, :] >= self.thresholds[None, :, None]          # [N, thresholds, M]
-        hits = (predicted & truth[:, None, :]).sum(-1).double()
-        chosen = predicted.sum(-1).double()
-        annotated = truth.sum(-1).double() + (missed.double() if missed is not None else 0.0)
+        truth = (targets.reshape(len(targets), -1) > 0.5).double()
+        # how many thresholds each score reaches (t <= score), then per protein and threshold the terms
+        # chosen and the true ones among them: counts of each level, summed from the top down
+        levels = torch.bucketize(probabilities.reshape(len(truth), -1).double(), self.thresholds, right=True)
+        counts = truth.new_zeros(len(truth), len(self.thresholds) + 1)
+        chosen = counts.scatter_add(1, levels, torch.ones_like(truth)).flip(1).cumsum(1).flip(1)[:, 1:]
+        hits = counts.scatter_add(1, levels, truth).flip(1).cumsum(1).flip(1)[:, 1:]
+        annotated = truth.sum(-1) + (missed.double() if missed is not None else 0.0)
         keep = annotated > 0                        # proteins without any term say nothing about recall
         self.precision_sum += (hits / chosen.clamp_min(1.0))[keep].sum(0)
         self.covered += (chosen > 0)[keep].sum(0).double()
