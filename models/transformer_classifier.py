@@ -1,4 +1,5 @@
-"""TransformerClassifier: a Transformer encoder over sequences or tokens, pooled, then a head."""
+"""TransformerClassifier: a Transformer encoder over sequences or tokens, pooled, then a head (residue tasks:
+the head at every position, no pooling)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -11,7 +12,7 @@ from pyrosys.data_dict import DataDict
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
 from pyrosys.models.model import Model
-from pyrosys.models.modules import SequenceInput, TransformerEncoder, head_for, masked_mean
+from pyrosys.models.modules import PER_POSITION_TASKS, SequenceInput, TransformerEncoder, head_for, masked_mean
 
 
 @register("model")
@@ -19,6 +20,7 @@ class TransformerClassifier(Model):
     """Embedding or projection, sinusoidal positions, self-attention layers, masked mean pool, head."""
 
     input_kinds = ("sequence", "tokens")
+    tasks = ("classification", "regression", *PER_POSITION_TASKS)    # residue tasks: a per-position head
 
     @staticmethod
     def get_params() -> dict:
@@ -50,6 +52,8 @@ class TransformerClassifier(Model):
 
     def forward(self, inputs: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
         features = self.models["encoder"](self.models["input"](inputs), masks)
+        if self.data_definitions["targets"]["task"] in PER_POSITION_TASKS:
+            return self.models["head"](features)              # one answer per residue, no pooling
         return self.models["head"](masked_mean(features, masks))
 
     def forward_batch(self, batch: DataDict) -> torch.Tensor:

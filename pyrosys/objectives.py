@@ -45,9 +45,9 @@ def _masked_mean(elementwise: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
     return (elementwise * weights).sum() / weights.sum().clamp_min(1.0)
 
 
-def cross_entropy(outputs, targets, masks=None):
-    """Cross-entropy of class logits [..., K] against integer targets [...]."""
-    return F.cross_entropy(*_class_targets(outputs, targets))
+def cross_entropy(outputs, targets, masks=None, weight=None):
+    """Cross-entropy of class logits [..., K] against integer targets [...] (classes weighted by `weight`)."""
+    return F.cross_entropy(*_class_targets(outputs, targets), weight=weight)
 
 
 def bce_with_logits(outputs, targets, masks=None):
@@ -70,11 +70,15 @@ def huber(outputs, targets, masks=None):
     return F.huber_loss(outputs, _like(outputs, targets))
 
 
-def masked_cross_entropy(outputs, targets, masks):
-    """Cross-entropy over the positions `masks` keeps (padded sequences)."""
+def masked_cross_entropy(outputs, targets, masks, weight=None):
+    """Cross-entropy over the positions `masks` keeps (padded sequences); with class weights, the weighted
+    mean over the kept positions (as F.cross_entropy weighs)."""
     flat_outputs, flat_targets = _class_targets(outputs, targets)
-    values = F.cross_entropy(flat_outputs, flat_targets, reduction="none")
-    return _masked_mean(values, masks.reshape(-1))
+    values = F.cross_entropy(flat_outputs, flat_targets, weight=weight, reduction="none")
+    if weight is None:
+        return _masked_mean(values, masks.reshape(-1))
+    kept = masks.reshape(-1).to(values.dtype)
+    return (values * kept).sum() / (kept * weight[flat_targets]).sum().clamp_min(torch.finfo(values.dtype).tiny)
 
 
 def masked_bce_with_logits(outputs, targets, masks):
@@ -99,18 +103,24 @@ def masked_huber(outputs, targets, masks):
 
 
 # The kinds of comparison a loss or metric makes, and the tasks whose targets allow it.
-CLASS_LABELS = {"classification"}                          # integer class targets, one logit per class
-VALUES = {"regression", "autoencoding", "sequence"}        # float targets of the outputs' shape
+CLASS_LABELS = {"classification", "residue_classification"}    # integer class targets, one logit per class
+VALUES = {"regression", "autoencoding", "sequence", "residue_regression"}   # float targets of the outputs' shape
 BINARY = {"sequence"}                                      # 0/1 float targets, one logit per value
+PER_POSITION = {"residue_classification", "residue_regression"}   # targets per residue: padding must not count
 LOSS_TASKS = {"cross_entropy": CLASS_LABELS, "masked_cross_entropy": CLASS_LABELS,
               "bce_with_logits": BINARY, "masked_bce_with_logits": BINARY}
 METRIC_TASKS = {"accuracy": CLASS_LABELS | BINARY, "f1": CLASS_LABELS | BINARY, "auroc": CLASS_LABELS | BINARY,
+                "mcc": CLASS_LABELS | BINARY, "average_precision": CLASS_LABELS | BINARY,
                 "sequence_accuracy": BINARY | CLASS_LABELS, "mse": VALUES, "mae": VALUES, "r2": VALUES}
 
 
 def check_task(loss: str, metrics: Sequence[str], task: str, problem: str) -> None:
     """Refuse a loss or metric that cannot compare a model's outputs with this task's targets."""
     allowed = LOSS_TASKS.get(loss, VALUES)
+    if task in PER_POSITION and not loss.startswith("masked_"):
+        raise ConfigError(f"the loss {loss!r} would count the padding of {problem}, a {task} task (one label per "
+                          "residue)", key="training.loss", hint=f"Use masked_{loss}, or remove training.loss to use "
+                                                                 "the task's default")
     if task not in allowed:
         raise ConfigError(f"the loss {loss!r} suits {' or '.join(sorted(allowed))} tasks, but {problem} is a "
                           f"{task} task", key="training.loss", hint="Remove training.loss to use the task's default")
@@ -175,10 +185,28 @@ def _accuracy(target: Mapping) -> torchmetrics.Metric:
 
 
 def _f1(target: Mapping) -> torchmetrics.Metric:
+    """F1: of the positive class (index 1) for 0/1 values and two-class residue labels, else the macro mean."""
     classes = _num_classes(target)
-    if classes is None:
+    if classes is None or (classes == 2 and target.get("task") in PER_POSITION):
         return torchmetrics.classification.BinaryF1Score()
     return torchmetrics.classification.MulticlassF1Score(num_classes=classes, average="macro")
+
+
+def _mcc(target: Mapping) -> torchmetrics.Metric:
+    """Matthews correlation: of the positive class (index 1) for two classes or 0/1 values, else multiclass."""
+    classes = _num_classes(target)
+    if classes is None or classes == 2:
+        return torchmetrics.classification.BinaryMatthewsCorrCoef()
+    return torchmetrics.classification.MulticlassMatthewsCorrCoef(num_classes=classes)
+
+
+def _average_precision(target: Mapping) -> torchmetrics.Metric:
+    """Average precision (area under precision-recall): of the positive class (index 1) for two classes or
+    0/1 values, else the macro mean over the classes."""
+    classes = _num_classes(target)
+    if classes is None or classes == 2:
+        return torchmetrics.classification.BinaryAveragePrecision()
+    return torchmetrics.classification.MulticlassAveragePrecision(num_classes=classes, average="macro")
 
 
 def _auroc(target: Mapping) -> torchmetrics.Metric:
@@ -189,13 +217,17 @@ def _auroc(target: Mapping) -> torchmetrics.Metric:
 
 
 METRICS: dict[str, Callable[[Mapping], torchmetrics.Metric]] = {
-    "accuracy": _accuracy, "f1": _f1, "auroc": _auroc,
+    "accuracy": _accuracy, "f1": _f1, "auroc": _auroc, "mcc": _mcc, "average_precision": _average_precision,
     "mse": lambda target: torchmetrics.MeanSquaredError(),
     "mae": lambda target: torchmetrics.MeanAbsoluteError(),
     "r2": lambda target: torchmetrics.R2Score(),
     "sequence_accuracy": lambda target: SequenceAccuracy(),
 }
-CLASSIFICATION_METRICS = {"accuracy", "f1", "auroc"}
+CLASSIFICATION_METRICS = {"accuracy", "f1", "auroc", "mcc", "average_precision"}
+# metrics of the positive class alone: fed its probability (class index 1 of two class logits)
+POSITIVE_CLASS_METRICS = (torchmetrics.classification.BinaryF1Score, torchmetrics.classification.BinaryAUROC,
+                          torchmetrics.classification.BinaryMatthewsCorrCoef,
+                          torchmetrics.classification.BinaryAveragePrecision)
 
 
 class BatchMetrics(nn.Module):
@@ -215,7 +247,10 @@ class BatchMetrics(nn.Module):
             outputs, targets = outputs[keep], targets[keep]
         if name in CLASSIFICATION_METRICS:
             if outputs.dim() == targets.dim() + 1 and outputs.shape[-1] > 1:
-                return outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1).long()
+                logits = outputs.reshape(-1, outputs.shape[-1])
+                if isinstance(metric, POSITIVE_CLASS_METRICS):
+                    return logits.softmax(dim=-1)[:, 1], targets.reshape(-1).long()
+                return logits, targets.reshape(-1).long()
             # binary: outputs are logits; probabilities, so that torchmetrics never mistakes them for ones
             return outputs.reshape(-1).sigmoid(), targets.reshape(-1).long()
         return outputs.reshape(-1).float(), targets.reshape(-1).float()
@@ -271,6 +306,12 @@ def batch_value(metric: torchmetrics.Metric, *arguments: Any) -> torch.Tensor:
         return tc.multiclass_auroc(*arguments, num_classes=metric.num_classes, validate_args=False)
     if kind is torchmetrics.classification.BinaryAUROC:
         return tc.binary_auroc(*arguments, validate_args=False)
+    if kind is torchmetrics.classification.BinaryMatthewsCorrCoef:
+        return tc.binary_matthews_corrcoef(*arguments, threshold=metric.threshold, validate_args=False)
+    if kind is torchmetrics.classification.MulticlassMatthewsCorrCoef:
+        return tc.multiclass_matthews_corrcoef(*arguments, num_classes=metric.num_classes, validate_args=False)
+    if kind is torchmetrics.classification.BinaryAveragePrecision:
+        return tc.binary_average_precision(*arguments, validate_args=False)
     if kind is SequenceAccuracy:
         return SequenceAccuracy.right(*arguments).float().mean()
     fresh = copy.deepcopy(metric)            # any other metric: exact, if slower
@@ -286,11 +327,17 @@ class Objective:
     loss_name: str
     metric_names: tuple[str, ...] = ()
     target_field: str = "targets"
+    class_weights: Any = None      # training.loss's class_weights: None, 'balanced' or one weight per class
 
     def __post_init__(self) -> None:
         self.metric_names = tuple(self.metric_names)
         check_objective(self.loss_name, self.metric_names, file=None)
         self.masked = self.loss_name.startswith("masked_")
+        self.weight: torch.Tensor | None = None
+
+    def weigh(self, data_definitions: Mapping) -> None:
+        """Turn class_weights into one weight per class of the target field (balanced: from its class counts)."""
+        self.weight = class_weights(self.class_weights, data_definitions.get(self.target_field, {}))
 
     def loss(self, outputs: torch.Tensor, batch: Mapping) -> torch.Tensor:
         """The loss of a batch."""
@@ -298,7 +345,11 @@ class Objective:
         if self.masked and masks is None:
             raise ConfigError(f"the loss {self.loss_name!r} needs a 'masks' field in the batch", key="training.loss",
                               hint="Use the loss without 'masked_', or a problem whose batches carry masks")
-        return LOSSES[self.loss_name](outputs, batch[self.target_field], masks)
+        if self.weight is None:
+            return LOSSES[self.loss_name](outputs, batch[self.target_field], masks)
+        if self.weight.device != outputs.device:
+            self.weight = self.weight.to(outputs.device)
+        return LOSSES[self.loss_name](outputs, batch[self.target_field], masks, weight=self.weight.to(outputs.dtype))
 
     def metrics(self, data_definitions: Mapping) -> BatchMetrics:
         """Fresh metric states for one phase (train, val or test)."""
@@ -314,3 +365,28 @@ class Objective:
 def check_objective(loss: str, metrics: Sequence[str], *, file: str | None) -> None:
     """Refuse unknown loss or metric names from a configuration, naming the nearest ones."""
     check_objective_names(loss, metrics, losses=LOSSES, metric_names=METRICS, file=file)
+
+
+def class_weights(option: Any, target: Mapping) -> torch.Tensor | None:
+    """One loss weight per class: 'balanced' gives n / (K * n_c) from the training split's class counts that
+    the problem records (a class absent from training counts once), a list gives its weights in class order."""
+    if option is None:
+        return None
+    if "num_classes" not in target:
+        raise ConfigError("class_weights weigh classes, but these targets have none", key="training.loss.class_weights",
+                          hint="Remove class_weights: they suit classification tasks")
+    classes, size = target.get("classes") or [], int(target["num_classes"])
+    if option == "balanced":
+        counts = target.get("class_counts")
+        if counts is None:
+            raise ConfigError("class_weights: balanced needs the training split's class counts, which this problem "
+                              "does not record", key="training.loss.class_weights",
+                              hint=f"Give the {size} weights as a list, one per class")
+        counts = torch.tensor(counts, dtype=torch.float64)
+        return (counts.sum() / (size * counts.clamp_min(1.0))).float()
+    if len(option) != size:
+        named = f" ({', '.join(map(str, classes))})" if classes else ""
+        raise ConfigError(f"class_weights gives {len(option)} weights, but the targets have {size} classes{named}",
+                          key="training.loss.class_weights",
+                          hint="Give one weight per class, in this order, or write class_weights: balanced")
+    return torch.tensor([float(w) for w in option], dtype=torch.float32)
