@@ -11,8 +11,8 @@ from pyrosys.configuration.constraints import Integer, ListOf, Number, OneOf
 from pyrosys.data_dict import DataDict
 from pyrosys.factory import register
 from pyrosys.models.model import Model
-from pyrosys.models.modules import (PER_POSITION_TASKS, Conv1dEncoder, TokenEmbedding, head_for, masked_max,
-                                    masked_mean)
+from pyrosys.models.modules import Conv1dEncoder, TokenEmbedding, head_for, masked_max, masked_mean
+from pyrosys.objectives import RESIDUE_TASKS
 
 
 @register("model")
@@ -20,7 +20,7 @@ class ProteinCNN(Model):
     """Token embedding, Conv1d-ReLU stages keeping the length, masked max pool, classification/regression head."""
 
     input_kinds = ("tokens",)
-    tasks = ("classification", "regression", *PER_POSITION_TASKS)    # residue tasks: a per-position head
+    tasks = ("classification", "regression", *RESIDUE_TASKS)    # residue tasks: a per-position head
 
     @staticmethod
     def get_params() -> dict:
@@ -44,7 +44,7 @@ class ProteinCNN(Model):
 
     def forward(self, inputs: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
         features = self.models["encoder"](self.models["embedding"](inputs), masks)
-        if self.data_definitions["targets"]["task"] in PER_POSITION_TASKS:
+        if self.data_definitions["targets"]["task"] in RESIDUE_TASKS:
             return self.models["head"](features)              # one answer per residue, no pooling
         pool = masked_mean if self.params["pooling"] == "mean" else masked_max
         return self.models["head"](pool(features, masks))

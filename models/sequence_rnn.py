@@ -11,8 +11,8 @@ from pyrosys.configuration.constraints import Boolean, Integer, Number, OneOf
 from pyrosys.data_dict import DataDict
 from pyrosys.factory import register
 from pyrosys.models.model import Model
-from pyrosys.models.modules import (PER_POSITION_TASKS, PositionwiseDecoder, RNNEncoder, SequenceInput, head_for,
-                                    masked_mean)
+from pyrosys.models.modules import PositionwiseDecoder, RNNEncoder, SequenceInput, head_for, masked_mean
+from pyrosys.objectives import RESIDUE_TASKS
 
 
 @register("model")
@@ -21,7 +21,7 @@ class SequenceRNN(Model):
     tasks, a pooled head otherwise."""
 
     input_kinds = ("sequence", "tokens")
-    tasks = ("sequence", "classification", "regression", *PER_POSITION_TASKS)   # residue tasks: a per-position head
+    tasks = ("sequence", "classification", "regression", *RESIDUE_TASKS)   # residue tasks: a per-position head
     # MI-Prometheus's LSTM model: the same stacked LSTM with a per-position linear output
     aliases = Aliases(names={"LSTM": {"cell": "lstm"}}, keys={"hidden_state_size": "hidden_size"})
 
@@ -55,7 +55,7 @@ class SequenceRNN(Model):
         task = self.data_definitions["targets"]["task"]
         if task == "sequence":
             return self.models["head"](self.models["encoder"](entry))
-        if task in PER_POSITION_TASKS:                        # one answer per residue, no pooling
+        if task in RESIDUE_TASKS:                        # one answer per residue, no pooling
             return self.models["head"](self.models["encoder"](entry, masks))
         return self.models["head"](masked_mean(self.models["encoder"](entry, masks), masks))
 

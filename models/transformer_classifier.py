@@ -12,7 +12,8 @@ from pyrosys.data_dict import DataDict
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
 from pyrosys.models.model import Model
-from pyrosys.models.modules import PER_POSITION_TASKS, SequenceInput, TransformerEncoder, head_for, masked_mean
+from pyrosys.models.modules import SequenceInput, TransformerEncoder, head_for, masked_mean
+from pyrosys.objectives import RESIDUE_TASKS
 
 
 @register("model")
@@ -20,7 +21,7 @@ class TransformerClassifier(Model):
     """Embedding or projection, sinusoidal positions, self-attention layers, masked mean pool, head."""
 
     input_kinds = ("sequence", "tokens")
-    tasks = ("classification", "regression", *PER_POSITION_TASKS)    # residue tasks: a per-position head
+    tasks = ("classification", "regression", *RESIDUE_TASKS)    # residue tasks: a per-position head
 
     @staticmethod
     def get_params() -> dict:
@@ -52,7 +53,7 @@ class TransformerClassifier(Model):
 
     def forward(self, inputs: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
         features = self.models["encoder"](self.models["input"](inputs), masks)
-        if self.data_definitions["targets"]["task"] in PER_POSITION_TASKS:
+        if self.data_definitions["targets"]["task"] in RESIDUE_TASKS:
             return self.models["head"](features)              # one answer per residue, no pooling
         return self.models["head"](masked_mean(features, masks))
 

@@ -16,6 +16,7 @@ import torch
 from pyrosys.configuration.constraints import Boolean, Integer, Label, ListOf, OneOf, OptionalOf, Text
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
+from pyrosys.objectives import RESIDUE_TASKS
 from pyrosys.problems.problem import FRACTIONS, FileProblem, read_rows, read_text
 from pyrosys.problems.scikit_learn import split_indices, standardise
 
@@ -24,7 +25,6 @@ AMBIGUOUS = "XBZUO"
 VOCABULARY = ["<pad>", *AMINO_ACIDS, *AMBIGUOUS]
 TOKEN = {letter: index for index, letter in enumerate(VOCABULARY) if index}
 SPLITS = ("train", "val", "test")
-RESIDUE_TASKS = ("residue_classification", "residue_regression")    # one label per residue
 CLASS_TASKS = ("classification", "residue_classification")
 
 

@@ -106,7 +106,7 @@ def masked_huber(outputs, targets, masks):
 CLASS_LABELS = {"classification", "residue_classification"}    # integer class targets, one logit per class
 VALUES = {"regression", "autoencoding", "sequence", "residue_regression"}   # float targets of the outputs' shape
 BINARY = {"sequence"}                                      # 0/1 float targets, one logit per value
-PER_POSITION = {"residue_classification", "residue_regression"}   # targets per residue: padding must not count
+RESIDUE_TASKS = ("residue_classification", "residue_regression")   # targets per residue: padding must not count
 LOSS_TASKS = {"cross_entropy": CLASS_LABELS, "masked_cross_entropy": CLASS_LABELS,
               "bce_with_logits": BINARY, "masked_bce_with_logits": BINARY}
 METRIC_TASKS = {"accuracy": CLASS_LABELS | BINARY, "f1": CLASS_LABELS | BINARY, "auroc": CLASS_LABELS | BINARY,
@@ -117,7 +117,7 @@ METRIC_TASKS = {"accuracy": CLASS_LABELS | BINARY, "f1": CLASS_LABELS | BINARY, 
 def check_task(loss: str, metrics: Sequence[str], task: str, problem: str) -> None:
     """Refuse a loss or metric that cannot compare a model's outputs with this task's targets."""
     allowed = LOSS_TASKS.get(loss, VALUES)
-    if task in PER_POSITION and not loss.startswith("masked_"):
+    if task in RESIDUE_TASKS and not loss.startswith("masked_"):
         raise ConfigError(f"the loss {loss!r} would count the padding of {problem}, a {task} task (one label per "
                           "residue)", key="training.loss", hint=f"Use masked_{loss}, or remove training.loss to use "
                                                                  "the task's default")
@@ -187,7 +187,7 @@ def _accuracy(target: Mapping) -> torchmetrics.Metric:
 def _f1(target: Mapping) -> torchmetrics.Metric:
     """F1: of the positive class (index 1) for 0/1 values and two-class residue labels, else the macro mean."""
     classes = _num_classes(target)
-    if classes is None or (classes == 2 and target.get("task") in PER_POSITION):
+    if classes is None or (classes == 2 and target.get("task") in RESIDUE_TASKS):
         return torchmetrics.classification.BinaryF1Score()
     return torchmetrics.classification.MulticlassF1Score(num_classes=classes, average="macro")
 

@@ -9,9 +9,6 @@ from torch import nn
 from pyrosys.models.modules.sequential import LeanSequential
 
 
-PER_POSITION_TASKS = ("residue_classification", "residue_regression")   # one answer per residue: no pooling
-
-
 def output_size(target: Mapping) -> int:
     """How many outputs a target needs: its classes, else its number of values (1 for a scalar)."""
     if "num_classes" in target:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from pyrosys.errors import ConfigError
+from pyrosys.objectives import RESIDUE_TASKS
 from pyrosys.problems.protein import read_sequence_file, token_ids
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab")
@@ -149,7 +150,7 @@ def prediction_rows(model: Any, ids: list[str], fields: dict, source: str | None
                           f"{bad[0]!r}), from finite inputs", file=source, key="--m",
                           hint="Its weights are damaged or the inputs are far outside what it was trained on")
     targets = model.data_definitions.get("targets", {})
-    if model.task in ("residue_classification", "residue_regression"):
+    if model.task in RESIDUE_TASKS:
         return residue_rows(model, ids, fields, outputs)
     rows = [{"id": identifier} for identifier in ids]
     if model.task == "classification":

@@ -1,7 +1,7 @@
 """Test: a model on its problem's test split -> statistics, a summary and (for classifiers) a confusion
-matrix in a testing folder (residue tasks: and one row of statistics per test protein); repeated tests with their mean and std; and the configuration a checkpoint
-is tested with (its own, with the tester's files and overrides merged over it by the same rules as
-the trainer's)."""
+matrix in a testing folder (residue tasks: also one row of statistics per test protein); repeated tests
+with their mean and std; and the configuration a checkpoint is tested with (its own, with the tester's
+files and overrides merged over it by the same rules as the trainer's)."""
 from __future__ import annotations
 
 import csv
@@ -21,11 +21,11 @@ from pyrosys.configuration.loading import Configuration, dump_yaml, leaf_paths, 
 from pyrosys.errors import ConfigError
 from pyrosys.factory import check_class_path
 from pyrosys.folders.experiment import TestingFolder
+from pyrosys.objectives import RESIDUE_TASKS
 from pyrosys.tracking.plots import plot_confusion
 from pyrosys.workers.pipeline.resolve import PHASE_SECTIONS, translate_aliases
 
-CHECKPOINT = "the checkpoint"
-RESIDUE_TASKS = ("residue_classification", "residue_regression")   # one label per residue      # the source of the keys a checkpoint's own configuration set
+CHECKPOINT = "the checkpoint"      # the source of the keys a checkpoint's own configuration set
 
 
 def test_model(model: Any, problem: Any, parent: Path, name: str | None = None) -> dict:
