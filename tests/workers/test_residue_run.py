@@ -8,9 +8,11 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from pyrosys.workers import predictor, trainer
+from pyrosys.workers.pipeline.test import protein_row
 
 CONFIG = """\
 problem: {name: ProteinSequences, path: residues.csv, task: residue_classification, batch_size: 4,
@@ -85,3 +87,14 @@ def test_bad_residue_inputs_exit_2_naming_file_and_line_with_nothing_written(tmp
     for fragment in fragments:
         assert fragment in error, (fragment, error)
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("logits, truth, expected", [
+    ([[1, 0], [1, 0]], [0, 0], {"positives": 0, "predicted_positives": 0, "accuracy": 1.0, "mcc": 0.0, "f1": 0.0}),
+    ([[1, 0], [0, 1], [0, 1]], [1, 1, 0], {"positives": 2, "predicted_positives": 2, "accuracy": 1 / 3,
+                                           "mcc": -0.5, "f1": 0.5}),
+    ([[1, 0, 0], [0, 0, 1]], [0, 2], {"accuracy": 1.0, "mcc": 1.0, "f1": 1.0}),    # class 1 absent: not averaged
+])
+def test_a_proteins_statistics_are_over_its_residues_with_undefined_mcc_zero(logits, truth, expected):
+    row = protein_row("residue_classification", torch.tensor(logits, dtype=torch.float32), torch.tensor(truth))
+    assert row == pytest.approx(expected, abs=1e-6)

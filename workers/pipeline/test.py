@@ -7,12 +7,12 @@ from __future__ import annotations
 import csv
 import io
 import statistics
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from sklearn.metrics import f1_score, matthews_corrcoef
 
 from pyrosys.app_state import AppState
 from pyrosys.atomic import write_text_atomic
@@ -82,7 +82,7 @@ def per_protein_statistics(model: Any, problem: Any, testing: TestingFolder) -> 
             outputs = model.forward_batch(batch)
             for offset, keep in enumerate(batch["masks"]):
                 rows.append({"id": names[start + offset], "length": int(keep.sum()),
-                             **protein_row(model, outputs[offset][keep], batch["targets"][offset][keep])})
+                             **protein_row(model.task, outputs[offset][keep], batch["targets"][offset][keep])})
     with io.StringIO() as text:
         writer = csv.DictWriter(text, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -92,21 +92,27 @@ def per_protein_statistics(model: Any, problem: Any, testing: TestingFolder) -> 
     return {f"protein_{name}": statistics.fmean(row[name] for row in rows) for name in measured}
 
 
-def protein_row(model: Any, outputs: torch.Tensor, truth: torch.Tensor) -> dict:
+def protein_row(task: str, outputs: torch.Tensor, truth: torch.Tensor) -> dict:
     """One protein's statistics over its residues: positives (class index 1), predicted positives, accuracy,
-    MCC and F1 (of the positive class; macro over more classes) for classes; MSE and MAE for values."""
-    if model.task == "residue_regression":
+    MCC and F1 (of the positive class; more classes: macro over those the protein has or is predicted to
+    have) for classes; MSE and MAE for values."""
+    if task == "residue_regression":
         error = outputs.float() - truth.float()
         return {"mse": round(float(error.pow(2).mean()), 6), "mae": round(float(error.abs().mean()), 6)}
     classes, predicted = outputs.shape[-1], outputs.argmax(dim=-1)
     row = {"positives": int((truth == 1).sum()), "predicted_positives": int((predicted == 1).sum())} \
         if classes == 2 else {}
+    from sklearn.metrics import f1_score, matthews_corrcoef    # residue tasks alone pay for its import
+
     truth, predicted = truth.cpu().numpy(), predicted.cpu().numpy()
-    average = {"average": "binary", "pos_label": 1} if classes == 2 else {"average": "macro"}
-    return {**row, "accuracy": round(float((predicted == truth).mean()), 6),
-            "mcc": round(float(matthews_corrcoef(truth, predicted)), 6),   # 0 where undefined (one class only)
-            "f1": round(float(f1_score(truth, predicted, labels=list(range(classes)), zero_division=0,
-                                       **average)), 6)}
+    average = {"average": "binary", "pos_label": 1, "labels": [0, 1]} if classes == 2 else \
+        {"average": "macro", "labels": sorted(set(truth.tolist()) | set(predicted.tolist()))}   # the classes it has
+    with warnings.catch_warnings():          # a protein of one class: MCC 0, said in docs/proteins.md, not warned
+        warnings.simplefilter("ignore", UserWarning)
+        mcc = float(matthews_corrcoef(truth, predicted))
+    f1 = float(f1_score(truth, predicted, zero_division=0, **average))
+    return {**row, "accuracy": round(float((predicted == truth).mean()), 6), "mcc": round(mcc, 6),
+            "f1": round(f1, 6)}
 
 
 def repeat_tests(model: Any, problem: Any, folder: Path, repeats: int) -> tuple[dict, Path]:
