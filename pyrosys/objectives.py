@@ -117,13 +117,13 @@ METRIC_TASKS = {"accuracy": CLASS_LABELS | BINARY, "f1": CLASS_LABELS | BINARY, 
 def check_task(loss: str, metrics: Sequence[str], task: str, problem: str) -> None:
     """Refuse a loss or metric that cannot compare a model's outputs with this task's targets."""
     allowed = LOSS_TASKS.get(loss, VALUES)
+    if task not in allowed:
+        raise ConfigError(f"the loss {loss!r} suits {' or '.join(sorted(allowed))} tasks, but {problem} is a "
+                          f"{task} task", key="training.loss", hint="Remove training.loss to use the task's default")
     if task in RESIDUE_TASKS and not loss.startswith("masked_"):
         raise ConfigError(f"the loss {loss!r} would count the padding of {problem}, a {task} task (one label per "
                           "residue)", key="training.loss", hint=f"Use masked_{loss}, or remove training.loss to use "
                                                                  "the task's default")
-    if task not in allowed:
-        raise ConfigError(f"the loss {loss!r} suits {' or '.join(sorted(allowed))} tasks, but {problem} is a "
-                          f"{task} task", key="training.loss", hint="Remove training.loss to use the task's default")
     for name in metrics:
         if task not in METRIC_TASKS[name]:
             raise ConfigError(f"the metric {name!r} suits {' or '.join(sorted(METRIC_TASKS[name]))} tasks, but "
@@ -347,9 +347,8 @@ class Objective:
                               hint="Use the loss without 'masked_', or a problem whose batches carry masks")
         if self.weight is None:
             return LOSSES[self.loss_name](outputs, batch[self.target_field], masks)
-        if self.weight.device != outputs.device:
-            self.weight = self.weight.to(outputs.device)
-        return LOSSES[self.loss_name](outputs, batch[self.target_field], masks, weight=self.weight.to(outputs.dtype))
+        weight = self.weight.to(outputs.device, outputs.dtype)      # no copy once on the outputs' device
+        return LOSSES[self.loss_name](outputs, batch[self.target_field], masks, weight=weight)
 
     def metrics(self, data_definitions: Mapping) -> BatchMetrics:
         """Fresh metric states for one phase (train, val or test)."""
