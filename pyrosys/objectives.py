@@ -173,6 +173,31 @@ class SequenceAccuracy(torchmetrics.Metric):
         return self.correct / self.total.clamp_min(1.0)
 
 
+def matthews(tn: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, tp: torch.Tensor) -> torch.Tensor:
+    """The Matthews correlation of a binary confusion matrix, 0 where it is undefined (no true or no predicted
+    positives or negatives: scikit-learn's convention)."""
+    tn, fp, fn, tp = (count.double() for count in (tn, fp, fn, tp))
+    denominator = (tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)
+    if denominator == 0:
+        return torch.zeros((), dtype=torch.float32, device=tp.device)
+    return ((tp * tn - fp * fn) / denominator.sqrt()).float()
+
+
+class BinaryMCC(torchmetrics.classification.BinaryMatthewsCorrCoef):
+    """torchmetrics' binary MCC, but 0 where MCC is undefined: torchmetrics' own value there (after Chicco et
+    al.) gives a model that never predicts a rare positive class an MCC near 0.3 on a large split."""
+
+    def compute(self) -> torch.Tensor:
+        return matthews(*self.confmat.reshape(-1))
+
+    @staticmethod
+    def batch(probabilities: torch.Tensor, targets: torch.Tensor, threshold: float) -> torch.Tensor:
+        """One batch's value, stateless: the confusion counts of positive-class probabilities at `threshold`."""
+        predicted, truth = probabilities >= threshold, targets.bool()
+        tp, fp, fn = (predicted & truth).sum(), (predicted & ~truth).sum(), (~predicted & truth).sum()
+        return matthews(truth.numel() - tp - fp - fn, fp, fn, tp)
+
+
 def _num_classes(target: Mapping) -> int | None:
     return int(target["num_classes"]) if "num_classes" in target else None
 
@@ -196,7 +221,7 @@ def _mcc(target: Mapping) -> torchmetrics.Metric:
     """Matthews correlation: of the positive class (index 1) for two classes or 0/1 values, else multiclass."""
     classes = _num_classes(target)
     if classes is None or classes == 2:
-        return torchmetrics.classification.BinaryMatthewsCorrCoef()
+        return BinaryMCC()
     return torchmetrics.classification.MulticlassMatthewsCorrCoef(num_classes=classes)
 
 
@@ -226,8 +251,7 @@ METRICS: dict[str, Callable[[Mapping], torchmetrics.Metric]] = {
 CLASSIFICATION_METRICS = {"accuracy", "f1", "auroc", "mcc", "average_precision"}
 # metrics of the positive class alone: fed its probability (class index 1 of two class logits)
 POSITIVE_CLASS_METRICS = (torchmetrics.classification.BinaryF1Score, torchmetrics.classification.BinaryAUROC,
-                          torchmetrics.classification.BinaryMatthewsCorrCoef,
-                          torchmetrics.classification.BinaryAveragePrecision)
+                          BinaryMCC, torchmetrics.classification.BinaryAveragePrecision)
 
 
 class BatchMetrics(nn.Module):
@@ -306,8 +330,8 @@ def batch_value(metric: torchmetrics.Metric, *arguments: Any) -> torch.Tensor:
         return tc.multiclass_auroc(*arguments, num_classes=metric.num_classes, validate_args=False)
     if kind is torchmetrics.classification.BinaryAUROC:
         return tc.binary_auroc(*arguments, validate_args=False)
-    if kind is torchmetrics.classification.BinaryMatthewsCorrCoef:
-        return tc.binary_matthews_corrcoef(*arguments, threshold=metric.threshold, validate_args=False)
+    if kind is BinaryMCC:
+        return BinaryMCC.batch(*arguments, threshold=metric.threshold)
     if kind is torchmetrics.classification.MulticlassMatthewsCorrCoef:
         return tc.multiclass_matthews_corrcoef(*arguments, num_classes=metric.num_classes, validate_args=False)
     if kind is torchmetrics.classification.BinaryAveragePrecision:

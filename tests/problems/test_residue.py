@@ -102,6 +102,20 @@ def test_masked_loss_and_metrics_ignore_padding_as_computed_by_hand():
     assert torch.isclose(weighted.loss(outputs, batch), expected)
 
 
+@pytest.mark.parametrize("logits, truth, expected", [
+    ([[2.0, 0.0]] * 99 + [[1.0, 0.0]], [0] * 99 + [1], 0.0),           # never predicts the rare class: MCC 0
+    ([[2.0, 0.0]] * 98 + [[0.0, 1.0]] * 2, [0] * 99 + [1], (1 * 98 - 1 * 0) / (2 * 1 * 98 * 99) ** 0.5),
+])
+def test_mcc_is_zero_where_undefined_and_the_same_per_batch_and_per_phase(logits, truth, expected):
+    objective = Objective("masked_cross_entropy", ("mcc",))
+    metrics = objective.metrics({"targets": {"task": "residue_classification", "num_classes": 2}})
+    batch = {"targets": torch.tensor([truth]), "masks": torch.ones(1, len(truth), dtype=torch.bool)}
+    inputs = objective.metric_inputs(torch.tensor([logits]), batch)
+    assert float(metrics.batch_values(*inputs)["mcc"]) == pytest.approx(expected, abs=1e-6)
+    metrics.update(*inputs)
+    assert float(metrics.compute()["mcc"]) == pytest.approx(expected, abs=1e-6)
+
+
 @pytest.mark.parametrize("loss, key, fragment", [
     ({"name": "cross_entropy", "weights": "balanced"}, "training.loss.weights", "no option 'weights'"),
     ({"class_weights": "balanced"}, "training.loss.name", "names no loss"),
