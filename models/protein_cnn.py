@@ -1,4 +1,5 @@
-"""ProteinCNN: 1D convolutions over amino-acid embeddings, max-pooled over the sequence, then a head."""
+"""ProteinCNN: 1D convolutions over amino-acid embeddings, max-pooled over the sequence, then a head (residue
+tasks: the head at every position, no pooling)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -11,6 +12,7 @@ from pyrosys.data_dict import DataDict
 from pyrosys.factory import register
 from pyrosys.models.model import Model
 from pyrosys.models.modules import Conv1dEncoder, TokenEmbedding, head_for, masked_max, masked_mean
+from pyrosys.objectives import RESIDUE_TASKS
 
 
 @register("model")
@@ -18,6 +20,7 @@ class ProteinCNN(Model):
     """Token embedding, Conv1d-ReLU stages keeping the length, masked max pool, classification/regression head."""
 
     input_kinds = ("tokens",)
+    tasks = ("classification", "regression", "multilabel", *RESIDUE_TASKS)    # residue tasks: a per-position head
 
     @staticmethod
     def get_params() -> dict:
@@ -41,6 +44,8 @@ class ProteinCNN(Model):
 
     def forward(self, inputs: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
         features = self.models["encoder"](self.models["embedding"](inputs), masks)
+        if self.data_definitions["targets"]["task"] in RESIDUE_TASKS:
+            return self.models["head"](features)              # one answer per residue, no pooling
         pool = masked_mean if self.params["pooling"] == "mean" else masked_max
         return self.models["head"](pool(features, masks))
 

@@ -12,14 +12,16 @@ from pyrosys.data_dict import DataDict
 from pyrosys.factory import register
 from pyrosys.models.model import Model
 from pyrosys.models.modules import PositionwiseDecoder, RNNEncoder, SequenceInput, head_for, masked_mean
+from pyrosys.objectives import RESIDUE_TASKS
 
 
 @register("model")
 class SequenceRNN(Model):
-    """Recurrent encoder; a per-position decoder for sequence tasks (recall), a pooled head otherwise."""
+    """Recurrent encoder; a per-position decoder for sequence tasks (recall), a per-position head for residue
+    tasks, a pooled head otherwise."""
 
     input_kinds = ("sequence", "tokens")
-    tasks = ("sequence", "classification", "regression", "multilabel")
+    tasks = ("sequence", "classification", "regression", "multilabel", *RESIDUE_TASKS)   # residue: per position
     # MI-Prometheus's LSTM model: the same stacked LSTM with a per-position linear output
     aliases = Aliases(names={"LSTM": {"cell": "lstm"}}, keys={"hidden_state_size": "hidden_size"})
 
@@ -47,11 +49,14 @@ class SequenceRNN(Model):
         return {"input": entry, "encoder": encoder, "head": head}
 
     def forward(self, inputs: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-position outputs for sequence tasks (where masks mark the answer, not padding); otherwise
-        the mean of the features over the unpadded positions, through the head."""
+        """Per-position outputs for sequence tasks (where masks mark the answer, not padding) and residue tasks
+        (masks mark padding); otherwise the mean of the features over the unpadded positions, through the head."""
         entry = self.models["input"](inputs)
-        if self.data_definitions["targets"]["task"] == "sequence":
+        task = self.data_definitions["targets"]["task"]
+        if task == "sequence":
             return self.models["head"](self.models["encoder"](entry))
+        if task in RESIDUE_TASKS:                        # one answer per residue, no pooling
+            return self.models["head"](self.models["encoder"](entry, masks))
         return self.models["head"](masked_mean(self.models["encoder"](entry, masks), masks))
 
     def forward_batch(self, batch: DataDict) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""TransformerClassifier: a Transformer encoder over sequences or tokens, pooled, then a head."""
+"""TransformerClassifier: a Transformer encoder over sequences or tokens, pooled, then a head (residue tasks:
+the head at every position, no pooling)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -12,6 +13,7 @@ from pyrosys.errors import ConfigError
 from pyrosys.factory import register
 from pyrosys.models.model import Model
 from pyrosys.models.modules import SequenceInput, TransformerEncoder, head_for, masked_mean
+from pyrosys.objectives import RESIDUE_TASKS
 
 
 @register("model")
@@ -19,6 +21,7 @@ class TransformerClassifier(Model):
     """Embedding or projection, sinusoidal positions, self-attention layers, masked mean pool, head."""
 
     input_kinds = ("sequence", "tokens")
+    tasks = ("classification", "regression", "multilabel", *RESIDUE_TASKS)    # residue tasks: a per-position head
 
     @staticmethod
     def get_params() -> dict:
@@ -50,6 +53,8 @@ class TransformerClassifier(Model):
 
     def forward(self, inputs: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
         features = self.models["encoder"](self.models["input"](inputs), masks)
+        if self.data_definitions["targets"]["task"] in RESIDUE_TASKS:
+            return self.models["head"](features)              # one answer per residue, no pooling
         return self.models["head"](masked_mean(features, masks))
 
     def forward_batch(self, batch: DataDict) -> torch.Tensor:

@@ -32,6 +32,8 @@ DEFAULT_OBJECTIVES: dict[str, tuple[str, tuple[str, ...]]] = {
     "regression": ("mse", ("mse", "mae", "r2")),
     "sequence": ("masked_bce_with_logits", ("accuracy", "sequence_accuracy")),
     "multilabel": ("bce_with_logits", ("f1_micro", "f1_macro", "average_precision", "fmax")),
+    "residue_classification": ("masked_cross_entropy", ("accuracy", "mcc", "auroc", "average_precision", "f1")),
+    "residue_regression": ("masked_mse", ("mse", "mae", "r2")),
 }
 
 
@@ -250,7 +252,7 @@ class InMemoryProblem(Problem):
     def check_data(self, splits: Mapping[str, TensorSplit]) -> None:
         """Refuse data that cannot train or test: a single class, or values that are not finite numbers."""
         targets = self.data_definitions["targets"]
-        if self.task == "classification" and int(targets.get("num_classes", 2)) < 2:
+        if self.task in ("classification", "residue_classification") and int(targets.get("num_classes", 2)) < 2:
             raise ConfigError(f"the data hold a single class ({(targets.get('classes') or ['?'])[0]!r}): there is "
                               "nothing to tell apart", file=self.data_file(), key=self.labels_key(),
                               hint="A classification needs samples of at least two classes")

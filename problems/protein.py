@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyrosys.configuration.constraints import Boolean, Integer, OneOf, OptionalOf, Text
+from pyrosys.configuration.constraints import Boolean, Integer, Label, ListOf, OneOf, OptionalOf, Text
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
-from pyrosys.objectives import UNSEEN_FIELD
+from pyrosys.objectives import RESIDUE_TASKS, UNSEEN_FIELD
 from pyrosys.problems.problem import FRACTIONS, FileProblem, read_rows, read_text
 from pyrosys.problems.scikit_learn import split_indices, standardise
 
@@ -31,6 +31,7 @@ SPLITS = ("train", "val", "test")
 TERM_SEPARATOR = ";"           # multilabel: the terms of one sequence, e.g. GO:0005515;GO:0003677
 
 log = logging.getLogger(__name__)
+CLASS_TASKS = ("classification", "residue_classification")
 
 
 class Record:
@@ -134,19 +135,63 @@ def encode(record: Record, path: Path, max_length: int) -> list[int]:
     return ids[:max_length]
 
 
-def regression_values(records: list[Record], path: Path, label_column: str) -> np.ndarray:
-    """The records' labels as numbers, refusing any that is not a finite number with its line."""
-    values = np.zeros(len(records))
-    for row, record in enumerate(records):
-        try:
-            values[row] = float(str(record.label))
-        except ValueError:
-            values[row] = math.nan
-        if not math.isfinite(values[row]):
-            where = f"line {record.line}" + (f", column '{label_column}'" if record.field is not None else "")
-            raise ConfigError(f"{where}: the regression label {record.label!r} of {record.identifier} is not a finite "
-                              "number", file=str(path), key="problem.label_column",
-                              hint="Give every sequence a numeric label, or leave the unmeasured ones out")
+def label_place(record: Record, label_column: str) -> str:
+    """Where a record's label was read: 'line L, column C' of a table, 'line L, header key K' of FASTA."""
+    if record.field is not None:
+        return f"line {record.line}, column '{label_column}'"
+    return f"line {record.line}, header key '{label_column}='"
+
+
+def number(text: str, record: Record, path: Path, label_column: str, what: str) -> float:
+    """A label as a finite number, or a refusal naming the record, its line and `what` was read."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ConfigError(f"{label_place(record, label_column)}: the regression label {text!r} {what}of "
+                          f"{record.identifier} is not a finite number", file=str(path), key="problem.label_column",
+                          hint="Give every sequence a numeric label, or leave the unmeasured ones out")
+    return value
+
+
+def residue_labels(record: Record, path: Path, label_column: str) -> list[str]:
+    """One label per residue, comma-separated (0,0,1,0) or a string as long as the sequence (0010); a count
+    that differs from the sequence length is refused naming both lengths."""
+    text, residues = str(record.label).strip(), len(record.sequence)
+    labels = [part.strip() for part in text.split(",")] if "," in text or residues == 1 else list(text)
+    if len(labels) != residues:
+        raise ConfigError(f"{label_place(record, label_column)}: {record.identifier} has {len(labels)} residue "
+                          f"labels but its sequence is {residues} residues long", file=str(path),
+                          key="problem.label_column",
+                          hint="Give one label per residue: comma-separated (0,0,1,0) or a string exactly as long "
+                               "as the sequence (0010)")
+    return labels
+
+
+def class_labels(labels: list[list[str]], records: list[Record], declared: list | None, path: Path,
+                 label_column: str, per_residue: bool) -> tuple[list[str], list[list[int]]]:
+    """The classes (declared, else those found, sorted) and every record's labels as class indices; a label
+    outside declared classes is refused with its record, line and position."""
+    classes = [str(c) for c in declared] if declared else sorted({label for row in labels for label in row})
+    index = {label: i for i, label in enumerate(classes)}
+    for record, row in zip(records, labels):
+        for position, label in enumerate(row):
+            if label not in index:
+                residue = f"residue {position + 1} of " if per_residue else ""
+                raise ConfigError(f"{label_place(record, label_column)}: {residue}{record.identifier} is labelled "
+                                  f"{label!r}, not one of the declared classes {', '.join(classes)}",
+                                  file=str(path), key="problem.classes",
+                                  hint="Mend the label, or add it to problem.classes")
+    return classes, [[index[label] for label in row] for row in labels]
+
+
+def padded(rows: list[list], masks: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Per-residue values as [N, T] aligned with the masks (truncated alike; padding 0, never counted)."""
+    values = torch.zeros(masks.shape, dtype=dtype)
+    for row, labels in enumerate(rows):
+        kept = int(masks[row].sum())
+        values[row, :kept] = torch.tensor(labels[:kept], dtype=dtype)
     return values
 
 
@@ -195,20 +240,25 @@ class ProteinSequences(FileProblem):
     @staticmethod
     def get_params() -> dict:
         return {**FileProblem.get_params(),                 # FASTA (.fasta/.fa), CSV or TSV; relative to its YAML file
-                "task": "classification",     # or regression, or multilabel (`;`-separated terms)
+                "task": "classification",     # regression, multilabel (`;`-separated terms); residue_classification,
+                                              # residue_regression: one label per residue
                 "sequence_column": "sequence",
                 "label_column": "label",      # tables: the label column; FASTA: the header key (label=...)
                 "split_column": None,         # a column holding train / val / test; null: seeded fractions
                 "fractions": [0.8, 0.1, 0.1],
-                "max_length": 512,            # longer sequences are truncated
-                "standardize": True}          # regression targets standardised with training statistics
+                "max_length": 512,            # longer sequences (and their residue labels) are truncated
+                "standardize": True,          # regression targets standardised with training statistics
+                "classes": None}              # the labels a classification may hold, in order; null: those found
 
     @staticmethod
     def constraints() -> dict:
-        return {**FileProblem.constraints(), "task": OneOf("classification", "regression", "multilabel"),
+        return {**FileProblem.constraints(),
+                "task": OneOf("classification", "regression", "multilabel", "residue_classification",
+                              "residue_regression"),
                 "sequence_column": Text(), "label_column": Text(),
                 "split_column": OptionalOf(Text(), "seeded fractions"), "fractions": FRACTIONS,
-                "max_length": Integer(low=1), "standardize": Boolean()}
+                "max_length": Integer(low=1), "standardize": Boolean(),
+                "classes": OptionalOf(ListOf(Label(), min_length=2), "the labels found in the file, sorted")}
 
     @property
     def task(self) -> str:  # type: ignore[override]
@@ -256,23 +306,12 @@ class ProteinSequences(FileProblem):
             parts = [np.array([i for i, r in enumerate(records) if r.split == name], dtype=int) for name in SPLITS]
         else:
             parts = split_indices(len(records), params["fractions"], params["seed"])
-        targets_definition: dict = {"shape": []}
         extra: dict[str, torch.Tensor] = {}       # per-record fields a task adds (multilabel: unseen_terms)
         if self.task == "multilabel":
             targets, extra[UNSEEN_FIELD], targets_definition = multilabel_targets(records, parts[0], path,
                                                                                  params["label_column"])
-        elif self.task == "classification":
-            classes = sorted({r.label for r in records})
-            index = {label: i for i, label in enumerate(classes)}
-            targets = torch.tensor([index[r.label] for r in records])
-            targets_definition.update(dtype="int64", num_classes=len(classes), classes=classes)
         else:
-            values = regression_values(records, path, params["label_column"])
-            if params["standardize"]:
-                values, mean, std = standardise(values, parts[0])
-                targets_definition["standardize"] = {"mean": mean, "std": std}
-            targets = torch.tensor(values, dtype=torch.float32)
-            targets_definition["dtype"] = "float32"
+            targets, targets_definition = self.targets(records, path, parts[0], masks)
         definitions = {"inputs": {"kind": "tokens", "shape": [length], "dtype": "int64", "vocabulary": VOCABULARY},
                        "targets": targets_definition, "masks": {"shape": [length], "dtype": "bool"}}
         fields = {"inputs": inputs, "targets": targets, "masks": masks, **extra}
@@ -280,4 +319,47 @@ class ProteinSequences(FileProblem):
             definitions[UNSEEN_FIELD] = {"shape": [], "dtype": "int64"}
         splits = {name: {field: values[torch.from_numpy(idx)] for field, values in fields.items()}
                   for name, idx in zip(SPLITS, parts)}
+        self.identifiers = {name: [records[i].identifier for i in idx] for name, idx in zip(SPLITS, parts)}
         return splits, definitions
+
+    def targets(self, records: list[Record], path: Path, train: np.ndarray,
+                masks: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The targets of every record ([N], or [N, T] per residue aligned with the masks) and their definition:
+        classes with the training split's class counts, or standardisation statistics."""
+        params, label_column = self.params, self.params["label_column"]
+        per_residue, train = self.task in RESIDUE_TASKS, torch.from_numpy(train)
+        definition: dict = {"shape": [masks.shape[1]], "per_position": True} if per_residue else {"shape": []}
+        if per_residue:
+            labels = [residue_labels(record, path, label_column) for record in records]
+        else:
+            labels = [[str(record.label)] for record in records]
+        if self.task in CLASS_TASKS:
+            classes, indices = class_labels(labels, records, params["classes"], path, label_column, per_residue)
+            targets = padded(indices, masks, torch.long) if per_residue else torch.tensor([row[0] for row in indices])
+            kept = targets[train][masks[train]] if per_residue else targets[train]
+            counts = torch.bincount(kept, minlength=len(classes)).tolist()
+            definition.update(dtype="int64", num_classes=len(classes), classes=classes, class_counts=counts)
+            return targets, definition
+        return self.regression_targets(records, path, labels, train, masks, definition)
+
+    def regression_targets(self, records: list[Record], path: Path, labels: list[list[str]], train: torch.Tensor,
+                           masks: torch.Tensor, definition: dict) -> tuple[torch.Tensor, dict]:
+        """Regression targets (one value a record, or one a residue), standardised with the training split's
+        statistics (of its residues, for residue regression) where asked."""
+        per_residue, label_column = self.task in RESIDUE_TASKS, self.params["label_column"]
+        values = [[number(label, record, path, label_column, f"at residue {position + 1} " if per_residue else "")
+                   for position, label in enumerate(row)] for record, row in zip(records, labels)]
+        if per_residue:
+            targets = padded(values, masks, torch.float64)
+            flat, kept = targets.numpy().reshape(-1), masks.numpy().reshape(-1)
+            train_positions = np.flatnonzero((masks & torch.isin(torch.arange(len(masks)), train)[:, None])
+                                             .numpy().reshape(-1))
+        else:
+            flat, kept, train_positions = np.array([row[0] for row in values]), None, train.numpy()
+        if self.params["standardize"]:
+            flat, mean, std = standardise(flat, train_positions)
+            definition["standardize"] = {"mean": mean, "std": std}
+        if kept is not None:
+            flat = np.where(kept, flat, 0.0)
+        definition["dtype"] = "float32"
+        return torch.tensor(flat, dtype=torch.float32).reshape(masks.shape if per_residue else (-1,)), definition

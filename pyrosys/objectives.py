@@ -48,9 +48,9 @@ def _masked_mean(elementwise: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
     return (elementwise * weights).sum() / weights.sum().clamp_min(1.0)
 
 
-def cross_entropy(outputs, targets, masks=None):
-    """Cross-entropy of class logits [..., K] against integer targets [...]."""
-    return F.cross_entropy(*_class_targets(outputs, targets))
+def cross_entropy(outputs, targets, masks=None, weight=None):
+    """Cross-entropy of class logits [..., K] against integer targets [...] (classes weighted by `weight`)."""
+    return F.cross_entropy(*_class_targets(outputs, targets), weight=weight)
 
 
 def bce_with_logits(outputs, targets, masks=None):
@@ -73,11 +73,15 @@ def huber(outputs, targets, masks=None):
     return F.huber_loss(outputs, _like(outputs, targets))
 
 
-def masked_cross_entropy(outputs, targets, masks):
-    """Cross-entropy over the positions `masks` keeps (padded sequences)."""
+def masked_cross_entropy(outputs, targets, masks, weight=None):
+    """Cross-entropy over the positions `masks` keeps (padded sequences); with class weights, the weighted
+    mean over the kept positions (as F.cross_entropy weighs)."""
     flat_outputs, flat_targets = _class_targets(outputs, targets)
-    values = F.cross_entropy(flat_outputs, flat_targets, reduction="none")
-    return _masked_mean(values, masks.reshape(-1))
+    values = F.cross_entropy(flat_outputs, flat_targets, weight=weight, reduction="none")
+    if weight is None:
+        return _masked_mean(values, masks.reshape(-1))
+    kept = masks.reshape(-1).to(values.dtype)
+    return (values * kept).sum() / (kept * weight[flat_targets]).sum().clamp_min(torch.finfo(values.dtype).tiny)
 
 
 def masked_bce_with_logits(outputs, targets, masks):
@@ -102,16 +106,17 @@ def masked_huber(outputs, targets, masks):
 
 
 # The kinds of comparison a loss or metric makes, and the tasks whose targets allow it.
-CLASS_LABELS = {"classification"}                          # integer class targets, one logit per class
-VALUES = {"regression", "autoencoding", "sequence"}        # float targets of the outputs' shape
+CLASS_LABELS = {"classification", "residue_classification"}    # integer class targets, one logit per class
+VALUES = {"regression", "autoencoding", "sequence", "residue_regression"}   # float targets of the outputs' shape
 BINARY = {"sequence"}                                      # 0/1 float targets, one logit per value
 MULTILABEL = {"multilabel"}                                # 0/1 float targets [N, terms], one logit per term
+RESIDUE_TASKS = ("residue_classification", "residue_regression")   # targets per residue: padding must not count
 LOSS_TASKS = {"cross_entropy": CLASS_LABELS, "masked_cross_entropy": CLASS_LABELS,
               "bce_with_logits": BINARY | MULTILABEL, "masked_bce_with_logits": BINARY}
 METRIC_TASKS = {"accuracy": CLASS_LABELS | BINARY, "f1": CLASS_LABELS | BINARY, "auroc": CLASS_LABELS | BINARY,
+                "mcc": CLASS_LABELS | BINARY, "average_precision": CLASS_LABELS | BINARY | MULTILABEL,
                 "sequence_accuracy": BINARY | CLASS_LABELS, "mse": VALUES, "mae": VALUES, "r2": VALUES,
-                "f1_micro": MULTILABEL, "f1_macro": MULTILABEL, "fmax": MULTILABEL,
-                "average_precision": MULTILABEL}
+                "f1_micro": MULTILABEL, "f1_macro": MULTILABEL, "fmax": MULTILABEL}
 
 
 def check_task(loss: str, metrics: Sequence[str], task: str, problem: str) -> None:
@@ -120,6 +125,10 @@ def check_task(loss: str, metrics: Sequence[str], task: str, problem: str) -> No
     if task not in allowed:
         raise ConfigError(f"the loss {loss!r} suits {' or '.join(sorted(allowed))} tasks, but {problem} is a "
                           f"{task} task", key="training.loss", hint="Remove training.loss to use the task's default")
+    if task in RESIDUE_TASKS and not loss.startswith("masked_"):
+        raise ConfigError(f"the loss {loss!r} would count the padding of {problem}, a {task} task (one label per "
+                          "residue)", key="training.loss", hint=f"Use masked_{loss}, or remove training.loss to use "
+                                                                 "the task's default")
     for name in metrics:
         if task not in METRIC_TASKS[name]:
             raise ConfigError(f"the metric {name!r} suits {' or '.join(sorted(METRIC_TASKS[name]))} tasks, but "
@@ -210,6 +219,31 @@ class Fmax(torchmetrics.Metric):
         return torch.where(self.covered > 0, f, torch.zeros_like(f)).max().float()
 
 
+def matthews(tn: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, tp: torch.Tensor) -> torch.Tensor:
+    """The Matthews correlation of a binary confusion matrix, 0 where it is undefined (no true or no predicted
+    positives or negatives: scikit-learn's convention)."""
+    tn, fp, fn, tp = (count.double() for count in (tn, fp, fn, tp))
+    denominator = (tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)
+    if denominator == 0:
+        return torch.zeros((), dtype=torch.float32, device=tp.device)
+    return ((tp * tn - fp * fn) / denominator.sqrt()).float()
+
+
+class BinaryMCC(torchmetrics.classification.BinaryMatthewsCorrCoef):
+    """torchmetrics' binary MCC, but 0 where MCC is undefined: torchmetrics' own value there (after Chicco et
+    al.) gives a model that never predicts a rare positive class an MCC near 0.3 on a large split."""
+
+    def compute(self) -> torch.Tensor:
+        return matthews(*self.confmat.reshape(-1))
+
+    @staticmethod
+    def batch(probabilities: torch.Tensor, targets: torch.Tensor, threshold: float) -> torch.Tensor:
+        """One batch's value, stateless: the confusion counts of positive-class probabilities at `threshold`."""
+        predicted, truth = probabilities >= threshold, targets.bool()
+        tp, fp, fn = (predicted & truth).sum(), (predicted & ~truth).sum(), (~predicted & truth).sum()
+        return matthews(truth.numel() - tp - fp - fn, fp, fn, tp)
+
+
 def _num_classes(target: Mapping) -> int | None:
     return int(target["num_classes"]) if "num_classes" in target else None
 
@@ -222,10 +256,31 @@ def _accuracy(target: Mapping) -> torchmetrics.Metric:
 
 
 def _f1(target: Mapping) -> torchmetrics.Metric:
+    """F1: of the positive class (index 1) for 0/1 values and two-class residue labels, else the macro mean."""
     classes = _num_classes(target)
-    if classes is None:
+    if classes is None or (classes == 2 and target.get("task") in RESIDUE_TASKS):
         return torchmetrics.classification.BinaryF1Score()
     return torchmetrics.classification.MulticlassF1Score(num_classes=classes, average="macro")
+
+
+def _mcc(target: Mapping) -> torchmetrics.Metric:
+    """Matthews correlation: of the positive class (index 1) for two classes or 0/1 values, else multiclass."""
+    classes = _num_classes(target)
+    if classes is None or classes == 2:
+        return BinaryMCC()
+    return torchmetrics.classification.MulticlassMatthewsCorrCoef(num_classes=classes)
+
+
+def _average_precision(target: Mapping) -> torchmetrics.Metric:
+    """Average precision (area under precision-recall): for multilabel targets the macro mean over the terms
+    present; of the positive class (index 1) for two classes or 0/1 values; else the macro mean over the
+    classes."""
+    if target.get("task") == "multilabel":
+        return TermAveragePrecision(num_labels=_terms(target))
+    classes = _num_classes(target)
+    if classes is None or classes == 2:
+        return torchmetrics.classification.BinaryAveragePrecision()
+    return torchmetrics.classification.MulticlassAveragePrecision(num_classes=classes, average="macro")
 
 
 def _auroc(target: Mapping) -> torchmetrics.Metric:
@@ -254,28 +309,22 @@ class TermAveragePrecision(torchmetrics.classification.MultilabelAveragePrecisio
         return values[present].mean() if bool(present.any()) else values.new_tensor(0.0)
 
 
-def _average_precision(target: Mapping) -> torchmetrics.Metric:
-    """Average precision, the variant picked from the target's task: multilabel, the macro mean over the
-    terms present."""
-    if target.get("task") != "multilabel":
-        raise ConfigError(f"the metric 'average_precision' suits multilabel tasks, not {target.get('task')!r} ones",
-                          key="training.metrics", hint="Remove training.metrics to use the task's defaults")
-    return TermAveragePrecision(num_labels=_terms(target))
-
-
 METRICS: dict[str, Callable[[Mapping], torchmetrics.Metric]] = {
-    "accuracy": _accuracy, "f1": _f1, "auroc": _auroc,
+    "accuracy": _accuracy, "f1": _f1, "auroc": _auroc, "mcc": _mcc, "average_precision": _average_precision,
     "f1_micro": lambda target: torchmetrics.classification.MultilabelF1Score(num_labels=_terms(target),
                                                                              average="micro"),
     "f1_macro": lambda target: torchmetrics.classification.MultilabelF1Score(num_labels=_terms(target),
                                                                              average="macro"),
-    "average_precision": _average_precision, "fmax": lambda target: Fmax(),
+    "fmax": lambda target: Fmax(),
     "mse": lambda target: torchmetrics.MeanSquaredError(),
     "mae": lambda target: torchmetrics.MeanAbsoluteError(),
     "r2": lambda target: torchmetrics.R2Score(),
     "sequence_accuracy": lambda target: SequenceAccuracy(),
 }
-CLASSIFICATION_METRICS = {"accuracy", "f1", "auroc"}
+CLASSIFICATION_METRICS = {"accuracy", "f1", "auroc", "mcc", "average_precision"}
+# metrics of the positive class alone: fed its probability (class index 1 of two class logits)
+POSITIVE_CLASS_METRICS = (torchmetrics.classification.BinaryF1Score, torchmetrics.classification.BinaryAUROC,
+                          BinaryMCC, torchmetrics.classification.BinaryAveragePrecision)
 # metrics fed term probabilities [N, M] and integer 0/1 targets of the same shape
 MULTILABEL_METRICS = (torchmetrics.classification.MultilabelF1Score,
                       torchmetrics.classification.MultilabelAveragePrecision)
@@ -302,7 +351,10 @@ class BatchMetrics(nn.Module):
             outputs, targets = outputs[keep], targets[keep]
         if name in CLASSIFICATION_METRICS:
             if outputs.dim() == targets.dim() + 1 and outputs.shape[-1] > 1:
-                return outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1).long()
+                logits = outputs.reshape(-1, outputs.shape[-1])
+                if isinstance(metric, POSITIVE_CLASS_METRICS):
+                    return logits.softmax(dim=-1)[:, 1], targets.reshape(-1).long()
+                return logits, targets.reshape(-1).long()
             # binary: outputs are logits; probabilities, so that torchmetrics never mistakes them for ones
             return outputs.reshape(-1).sigmoid(), targets.reshape(-1).long()
         return outputs.reshape(-1).float(), targets.reshape(-1).float()
@@ -363,6 +415,12 @@ def batch_value(metric: torchmetrics.Metric, *arguments: Any) -> torch.Tensor:
         return tc.multiclass_auroc(*arguments, num_classes=metric.num_classes, validate_args=False)
     if kind is torchmetrics.classification.BinaryAUROC:
         return tc.binary_auroc(*arguments, validate_args=False)
+    if kind is BinaryMCC:
+        return BinaryMCC.batch(*arguments, threshold=metric.threshold)
+    if kind is torchmetrics.classification.MulticlassMatthewsCorrCoef:
+        return tc.multiclass_matthews_corrcoef(*arguments, num_classes=metric.num_classes, validate_args=False)
+    if kind is torchmetrics.classification.BinaryAveragePrecision:
+        return tc.binary_average_precision(*arguments, validate_args=False)
     if kind is SequenceAccuracy:
         return SequenceAccuracy.right(*arguments).float().mean()
     fresh = copy.deepcopy(metric)            # any other metric: exact, if slower
@@ -378,11 +436,17 @@ class Objective:
     loss_name: str
     metric_names: tuple[str, ...] = ()
     target_field: str = "targets"
+    class_weights: Any = None      # training.loss's class_weights: None, 'balanced' or one weight per class
 
     def __post_init__(self) -> None:
         self.metric_names = tuple(self.metric_names)
         check_objective(self.loss_name, self.metric_names, file=None)
         self.masked = self.loss_name.startswith("masked_")
+        self.weight: torch.Tensor | None = None
+
+    def weigh(self, data_definitions: Mapping) -> None:
+        """Turn class_weights into one weight per class of the target field (balanced: from its class counts)."""
+        self.weight = class_weights(self.class_weights, data_definitions.get(self.target_field, {}))
 
     def loss(self, outputs: torch.Tensor, batch: Mapping) -> torch.Tensor:
         """The loss of a batch."""
@@ -390,7 +454,10 @@ class Objective:
         if self.masked and masks is None:
             raise ConfigError(f"the loss {self.loss_name!r} needs a 'masks' field in the batch", key="training.loss",
                               hint="Use the loss without 'masked_', or a problem whose batches carry masks")
-        return LOSSES[self.loss_name](outputs, batch[self.target_field], masks)
+        if self.weight is None:
+            return LOSSES[self.loss_name](outputs, batch[self.target_field], masks)
+        weight = self.weight.to(outputs.device, outputs.dtype)      # no copy once on the outputs' device
+        return LOSSES[self.loss_name](outputs, batch[self.target_field], masks, weight=weight)
 
     def metrics(self, data_definitions: Mapping) -> BatchMetrics:
         """Fresh metric states for one phase (train, val or test)."""
@@ -408,3 +475,28 @@ class Objective:
 def check_objective(loss: str, metrics: Sequence[str], *, file: str | None) -> None:
     """Refuse unknown loss or metric names from a configuration, naming the nearest ones."""
     check_objective_names(loss, metrics, losses=LOSSES, metric_names=METRICS, file=file)
+
+
+def class_weights(option: Any, target: Mapping) -> torch.Tensor | None:
+    """One loss weight per class: 'balanced' gives n / (K * n_c) from the training split's class counts that
+    the problem records (a class absent from training counts once), a list gives its weights in class order."""
+    if option is None:
+        return None
+    if "num_classes" not in target:
+        raise ConfigError("class_weights weigh classes, but these targets have none", key="training.loss.class_weights",
+                          hint="Remove class_weights: they suit classification tasks")
+    classes, size = target.get("classes") or [], int(target["num_classes"])
+    if option == "balanced":
+        counts = target.get("class_counts")
+        if counts is None:
+            raise ConfigError("class_weights: balanced needs the training split's class counts, which this problem "
+                              "does not record", key="training.loss.class_weights",
+                              hint=f"Give the {size} weights as a list, one per class")
+        counts = torch.tensor(counts, dtype=torch.float64)
+        return (counts.sum() / (size * counts.clamp_min(1.0))).float()
+    if len(option) != size:
+        named = f" ({', '.join(map(str, classes))})" if classes else ""
+        raise ConfigError(f"class_weights gives {len(option)} weights, but the targets have {size} classes{named}",
+                          key="training.loss.class_weights",
+                          hint="Give one weight per class, in this order, or write class_weights: balanced")
+    return torch.tensor([float(w) for w in option], dtype=torch.float32)

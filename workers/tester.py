@@ -47,7 +47,7 @@ class Tester(Worker):
         registry.load(test.checkpoint_configuration(checkpoint, args.model, args.config, args.overrides))
         problem_plan = resolve_problem(registry)
         training = registry.section("training")
-        loss, metrics = training.get("loss"), plain(training.get("metrics"))
+        loss, metrics = plain(training.get("loss")), plain(training.get("metrics"))
         registry.freeze()
         registry.check_unread(exclude_source=test.CHECKPOINT)
         if args.print_config:

@@ -33,8 +33,17 @@ class RegressionHead(LeanSequential):
         super().__init__(nn.Dropout(float(dropout)), nn.Linear(in_features, int(outputs)))
 
 
+class ResidueRegressionHead(LeanSequential):
+    """Dropout then Linear to one value per position: [N, T, F] -> [N, T]."""
+
+    def __init__(self, in_features: int, dropout: float = 0.0) -> None:
+        super().__init__(nn.Dropout(float(dropout)), nn.Linear(in_features, 1), nn.Flatten(start_dim=-2))
+
+
 def head_for(task: str, in_features: int, target: Mapping, dropout: float = 0.0) -> nn.Module:
-    """The head a task needs, sized from the target's data definition."""
-    if task in ("classification", "multilabel"):       # multilabel: one independent logit per term
+    """The head a task needs, sized from the target's data definition (residue tasks: applied per position)."""
+    if task in ("classification", "residue_classification", "multilabel"):   # multilabel: one logit per term
         return ClassificationHead(in_features, output_size(target), dropout)
+    if task == "residue_regression":
+        return ResidueRegressionHead(in_features, dropout)
     return RegressionHead(in_features, output_size(target), dropout)

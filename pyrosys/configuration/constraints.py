@@ -123,6 +123,16 @@ class MappingOf(OfType):
     kind, words = Mapping, "a mapping"
 
 
+class Label(Constraint):
+    """A class label as a file writes it: a non-empty string or a whole number (YAML's 0 and '0' alike)."""
+
+    def accepts(self, value: Any) -> bool:
+        return (isinstance(value, str) and value != "") or (isinstance(value, int) and not isinstance(value, bool))
+
+    def describe(self) -> str:
+        return "a label (a non-empty string or a whole number)"
+
+
 class OneOf(Constraint):
     """One of a few values."""
 
@@ -227,9 +237,17 @@ def check_objective_names(loss: Any, metrics: Any, *, losses: Iterable[str], met
     """Refuse unknown loss or metric names from a configuration, naming the nearest ones: the one message for
     the names read from pyrosys.objectives's source (before torch) and for its imported tables."""
     losses, metric_names = list(losses), list(metric_names)
+    weighted = isinstance(loss, Mapping) and loss.get("class_weights") is not None
+    if isinstance(loss, Mapping):
+        check_loss_options(loss, file=file)
+        loss = loss["name"]
     if not isinstance(loss, str) or loss not in losses:
         raise ConfigError(f"there is no loss named {loss!r}", file=file, key="training.loss",
                           hint=did_you_mean(loss, losses))
+    if weighted and loss not in WEIGHTED_LOSSES:
+        raise ConfigError(f"class_weights weigh the classes of {' or '.join(WEIGHTED_LOSSES)}, not of {loss!r}",
+                          file=file, key="training.loss.class_weights",
+                          hint="Remove class_weights, or use one of those losses")
     if isinstance(metrics, str) or not isinstance(metrics, Sequence):
         raise ConfigError(f"metrics are a list of names, not {metrics!r}", file=file, key="training.metrics",
                           hint="Write for example 'metrics: [accuracy, f1]'")
@@ -237,3 +255,26 @@ def check_objective_names(loss: Any, metrics: Any, *, losses: Iterable[str], met
         if not isinstance(name, str) or name not in metric_names:
             raise ConfigError(f"there is no metric named {name!r}", file=file, key="training.metrics",
                               hint=did_you_mean(str(name), metric_names))
+
+
+LOSS_OPTIONS = ("name", "class_weights")              # training.loss written as a mapping
+WEIGHTED_LOSSES = ("cross_entropy", "masked_cross_entropy")   # the losses class_weights weigh
+
+
+def check_loss_options(loss: Mapping, *, file: str | None) -> None:
+    """Refuse a training.loss mapping with an unknown option, no name, or class_weights that are neither
+    'balanced' nor a list of positive numbers."""
+    for option in loss:
+        if option not in LOSS_OPTIONS:
+            raise ConfigError(f"training.loss has no option {option!r} (it has {', '.join(LOSS_OPTIONS)})", file=file,
+                              key=f"training.loss.{option}", hint=did_you_mean(str(option), LOSS_OPTIONS))
+    if "name" not in loss:
+        raise ConfigError("training.loss names no loss", file=file, key="training.loss.name",
+                          hint="Write for example 'loss: {name: cross_entropy, class_weights: balanced}'")
+    weights = loss.get("class_weights")
+    if weights is None:
+        return
+    if weights != "balanced" and not ListOf(Number(low=0, low_open=True), min_length=1).accepts(weights):
+        raise ConfigError(f"class_weights is 'balanced' or a list of positive numbers, one per class, not "
+                          f"{shown(weights)}", file=file, key="training.loss.class_weights",
+                          hint="balanced weighs each class by n / (K * n_c), from the training split's counts")

@@ -107,6 +107,7 @@ class TestingFolder:
     REPEATS = "testing_repeats.yaml"              # with --n: mean and std over the repeats
     CONFIGURATION = "testing_configuration.yaml"
     CONFUSION_CSV, CONFUSION_PNG = "confusion_matrix.csv", "confusion_matrix.png"
+    PER_PROTEIN = "testing_per_protein.csv"       # residue tasks: one row of statistics per test protein
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
@@ -139,6 +140,10 @@ class TestingFolder:
     @property
     def confusion_files(self) -> tuple[Path, Path]:
         return self.folder / self.CONFUSION_CSV, self.folder / self.CONFUSION_PNG
+
+    @property
+    def per_protein_file(self) -> Path:
+        return self.folder / self.PER_PROTEIN
 
     def result_file(self) -> Path:
         """What a grid's table reads: the repeats' summary when there is one, else the whole-set summary."""

@@ -9,7 +9,7 @@ import contextlib
 import logging
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,14 +174,16 @@ def build_model(plan: ComponentPlan, problem: Any) -> Any:
     return model
 
 
-def make_objective(model: Any, problem: Any, loss: str | None, metrics: list | None) -> Objective:
-    """The objective: the configuration's loss and metrics, else the model's (autoencoders), else the
-    problem's; checked to suit the task the model serves on this problem."""
-    objective = Objective(loss or model.default_loss or problem.default_loss,
+def make_objective(model: Any, problem: Any, loss: str | Mapping | None, metrics: list | None) -> Objective:
+    """The objective: the configuration's loss (a name, or {name, class_weights}) and metrics, else the
+    model's (autoencoders), else the problem's; checked to suit the task the model serves on this problem."""
+    name, weights = (loss.get("name"), loss.get("class_weights")) if isinstance(loss, Mapping) else (loss, None)
+    objective = Objective(name or model.default_loss or problem.default_loss,
                           tuple(metrics if metrics is not None else model.default_metrics or problem.default_metrics),
-                          target_field=model.target_field)
+                          target_field=model.target_field, class_weights=weights)
     check_task(objective.loss_name, objective.metric_names, model.task,
                f"the model {type(model).__name__} on the problem {problem.name}")
+    objective.weigh(model.data_definitions)
     return objective
 
 

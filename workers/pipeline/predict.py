@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from pyrosys.errors import ConfigError
+from pyrosys.objectives import RESIDUE_TASKS
 from pyrosys.problems.protein import TERM_SEPARATOR, read_sequence_file, token_ids
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab")
@@ -151,6 +152,8 @@ def prediction_rows(model: Any, ids: list[str], fields: dict, source: str | None
                           f"{bad[0]!r}), from finite inputs", file=source, key="--m",
                           hint="Its weights are damaged or the inputs are far outside what it was trained on")
     targets = model.data_definitions.get("targets", {})
+    if model.task in RESIDUE_TASKS:
+        return residue_rows(model, ids, fields, outputs)
     rows = [{"id": identifier} for identifier in ids]
     if model.task == "classification":
         probabilities = outputs.softmax(dim=-1)
@@ -180,4 +183,28 @@ def prediction_rows(model: Any, ids: list[str], fields: dict, source: str | None
         for row, code, error in zip(rows, codes.tolist(), errors.tolist()):
             row["reconstruction_mse"] = error
             row.update({f"code_{i}": value for i, value in enumerate(code)})
+    return rows
+
+
+def residue_rows(model: Any, ids: list[str], fields: dict, outputs: torch.Tensor) -> list[dict]:
+    """One row per residue of every sequence: id, position (1-based), residue, the predicted label with the
+    probability of each class (residue classification) or the value on the label scale (residue regression)."""
+    targets = model.data_definitions["targets"]
+    vocabulary = model.data_definitions["inputs"]["vocabulary"]
+    if model.task == "residue_classification":
+        probabilities = outputs.softmax(dim=-1)
+        classes = targets.get("classes") or [str(i) for i in range(probabilities.shape[-1])]
+        answers = [{"prediction": classes[int(p.argmax())], **{f"p_{name}": round(float(v), 6)
+                                                              for name, v in zip(classes, p.tolist())}}
+                   for p in probabilities.reshape(-1, probabilities.shape[-1])]
+    else:
+        values = outputs.double()
+        if "standardize" in targets:
+            values = values * targets["standardize"]["std"][0] + targets["standardize"]["mean"][0]
+        answers = [{"prediction": value} for value in values.reshape(-1).tolist()]
+    rows, width = [], fields["inputs"].shape[1]
+    for row, (identifier, tokens, keep) in enumerate(zip(ids, fields["inputs"].tolist(), fields["masks"].tolist())):
+        rows.extend({"id": identifier, "position": position + 1, "residue": vocabulary[token],
+                     **answers[row * width + position]}
+                    for position, (token, kept) in enumerate(zip(tokens, keep)) if kept)
     return rows

@@ -104,7 +104,7 @@ class TrainingPlan:
     model: ComponentPlan
     seed_torch: int
     seed_numpy: int
-    loss: str | None
+    loss: str | dict | None      # a loss name, or {name: ..., class_weights: ...}
     metrics: list | None
     optimizer: dict
     scheduler: dict | None
@@ -633,7 +633,7 @@ def own_sections(registry: ParamRegistry) -> dict:
     training, validation, logging_section = (registry.section(name) for name in ("training", "validation", "logging"))
     limits = training["terminal_conditions"]
     own = dict(
-        loss=training.get("loss"), metrics=plain(training.get("metrics")),
+        loss=plain(training.get("loss")), metrics=plain(training.get("metrics")),
         optimizer=_spec(training, "optimizer") or {}, scheduler=_spec(training, "scheduler"),
         epoch_limit=_number(limits, "epoch_limit", int, minimum=1, allow_off=True),
         episode_limit=_number(limits, "episode_limit", int, minimum=1, allow_off=True),

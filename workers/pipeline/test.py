@@ -1,10 +1,13 @@
 """Test: a model on its problem's test split -> statistics, a summary and (for classifiers) a confusion
-matrix in a testing folder; repeated tests with their mean and std; and the configuration a checkpoint
-is tested with (its own, with the tester's files and overrides merged over it by the same rules as
-the trainer's)."""
+matrix in a testing folder (residue tasks: also one row of statistics per test protein); repeated tests
+with their mean and std; and the configuration a checkpoint is tested with (its own, with the tester's
+files and overrides merged over it by the same rules as the trainer's)."""
 from __future__ import annotations
 
+import csv
+import io
 import statistics
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from pyrosys.configuration.loading import Configuration, dump_yaml, leaf_paths, 
 from pyrosys.errors import ConfigError
 from pyrosys.factory import check_class_path
 from pyrosys.folders.experiment import TestingFolder
+from pyrosys.objectives import RESIDUE_TASKS
 from pyrosys.tracking.plots import plot_confusion
 from pyrosys.workers.pipeline.resolve import PHASE_SECTIONS, translate_aliases
 
@@ -31,11 +35,14 @@ def test_model(model: Any, problem: Any, parent: Path, name: str | None = None) 
     trainer = pl.Trainer(accelerator=AppState().accelerator, devices=1, logger=False, enable_checkpointing=False,
                          enable_model_summary=False, enable_progress_bar=False, callbacks=[collector])
     trainer.test(model, datamodule=problem, verbose=False)
-    write_text_atomic(testing.summary_file, dump_yaml(collector.results["test"]))
+    results = dict(collector.results["test"])
+    if model.task in RESIDUE_TASKS:
+        results.update(per_protein_statistics(model, problem, testing))
+    write_text_atomic(testing.summary_file, dump_yaml(results))
     write_text_atomic(testing.configuration_file, dump_yaml(model.configuration or {}))
-    if model.task == "classification":
+    if model.task in ("classification", "residue_classification"):
         confusion_matrix(model, problem, testing)
-    return {**collector.results["test"], "folder": str(testing.folder)}
+    return {**results, "folder": str(testing.folder)}
 
 
 def confusion_matrix(model: Any, problem: Any, testing: TestingFolder) -> list[list[int]]:
@@ -46,8 +53,10 @@ def confusion_matrix(model: Any, problem: Any, testing: TestingFolder) -> list[l
     model.eval()
     with torch.no_grad():
         for batch in problem.loader("test"):
-            predicted = model.forward_batch(batch).argmax(dim=-1).reshape(-1)
-            truth = batch["targets"].reshape(-1)
+            predicted, truth = model.forward_batch(batch).argmax(dim=-1), batch["targets"]
+            if targets.get("per_position"):                  # residue labels: the padding is no residue
+                predicted, truth = predicted[batch["masks"]], truth[batch["masks"]]
+            predicted, truth = predicted.reshape(-1), truth.reshape(-1)
             counts += torch.bincount(truth * len(classes) + predicted, minlength=len(classes) ** 2).reshape(
                 len(classes), len(classes))
     matrix = counts.tolist()
@@ -57,6 +66,53 @@ def confusion_matrix(model: Any, problem: Any, testing: TestingFolder) -> list[l
     write_text_atomic(table, "\n".join(lines) + "\n")
     plot_confusion(matrix, classes, picture, f"{type(model).__name__} on {problem.name}: test confusion matrix")
     return matrix
+
+
+def per_protein_statistics(model: Any, problem: Any, testing: TestingFolder) -> dict:
+    """Residue tasks: one row of statistics per test protein (its residues alone) in testing_per_protein.csv;
+    returns the mean of each statistic over the proteins, as protein_<name>."""
+    split, size = problem.phase_split("test"), int(problem.phases["test"]["batch_size"])
+    names = getattr(problem, "identifiers", {}).get(problem.phases["test"]["split"]) or \
+        [str(i + 1) for i in range(len(split))]
+    rows = []
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(split), size):
+            batch = split.__getitems__(range(start, min(start + size, len(split))))
+            outputs = model.forward_batch(batch)
+            for offset, keep in enumerate(batch["masks"]):
+                rows.append({"id": names[start + offset], "length": int(keep.sum()),
+                             **protein_row(model.task, outputs[offset][keep], batch["targets"][offset][keep])})
+    with io.StringIO() as text:
+        writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(testing.per_protein_file, text.getvalue())
+    measured = [name for name in rows[0] if name not in ("id", "length", "positives", "predicted_positives")]
+    return {f"protein_{name}": statistics.fmean(row[name] for row in rows) for name in measured}
+
+
+def protein_row(task: str, outputs: torch.Tensor, truth: torch.Tensor) -> dict:
+    """One protein's statistics over its residues: positives (class index 1), predicted positives, accuracy,
+    MCC and F1 (of the positive class; more classes: macro over those the protein has or is predicted to
+    have) for classes; MSE and MAE for values."""
+    if task == "residue_regression":
+        error = outputs.float() - truth.float()
+        return {"mse": round(float(error.pow(2).mean()), 6), "mae": round(float(error.abs().mean()), 6)}
+    classes, predicted = outputs.shape[-1], outputs.argmax(dim=-1)
+    row = {"positives": int((truth == 1).sum()), "predicted_positives": int((predicted == 1).sum())} \
+        if classes == 2 else {}
+    from sklearn.metrics import f1_score, matthews_corrcoef    # residue tasks alone pay for its import
+
+    truth, predicted = truth.cpu().numpy(), predicted.cpu().numpy()
+    average = {"average": "binary", "pos_label": 1, "labels": [0, 1]} if classes == 2 else \
+        {"average": "macro", "labels": sorted(set(truth.tolist()) | set(predicted.tolist()))}   # the classes it has
+    with warnings.catch_warnings():          # a protein of one class: MCC 0, said in docs/proteins.md, not warned
+        warnings.simplefilter("ignore", UserWarning)
+        mcc = float(matthews_corrcoef(truth, predicted))
+    f1 = float(f1_score(truth, predicted, zero_division=0, **average))
+    return {**row, "accuracy": round(float((predicted == truth).mean()), 6), "mcc": round(mcc, 6),
+            "f1": round(f1, 6)}
 
 
 def repeat_tests(model: Any, problem: Any, folder: Path, repeats: int) -> tuple[dict, Path]:
