@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyrosys.configuration.constraints import Boolean, Integer, OneOf, OptionalOf, Text
+from pyrosys.configuration.constraints import Boolean, Integer, MappingWith, OneOf, OptionalOf, Text
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
 from pyrosys.problems.problem import FRACTIONS, FileProblem, read_rows, read_text
@@ -156,14 +156,19 @@ class ProteinSequences(FileProblem):
                 "split_column": None,         # a column holding train / val / test; null: seeded fractions
                 "fractions": [0.8, 0.1, 0.1],
                 "max_length": 512,            # longer sequences are truncated
-                "standardize": True}          # regression targets standardised with training statistics
+                "standardize": True,          # regression targets standardised with training statistics
+                "batching": None}             # null: batch_size rows padded to the data's longest; or
+                                              # {by: length, max_tokens: N} (docs/proteins.md, "Batching")
 
     @staticmethod
     def constraints() -> dict:
         return {**FileProblem.constraints(), "task": OneOf("classification", "regression"),
                 "sequence_column": Text(), "label_column": Text(),
                 "split_column": OptionalOf(Text(), "seeded fractions"), "fractions": FRACTIONS,
-                "max_length": Integer(low=1), "standardize": Boolean()}
+                "max_length": Integer(low=1), "standardize": Boolean(),
+                "batching": OptionalOf(MappingWith({"by": OneOf("length", "order"),
+                                                    "max_tokens": OptionalOf(Integer(low=1), "batch_size rows")}),
+                                       "batch_size rows padded to the data's longest")}
 
     @property
     def task(self) -> str:  # type: ignore[override]
@@ -206,6 +211,7 @@ class ProteinSequences(FileProblem):
         inputs = token_ids(records, path, int(params["max_length"]))
         length = int((inputs != 0).sum(dim=1).max())
         inputs = inputs[:, :length].contiguous()          # padded only to the longest sequence
+        self.check_batching(records, inputs)
         masks = inputs != 0
         if params["split_column"]:
             parts = [np.array([i for i, r in enumerate(records) if r.split == name], dtype=int) for name in SPLITS]
@@ -224,8 +230,29 @@ class ProteinSequences(FileProblem):
                 targets_definition["standardize"] = {"mean": mean, "std": std}
             targets = torch.tensor(values, dtype=torch.float32)
             targets_definition["dtype"] = "float32"
-        definitions = {"inputs": {"kind": "tokens", "shape": [length], "dtype": "int64", "vocabulary": VOCABULARY},
-                       "targets": targets_definition, "masks": {"shape": [length], "dtype": "bool"}}
+        definitions = {"inputs": {"kind": "tokens", "shape": [length], "dtype": "int64", "vocabulary": VOCABULARY,
+                                  "per_position": True},
+                       "targets": targets_definition,
+                       "masks": {"shape": [length], "dtype": "bool", "per_position": True}}
         splits = {name: {"inputs": inputs[torch.from_numpy(idx)], "targets": targets[torch.from_numpy(idx)],
                          "masks": masks[torch.from_numpy(idx)]} for name, idx in zip(SPLITS, parts)}
         return splits, definitions
+
+    def check_batching(self, records: list[Record], inputs: torch.Tensor) -> None:
+        """Refuse a `batching` that cannot cut the data: max_tokens with `by: order`, or a token budget
+        smaller than the longest sequence (after max_length), which no batch could hold."""
+        lengths = (inputs != 0).sum(dim=1)
+        longest = int(lengths.argmax())
+        for phase, params in [("problem", self.params)] + [(f"{p}.problem", v) for p, v in self.phases.items()]:
+            batching, key = params.get("batching") or {}, f"{phase}.batching"
+            if batching.get("max_tokens") is not None and batching.get("by", "length") == "order":
+                raise ConfigError("batching by order cuts batch_size rows: it takes no max_tokens",
+                                  key=f"{key}.max_tokens", hint="Remove max_tokens, or batch by: length")
+            budget, size, record = batching.get("max_tokens"), int(lengths[longest]), records[longest]
+            if budget is not None and budget < size:
+                cut = " (after truncation to max_length)" if len(record.sequence) > size else ""
+                raise ConfigError(f"line {record.line}: {record.identifier} holds {size} residues{cut}, more than a "
+                                  f"batch of max_tokens {budget} can hold", file=self.params["path"],
+                                  key=f"{key}.max_tokens",
+                                  hint=f"Raise max_tokens to at least {size}, or lower max_length to {budget} "
+                                       "(longer sequences are then truncated)")

@@ -106,6 +106,9 @@ CORPUS = {
     "data_file_empty": ({"exp.yaml": PROTEIN, "seqs.csv": ""}, "trainer", "--c {tmp}/exp.yaml", ["seqs.csv"]),
     "data_file_missing_column": ({"exp.yaml": PROTEIN, "seqs.csv": "id,sequence\na,MKV\n"}, "trainer", "--c {tmp}/exp.yaml", ["seqs.csv", "gravy"]),
     "data_file_missing": ({"exp.yaml": PROTEIN}, "trainer", "--c {tmp}/exp.yaml", ["seqs.csv"]),
+    "data_max_tokens_below_longest": ({"exp.yaml": PROTEIN.replace("gravy}", "gravy, batching: {max_tokens: 4}}"),
+                                       "seqs.csv": "id,sequence,gravy\na,MKVLA,1\nb,MK,2\nc,MKV,0\n"}, "trainer",
+                                      "--c {tmp}/exp.yaml", ["seqs.csv", "problem.batching.max_tokens", "a holds 5 residues"]),
     # checkpoints
     "checkpoint_missing": ({}, "tester", "--m {tmp}/none.ckpt", ["none.ckpt", "does not exist"]),
     "checkpoint_truncated": ({"cut.ckpt": "truncated"}, "tester", "--m {tmp}/cut.ckpt", ["cut.ckpt", "corrupt or truncated"]),
