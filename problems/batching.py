@@ -87,8 +87,10 @@ def share(batches: list[np.ndarray], rank: int, world: int, drop_last: bool) -> 
 
 def sequence_lengths(fields: Mapping[str, torch.Tensor], positional: Sequence[str]) -> np.ndarray:
     """Each sample's length: one past its last position that is not padding (the `masks` field where there
-    is one, otherwise any non-zero value of a per-position field)."""
+    is one, otherwise any non-zero value of a per-position field); 1 each where no field is per-position."""
     names = ["masks"] if "masks" in positional else list(positional)
+    if not names:
+        return np.ones(len(next(iter(fields.values()))), dtype=np.int64)
     present = torch.zeros(len(fields[names[0]]), fields[names[0]].shape[1], dtype=torch.bool)
     for name in names:
         present |= (fields[name] != 0).reshape(*present.shape, -1).any(dim=-1)

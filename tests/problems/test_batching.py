@@ -2,6 +2,8 @@
 every epoch from the seed, shared out equally between DDP processes, and resumed mid-epoch batch for batch."""
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 import pytorch_lightning as pl
@@ -155,6 +157,7 @@ def test_lightning_trains_on_the_plan_and_resumes_mid_epoch_with_the_uninterrupt
         trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                              enable_model_summary=False, limit_val_batches=0, default_root_dir=str(tmp_path))
         trainer.fit(model, datamodule=problem(write, batching={"max_tokens": 48}), ckpt_path=ckpt)
+        assert isinstance(trainer.train_dataloader, PlannedBatches)        # neither wrapped nor replaced
         return model.seen
 
     straight = fit(Recorder())
@@ -164,3 +167,22 @@ def test_lightning_trains_on_the_plan_and_resumes_mid_epoch_with_the_uninterrupt
     first = fit(Recorder(stop_after=count + 2))                   # stopped 2 batches into the second epoch
     assert first == straight[:count + 2]
     assert first + fit(Recorder(), str(tmp_path / "mid.ckpt")) == straight
+
+
+@pytest.mark.reliability
+def test_ddp_over_gloo_gives_each_of_two_processes_its_share_of_the_plan(write, tmp_path, cli):
+    """pyrosys-trainer under DDP (two CPU processes, gloo) trains each process on its share: as many steps
+    an epoch as one process's share of the plan holds (about 40 s on 2 cores)."""
+    batching = {"by": "length", "max_tokens": 96}
+    config = write("exp.yaml", f"problem: {{name: ProteinSequences, path: seqs.fasta, fractions: [0.5, 0.25, 0.25], "
+                               f"batching: {batching}}}\nmodel: {{name: ProteinCNN, channels: [4]}}\n"
+                               "training: {seed: 3, terminal_conditions: {epoch_limit: 2}, trainer: {strategy: ddp, "
+                               "devices: 2, accelerator: cpu, enable_progress_bar: false}}\nlogging: {mlflow: null}\n")
+    p = problem(write, seed=3)
+    share = PlannedBatches(p.phase_split("train").fields, ["inputs", "masks"],
+                           Batching.from_params(batching, p.phases["train"]), True, rank=0, world=2)
+    result = cli("pyrosys-trainer", "--c", config, "--outdir", tmp_path / "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (aggregate,) = (tmp_path / "out").glob("*/*/*/training_set_agg_statistics.csv")
+    with aggregate.open(newline="") as rows:
+        assert [int(row["episode"]) for row in csv.DictReader(rows)] == [len(share), 2 * len(share)]
