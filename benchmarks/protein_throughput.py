@@ -11,11 +11,10 @@ doing the bucketing of (iii) with the same network. One torch thread; the best o
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import importlib.util
-import io
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))      # step_overhead, run as a script or imported
 SEQUENCES, MAX_LENGTH, BATCH, MAX_TOKENS, SEED, HELD_OUT = 1000, 1000, 32, 8192, 0, 16
 MODES = {"i": "fixed batch of 32, padded to max_length (`batching: null`)",
          "ii": "fixed batch of 32, padded to each batch's longest (`batching: {by: order}`)",
@@ -66,18 +66,12 @@ def sequences(count: int, seed: int = SEED) -> list[dict]:
 def pyrosys_seconds(mode: str, table: Path, folder: Path) -> float:
     """One epoch of pyrosys-trainer in this process: its training phase (`training_seconds` in status.json,
     validation excluded)."""
-    from pyrosys.workers import trainer
-    from pyrosys.workers.pipeline.jobs import fresh_process_state
+    from step_overhead import training_seconds
 
     config = folder / f"throughput_{mode}.yaml"
     config.write_text(CONFIG.format(path=table, max_length=MAX_LENGTH, batch=BATCH, batching=BATCHING[mode],
                                     seed=SEED))
-    name = f"run_{mode}_{time.monotonic_ns()}"
-    fresh_process_state()
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert trainer.main(["--c", str(config), "--outdir", str(folder), "--run-name", name, "--ll", "WARNING"]) == 0
-    fresh_process_state()
-    return json.loads((folder / name / "status.json").read_text())["training_seconds"]
+    return training_seconds(config, folder)
 
 
 def bucketed(lengths: np.ndarray, generator: np.random.Generator) -> list[np.ndarray]:
