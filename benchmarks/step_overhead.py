@@ -151,12 +151,17 @@ logging: {{tensorboard: 0}}
 def pyrosys_training(batch: int, hidden: int, folder: Path) -> float:
     """(d) pyrosys-trainer in this process; its training phase (`training_seconds` in status.json:
     every training step with statistics, CSV and TensorBoard, validation excluded)."""
-    from pyrosys.workers import trainer
-    from pyrosys.workers.pipeline.jobs import fresh_process_state
-
     config = folder / f"mlp_{batch}_{hidden}.yaml"
     config.write_text(PYROSYS_CONFIG.format(samples=int(SAMPLES / 0.8), features=FEATURES, classes=CLASSES,
                                             batch=batch, hidden=hidden, epochs=EPOCHS))
+    return training_seconds(config, folder)
+
+
+def training_seconds(config: Path, folder: Path) -> float:
+    """pyrosys-trainer on a configuration in this process, quiet; its `training_seconds` (status.json)."""
+    from pyrosys.workers import trainer
+    from pyrosys.workers.pipeline.jobs import fresh_process_state
+
     name = f"run_{time.monotonic_ns()}"
     fresh_process_state()
     with contextlib.redirect_stdout(io.StringIO()):

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from pyrosys.configuration.constraints import Boolean, Integer, ListOf, Number, OptionalOf, Text, check_params
 from pyrosys.data_dict import DataDict
 from pyrosys.errors import ConfigError, did_you_mean
+from pyrosys.problems.batching import Batching, PlannedBatches
 
 PHASES = ("train", "val", "test")
 SEED_LIMIT = 2**32 - 1        # NumPy's seeds stop here
@@ -284,9 +285,27 @@ class InMemoryProblem(Problem):
         trainer = self.trainer
         return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed) if trainer is not None else 0
 
-    def loader(self, phase: str) -> DataLoader:
+    def positional_fields(self) -> list[str]:
+        """The fields whose second dimension is the sequence position (`per_position` in their data definition):
+        the ones a batch of variable-length sequences is trimmed to its longest in."""
+        return [name for name, definition in self.data_definitions.items() if definition.get("per_position")]
+
+    def planned_batches(self, phase: str, split: TensorSplit, shuffle: bool) -> PlannedBatches:
+        """The batches of a phase whose `batching` is a mapping (problems/batching.py); under DDP this
+        process's share, and for training resumable mid-epoch and reshuffled every epoch."""
+        params, trainer = self.phases[phase], self.trainer
+        training = phase == "train" and trainer is not None
+        return PlannedBatches(split.fields, self.positional_fields(), Batching.from_params(params["batching"], params),
+                              shuffle, rank=trainer.global_rank if trainer is not None else 0,
+                              world=trainer.world_size if trainer is not None else 1,
+                              processed=self.batches_processed if training else None,
+                              epoch=(lambda: trainer.current_epoch) if training else None)
+
+    def loader(self, phase: str) -> DataLoader | TensorBatches | PlannedBatches:
         split, params = self.phase_split(phase), self.phases[phase]
         shuffle = params["shuffle"] if params["shuffle"] is not None else phase == "train"
+        if params.get("batching") is not None:
+            return self.planned_batches(phase, split, bool(shuffle))
         if params["drop_last"] and len(split) < int(params["batch_size"]):
             raise ConfigError(f"the {phase} phase's split holds {len(split)} samples, fewer than one batch of "
                               f"{params['batch_size']}, and drop_last drops it: there is nothing to "

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyrosys.configuration.constraints import Boolean, Integer, Label, ListOf, OneOf, OptionalOf, Text
+from pyrosys.configuration.constraints import Boolean, Integer, Label, ListOf, MappingWith, OneOf, OptionalOf, Text
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
 from pyrosys.objectives import RESIDUE_TASKS, UNSEEN_FIELD
@@ -248,7 +248,9 @@ class ProteinSequences(FileProblem):
                 "fractions": [0.8, 0.1, 0.1],
                 "max_length": 512,            # longer sequences (and their residue labels) are truncated
                 "standardize": True,          # regression targets standardised with training statistics
-                "classes": None}              # the labels a classification may hold, in order; null: those found
+                "classes": None,              # the labels a classification may hold, in order; null: those found
+                "batching": None}             # null: batch_size rows padded to the data's longest; or
+                                              # {by: length, max_tokens: N} (docs/proteins.md, "Batching")
 
     @staticmethod
     def constraints() -> dict:
@@ -258,7 +260,10 @@ class ProteinSequences(FileProblem):
                 "sequence_column": Text(), "label_column": Text(),
                 "split_column": OptionalOf(Text(), "seeded fractions"), "fractions": FRACTIONS,
                 "max_length": Integer(low=1), "standardize": Boolean(),
-                "classes": OptionalOf(ListOf(Label(), min_length=2), "the labels found in the file, sorted")}
+                "classes": OptionalOf(ListOf(Label(), min_length=2), "the labels found in the file, sorted"),
+                "batching": OptionalOf(MappingWith({"by": OneOf("length", "order"),
+                                                    "max_tokens": OptionalOf(Integer(low=1), "batch_size rows")}),
+                                       "batch_size rows padded to the data's longest")}
 
     @property
     def task(self) -> str:  # type: ignore[override]
@@ -301,6 +306,7 @@ class ProteinSequences(FileProblem):
         inputs = token_ids(records, path, int(params["max_length"]))
         length = int((inputs != 0).sum(dim=1).max())
         inputs = inputs[:, :length].contiguous()          # padded only to the longest sequence
+        self.check_batching(records, inputs)
         masks = inputs != 0
         if params["split_column"]:
             parts = [np.array([i for i, r in enumerate(records) if r.split == name], dtype=int) for name in SPLITS]
@@ -312,8 +318,10 @@ class ProteinSequences(FileProblem):
                                                                                  params["label_column"])
         else:
             targets, targets_definition = self.targets(records, path, parts[0], masks)
-        definitions = {"inputs": {"kind": "tokens", "shape": [length], "dtype": "int64", "vocabulary": VOCABULARY},
-                       "targets": targets_definition, "masks": {"shape": [length], "dtype": "bool"}}
+        definitions = {"inputs": {"kind": "tokens", "shape": [length], "dtype": "int64", "vocabulary": VOCABULARY,
+                                  "per_position": True},
+                       "targets": targets_definition,
+                       "masks": {"shape": [length], "dtype": "bool", "per_position": True}}
         fields = {"inputs": inputs, "targets": targets, "masks": masks, **extra}
         if extra:
             definitions[UNSEEN_FIELD] = {"shape": [], "dtype": "int64"}
@@ -363,3 +371,22 @@ class ProteinSequences(FileProblem):
             flat = np.where(kept, flat, 0.0)
         definition["dtype"] = "float32"
         return torch.tensor(flat, dtype=torch.float32).reshape(masks.shape if per_residue else (-1,)), definition
+
+    def check_batching(self, records: list[Record], inputs: torch.Tensor) -> None:
+        """Refuse a `batching` that cannot cut the data: max_tokens with `by: order`, or a token budget
+        smaller than the longest sequence (after max_length), which no batch could hold."""
+        lengths = (inputs != 0).sum(dim=1)
+        longest = int(lengths.argmax())
+        for phase, params in [("problem", self.params)] + [(f"{p}.problem", v) for p, v in self.phases.items()]:
+            batching, key = params.get("batching") or {}, f"{phase}.batching"
+            if batching.get("max_tokens") is not None and batching.get("by", "length") == "order":
+                raise ConfigError("batching by order cuts batch_size rows: it takes no max_tokens",
+                                  key=f"{key}.max_tokens", hint="Remove max_tokens, or batch by: length")
+            budget, size, record = batching.get("max_tokens"), int(lengths[longest]), records[longest]
+            if budget is not None and budget < size:
+                cut = " (after truncation to max_length)" if len(record.sequence) > size else ""
+                raise ConfigError(f"line {record.line}: {record.identifier} holds {size} residues{cut}, more than a "
+                                  f"batch of max_tokens {budget} can hold", file=self.params["path"],
+                                  key=f"{key}.max_tokens",
+                                  hint=f"Raise max_tokens to at least {size}, or lower max_length to {budget} "
+                                       "(longer sequences are then truncated)")

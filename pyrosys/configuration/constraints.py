@@ -133,6 +133,26 @@ class Label(Constraint):
         return "a label (a non-empty string or a whole number)"
 
 
+class MappingWith(Constraint):
+    """A mapping whose keys are among a few names, each value accepted by that name's constraint
+    (a key left out takes the component's default)."""
+
+    def __init__(self, fields: Mapping[str, Constraint]) -> None:
+        self.fields = dict(fields)
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, Mapping) and all(
+            key in self.fields and self.fields[key].accepts(item) for key, item in value.items())
+
+    def describe(self) -> str:
+        return "a mapping of " + "; ".join(f"{key}: {rule.describe()}" for key, rule in self.fields.items())
+
+    def suggest(self, value: Any) -> str | None:
+        unknown = [str(key) for key in value if key not in self.fields] if isinstance(value, Mapping) else []
+        close = nearest(unknown[0], list(self.fields), n=1) if unknown else []
+        return close[0] if close else None
+
+
 class OneOf(Constraint):
     """One of a few values."""
 

@@ -111,6 +111,9 @@ CORPUS = {
     "data_multilabel_no_training_term": ({"exp.yaml": TERMS, "seqs.csv": "sequence,terms,split\nMKV,GO:1,train\n"
                                           "MKL,GO:2,train\nMKA,GO:1,val\nMKW,GO:7;GO:8,test\n"}, "trainer",
                                          "--c {tmp}/exp.yaml", ["seqs.csv", "line 5", "GO:7, GO:8", "training split"]),
+    "data_max_tokens_below_longest": ({"exp.yaml": PROTEIN.replace("gravy}", "gravy, batching: {max_tokens: 4}}"),
+                                       "seqs.csv": "id,sequence,gravy\na,MKVLA,1\nb,MK,2\nc,MKV,0\n"}, "trainer",
+                                      "--c {tmp}/exp.yaml", ["seqs.csv", "problem.batching.max_tokens", "a holds 5 residues"]),
     # checkpoints
     "checkpoint_missing": ({}, "tester", "--m {tmp}/none.ckpt", ["none.ckpt", "does not exist"]),
     "checkpoint_truncated": ({"cut.ckpt": "truncated"}, "tester", "--m {tmp}/cut.ckpt", ["cut.ckpt", "corrupt or truncated"]),
