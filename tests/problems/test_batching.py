@@ -11,7 +11,7 @@ import torch
 
 from pyrosys.errors import ConfigError
 from pyrosys.problems.batching import Batching, PlannedBatches
-from pyrosys.problems.protein import ProteinSequences
+from pyrosys.problems.protein import TOKEN, ProteinSequences
 
 LENGTHS = np.random.default_rng(0).integers(1, 60, 101)
 
@@ -107,6 +107,17 @@ def test_protein_sequences_trim_their_per_position_fields_to_each_batch_s_longes
         for batch in p.loader(phase):
             assert batch["inputs"].shape == batch["masks"].shape and batch["inputs"].numel() <= 96
             assert batch["masks"][:, -1].any() and batch["targets"].shape == (len(batch["inputs"]),)
+
+
+def test_residue_targets_are_trimmed_with_the_inputs_they_label(write):
+    residues = "".join(f">R{i} label={'0' * (5 + i % 9)}{'1' * (i % 2)}\n{'MKVLAGSTWYEQN'[:5 + i % 9]}{'C' * (i % 2)}\n"
+                       for i in range(30))
+    p = ProteinSequences.create({"path": str(write("residues.fasta", residues)), "seed": 0,
+                                 "task": "residue_classification", "batching": {"by": "length", "max_tokens": 40}})
+    assert p.positional_fields() == ["inputs", "targets", "masks"]
+    for batch in p.loader("train"):
+        assert batch["targets"].shape == batch["inputs"].shape and batch["masks"][:, -1].any()
+        assert torch.equal(batch["targets"][batch["masks"]] == 1, batch["inputs"][batch["masks"]] == TOKEN["C"])
 
 
 @pytest.mark.parametrize("batching, message", [
