@@ -72,13 +72,18 @@ def residue_windows(inputs: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return np.stack([padded[rows, cols + offset] for offset in range(2 * WINDOW + 1)], axis=1)
 
 
-def features(split: dict, residue: bool) -> tuple[np.ndarray, np.ndarray]:
-    """A split's baseline features and labels: per sequence, or per residue (window composition)."""
+def features(split: dict, residue: bool, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A split's baseline features and labels: per sequence, or per residue (window composition; at most
+    `limit` residues drawn at random, seed 0)."""
     inputs, targets = split["inputs"].numpy(), split["targets"].numpy()
     if not residue:
         return composition(inputs), targets
     masks = split["masks"].numpy()
-    return composition(residue_windows(inputs, masks)), targets[masks]
+    windows, labels = residue_windows(inputs, masks), targets[masks]
+    if limit is not None and len(windows) > limit:
+        keep = np.random.default_rng(0).choice(len(windows), limit, replace=False)
+        windows, labels = windows[keep], labels[keep]
+    return composition(windows), labels
 
 
 def scores(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
@@ -98,10 +103,7 @@ def baselines(splits: dict, residue: bool) -> dict[str, tuple[dict, float]]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    train_x, train_y = features(splits["train"], residue)
-    if len(train_x) > RESIDUE_ROWS:
-        keep = np.random.default_rng(0).choice(len(train_x), RESIDUE_ROWS, replace=False)
-        train_x, train_y = train_x[keep], train_y[keep]
+    train_x, train_y = features(splits["train"], residue, RESIDUE_ROWS)
     test_x, test_y = features(splits["test"], residue)
     weight = "balanced" if residue else None
     found = {}

@@ -156,7 +156,8 @@ def export(name: str, out: Path, seed: int, fractions: list[float]) -> int:
     split = {int(index): part for part, indices in zip(SPLITS, split_indices(len(records), fractions, seed))
              for index in indices}
     if out.suffix.lower() in (".fasta", ".fa", ".faa", ".fas"):
-        text = "".join(f">{r.identifier} label={r.label} split={split[i]}\n{r.sequence}\n" for i, r in enumerate(records))
+        text = "".join(f">{r.identifier} label={r.label} split={split[i]}\n{r.sequence}\n"
+                       for i, r in enumerate(records))
     else:
         text = "id,sequence,label,split\n" + "".join(f'{r.identifier},{r.sequence},"{r.label}",{split[i]}\n'
                                                      for i, r in enumerate(records))

@@ -26,7 +26,8 @@ def wheels(tmp_path, monkeypatch, distribution):
     tables = tmp_path / "aaanalysis" / "_data" / "benchmarks"
     tables.mkdir(parents=True)
     rows = "".join(f"SOL_{i}\tname_{i}\t{s}\t{i % 2}\n" for i, s in enumerate(SEQUENCES))
-    (tables / "SEQ_SOLUBLE.tsv").write_text("entry\tgene\tsequence\tlabel\n" + rows.replace("MKTAYIAKQR", "MKTA!YIAKQR"))
+    rows = rows.replace("MKTAYIAKQR", "MKTA!YIAKQR")                # a chain break, as SEQ_DISULFIDE marks them
+    (tables / "SEQ_SOLUBLE.tsv").write_text("entry\tgene\tsequence\tlabel\n" + rows)
     (tables / "AA_FURIN.tsv").write_text("entry\tgene\tsequence\tlabel\nF_1\tf\tMKRR\t0,0,1,0\n")
     (tmp_path / "modlamp" / "data").mkdir()
     peptides = "".join(f"{s}, {i % 2}\n" for i, s in enumerate(SEQUENCES))

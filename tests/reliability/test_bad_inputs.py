@@ -106,7 +106,8 @@ CORPUS = {
     "data_file_empty": ({"exp.yaml": PROTEIN, "seqs.csv": ""}, "trainer", "--c {tmp}/exp.yaml", ["seqs.csv"]),
     "data_file_missing_column": ({"exp.yaml": PROTEIN, "seqs.csv": "id,sequence\na,MKV\n"}, "trainer", "--c {tmp}/exp.yaml", ["seqs.csv", "gravy"]),
     "data_file_missing": ({"exp.yaml": PROTEIN}, "trainer", "--c {tmp}/exp.yaml", ["seqs.csv"]),
-    "benchmark_set_unknown": ({"exp.yaml": "problem: {name: ProteinBenchmark, set: SEQ_SOLUBL}\nmodel: {name: ProteinCNN}\n"}, "trainer", "--c {tmp}/exp.yaml", ["exp.yaml", "problem.set", "'SEQ_SOLUBLE'"]),
+    "benchmark_set_unknown": ({"exp.yaml": "problem: {name: ProteinBenchmark, set: SEQ_SOLUBL}\nmodel: {name: ProteinCNN}\n"},
+                              "trainer", "--c {tmp}/exp.yaml", ["exp.yaml", "problem.set", "'SEQ_SOLUBLE'"]),
     # checkpoints
     "checkpoint_missing": ({}, "tester", "--m {tmp}/none.ckpt", ["none.ckpt", "does not exist"]),
     "checkpoint_truncated": ({"cut.ckpt": "truncated"}, "tester", "--m {tmp}/cut.ckpt", ["cut.ckpt", "corrupt or truncated"]),
