@@ -13,6 +13,7 @@ Writes benchmarks/proteins.md.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -117,7 +118,8 @@ def baselines(splits: dict, residue: bool) -> dict[str, tuple[dict, float]]:
     return found
 
 
-def pyrosys_run(config: Path, seed: int, outdir: Path, splits: dict, residue: bool) -> tuple[dict, float]:
+def pyrosys_run(config: Path, seed: int, outdir: Path, splits: dict, residue: bool,
+                overrides: list[str]) -> tuple[dict, float]:
     """Train the shipped configuration with one training seed (pyrosys-trainer, in this process), then score
     its best model's test predictions; the seconds are the trainer's whole run."""
     import torch
@@ -128,7 +130,7 @@ def pyrosys_run(config: Path, seed: int, outdir: Path, splits: dict, residue: bo
     name = f"{config.stem}_seed{seed}"
     started = time.perf_counter()
     status = trainer.main(["--c", str(config), "--outdir", str(outdir), "--run-name", name,
-                           "--set", f"training.seed={seed}"])
+                           "--set", f"training.seed={seed}", *overrides])
     seconds = time.perf_counter() - started
     if status != 0:
         raise RuntimeError(f"pyrosys-trainer exited with {status} on {config}")
@@ -142,7 +144,7 @@ def pyrosys_run(config: Path, seed: int, outdir: Path, splits: dict, residue: bo
     return scores(test["targets"].numpy(), probabilities.numpy()), seconds
 
 
-def measure_set(name: str, seeds: int, outdir: Path) -> dict:
+def measure_set(name: str, seeds: int, outdir: Path, overrides: list[str]) -> dict:
     """One set: its split, the baselines, and the shipped configuration over `seeds` training seeds."""
     from pyrosys.problems.benchmark import SETS, ProteinBenchmark
 
@@ -151,7 +153,7 @@ def measure_set(name: str, seeds: int, outdir: Path) -> dict:
     problem = ProteinBenchmark.create({k: v for k, v in problem_params.items() if k != "name"})
     splits = problem.load_splits()
     residue = SETS[name].task.startswith("residue")
-    runs = [pyrosys_run(config, seed, outdir, splits, residue) for seed in range(seeds)]
+    runs = [pyrosys_run(config, seed, outdir, splits, residue, overrides) for seed in range(seeds)]
     return {"name": name, "task": SETS[name].task, "seed": problem.params["seed"], "source": SETS[name].source,
             "sizes": [len(splits[part]["targets"]) for part in ("train", "val", "test")],
             "positions": int(sum(int(splits[p]["masks"].sum()) for p in splits)) if residue else None,
@@ -196,25 +198,40 @@ def throughput_section() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Measure the sets asked for and write benchmarks/proteins.md."""
+    """Measure the sets asked for, keep their results beside the earlier ones (--results) and write the report
+    from all of them after each set, so that an interrupted run keeps what it measured."""
     from pyrosys.problems.benchmark import SETS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", default=",".join(SETS), help="comma-separated set names (default: all)")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per set (default 3)")
     parser.add_argument("--out", type=Path, default=HERE / "proteins.md")
+    parser.add_argument("--results", type=Path, default=HERE / "proteins.json",
+                        help="every set's measurements; a set measured again replaces its earlier ones")
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides of every shipped configuration (trying a variant: model.pooling=mean)")
     args = parser.parse_args(argv)
-    started, results = time.perf_counter(), []
+    kept = json.loads(args.results.read_text()) if args.results.is_file() else {}
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.sets.split(","):
-            results.append(measure_set(name.strip(), args.seeds, Path(scratch)))
-            print("\n".join(table(results)[-1:]), flush=True)
-    command = f"`{Path(sys.executable).name} benchmarks/proteins.py --sets {args.sets} --seeds {args.seeds}`"
-    lines = [*header("PyroSys on real protein benchmark sets", f"{command}, "
-                     f"{time.perf_counter() - started:.0f} s in all."), "", *PREAMBLE, "", *table(results),
-             "", *TRIED, *throughput_section()]
-    print(write_report(lines, args.out))
+            started = time.perf_counter()
+            found = measure_set(name.strip(), args.seeds, Path(scratch), args.overrides)
+            found["command"] = " ".join(["--seeds", str(args.seeds), *(f"--set {o}" for o in args.overrides)])
+            found["seconds"] = time.perf_counter() - started
+            kept[found["name"]] = found
+            args.results.write_text(json.dumps(kept, indent=1))
+            report = write_report(report_lines([kept[n] for n in SETS if n in kept]), args.out)
+    print(report)
     return 0
+
+
+def report_lines(results: list[dict]) -> list[str]:
+    """proteins.md: header, how it was measured, the table, what was tried, and the throughput section."""
+    import torch  # noqa: F401 - its version goes in the header
+
+    runs = "; ".join(f"{r['name']} {r['command']} ({r['seconds']:.0f} s)" for r in results)
+    return [*header("PyroSys on real protein benchmark sets", f"`benchmarks/proteins.py` per set: {runs}."), "",
+            *PREAMBLE, "", *table(results), "", *TRIED, *throughput_section()]
 
 
 if __name__ == "__main__":
