@@ -9,7 +9,7 @@ PIP := $(BIN)/python -m pip
 INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 DEMO_CONFIG := configs/digits/lenet5.yaml
 
-.PHONY: demo test accuracy bench reliability integration install install-dev clean
+.PHONY: demo test accuracy bench bench-proteins reliability integration install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,15 @@ integration: $(VENV)/.installed-ray
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run.py
+
+# the real protein sets (aaanalysis and modlamp wheels) against composition baselines: benchmarks/proteins.md;
+# about 30 minutes on 2 cores (SETS=AMPvsTM,ACPvsRandom SEEDS=1 for a subset)
+$(VENV)/.installed-benchmarks: $(VENV)/.installed-dev
+	$(INSTALL) -e ".[dev,benchmarks]"
+	touch $@
+
+bench-proteins: $(VENV)/.installed-benchmarks
+	$(BIN)/python benchmarks/proteins.py $(if $(SETS),--sets $(SETS)) $(if $(SEEDS),--seeds $(SEEDS))
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -25,13 +25,13 @@ class ProteinCNN(Model):
     @staticmethod
     def get_params() -> dict:
         return {"embedding_dim": 32, "channels": [64, 64], "kernel_size": 5, "dropout": 0.1,
-                "pooling": "max"}   # max: motifs anywhere; mean: composition-like properties
+                "pooling": "max"}   # max: motifs anywhere; mean: composition-like properties; mean_max: both
 
     @staticmethod
     def constraints() -> dict:
         return {"embedding_dim": Integer(low=1), "channels": ListOf(Integer(low=1)),
                 "kernel_size": Integer(low=1, odd=True),    # odd: the padding keeps every sequence's length
-                "dropout": Number(low=0, high=1, high_open=True), "pooling": OneOf("max", "mean")}
+                "dropout": Number(low=0, high=1, high_open=True), "pooling": OneOf("max", "mean", "mean_max")}
 
     @staticmethod
     def build(params: Mapping, data_definitions: Mapping) -> dict[str, nn.Module]:
@@ -39,13 +39,16 @@ class ProteinCNN(Model):
         encoder = Conv1dEncoder(embedding.out_features, params["channels"], int(params["kernel_size"]),
                                 params["dropout"])
         targets = data_definitions["targets"]
+        pooled = encoder.out_features * (2 if params["pooling"] == "mean_max" else 1)
         return {"embedding": embedding, "encoder": encoder,
-                "head": head_for(targets["task"], encoder.out_features, targets, params["dropout"])}
+                "head": head_for(targets["task"], pooled, targets, params["dropout"])}
 
     def forward(self, inputs: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
         features = self.models["encoder"](self.models["embedding"](inputs), masks)
         if self.data_definitions["targets"]["task"] in RESIDUE_TASKS:
             return self.models["head"](features)              # one answer per residue, no pooling
+        if self.params["pooling"] == "mean_max":       # the composition-like mean beside the motif-like max
+            return self.models["head"](torch.cat([masked_mean(features, masks), masked_max(features, masks)], dim=-1))
         pool = masked_mean if self.params["pooling"] == "mean" else masked_max
         return self.models["head"](pool(features, masks))
 

@@ -9,9 +9,10 @@ LOADERS = Registry("loader", base="pyrosys.problems.manifest:Loader", packages=(
 from pyrosys.problems.problem import FileProblem, InMemoryProblem, Problem
 from pyrosys.problems.manifest import LoadClass, LoadColumns, LoadNumpy, LoadTensor, Manifest
 from pyrosys.problems.protein import ProteinSequences
+from pyrosys.problems.benchmark import ProteinBenchmark
 from pyrosys.problems.recall import ReverseRecall, SerialRecall
 from pyrosys.problems.scikit_learn import BreastCancer, Diabetes, Digits
 
 __all__ = ["PROBLEMS", "LOADERS", "Problem", "InMemoryProblem", "FileProblem", "Digits", "BreastCancer", "Diabetes",
            "SerialRecall", "ReverseRecall",
-           "ProteinSequences", "Manifest", "LoadColumns", "LoadClass", "LoadNumpy", "LoadTensor"]
+           "ProteinSequences", "ProteinBenchmark", "Manifest", "LoadColumns", "LoadClass", "LoadNumpy", "LoadTensor"]

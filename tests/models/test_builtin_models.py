@@ -65,6 +65,17 @@ def test_multilabel_models_give_one_probability_per_term(model_cls, definitions,
     assert not torch.allclose(probabilities.sum(-1), torch.ones(4))     # a sigmoid per term, not a softmax
 
 
+def test_protein_cnn_mean_max_pooling_feeds_both_poolings_to_the_head_and_ignores_padding():
+    torch.manual_seed(0)
+    model = ProteinCNN.create({"pooling": "mean_max", "channels": [8]}, TOKENS).eval()
+    ids, masks = tokens()
+    changed = ids.clone()
+    changed[~masks] = 3
+    first = next(m for m in model.models["head"].modules() if isinstance(m, torch.nn.Linear))
+    assert first.in_features == 16
+    assert torch.allclose(model.predict(ids, masks=masks), model.predict(changed, masks=masks), atol=1e-5)
+
+
 def test_sequence_rnn_answers_every_position_for_sequence_tasks():
     model = SequenceRNN.create({"cell": "gru"}, BITS)
     assert tuple(model.predict(torch.rand(2, 7, 10)).shape) == (2, 7, 8)

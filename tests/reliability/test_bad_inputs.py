@@ -114,6 +114,8 @@ CORPUS = {
     "data_max_tokens_below_longest": ({"exp.yaml": PROTEIN.replace("gravy}", "gravy, batching: {max_tokens: 4}}"),
                                        "seqs.csv": "id,sequence,gravy\na,MKVLA,1\nb,MK,2\nc,MKV,0\n"}, "trainer",
                                       "--c {tmp}/exp.yaml", ["seqs.csv", "problem.batching.max_tokens", "a holds 5 residues"]),
+    "benchmark_set_unknown": ({"exp.yaml": "problem: {name: ProteinBenchmark, set: SEQ_SOLUBL}\nmodel: {name: ProteinCNN}\n"},
+                              "trainer", "--c {tmp}/exp.yaml", ["exp.yaml", "problem.set", "'SEQ_SOLUBLE'"]),
     # checkpoints
     "checkpoint_missing": ({}, "tester", "--m {tmp}/none.ckpt", ["none.ckpt", "does not exist"]),
     "checkpoint_truncated": ({"cut.ckpt": "truncated"}, "tester", "--m {tmp}/cut.ckpt", ["cut.ckpt", "corrupt or truncated"]),
