@@ -21,7 +21,7 @@ from pyrosys.configuration.constraints import Integer, OneOf
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
 from pyrosys.problems.problem import FRACTIONS, InMemoryProblem, read_rows, read_text
-from pyrosys.problems.protein import SPLITS, ProteinSequences, Record
+from pyrosys.problems.protein import BATCHING, SPLITS, ProteinSequences, Record
 from pyrosys.problems.scikit_learn import split_indices
 
 EXTRA = 'pip install "pyrosys[benchmarks]"'
@@ -124,11 +124,13 @@ class ProteinBenchmark(ProteinSequences):
         return {**InMemoryProblem.get_params(),
                 "set": "SEQ_SOLUBLE",          # sequence sets SEQ_* and *vs*; residue sets AA_*
                 "fractions": [0.7, 0.1, 0.2],  # train, val, test: one seeded permutation of the set
-                "max_length": 1024}            # longer sequences are truncated
+                "max_length": 1024,            # longer sequences (and their residue labels) are truncated
+                "batching": None}              # as ProteinSequences's: null, or {by: length, max_tokens: N}
 
     @staticmethod
     def constraints() -> dict:
         return {**InMemoryProblem.constraints(), "fractions": FRACTIONS, "max_length": Integer(low=1),
+                "batching": BATCHING,
                 "set": OneOf("SEQ_SOLUBLE", "SEQ_CAPSID", "SEQ_TAIL", "SEQ_DISULFIDE", "AMPvsUniProt", "AMPvsTM",
                              "ACPvsRandom", "AA_CASPASE3", "AA_FURIN", "AA_MMP2", "AA_SA", "AA_RNABIND")}
 
@@ -136,7 +138,8 @@ class ProteinBenchmark(ProteinSequences):
         chosen = SETS[params["set"]]
         # what ProteinSequences reads from its parameters, fixed by the set (none of it is a parameter here)
         fixed = {"path": str(set_file(params["set"])), "task": chosen.task, "sequence_column": "sequence",
-                 "label_column": "label", "split_column": None, "standardize": False}
+                 "label_column": "label", "split_column": None, "standardize": False,
+                 "classes": None}
         super().__init__({**params, **fixed}, phases)
 
     def labels_key(self) -> str:

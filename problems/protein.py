@@ -32,6 +32,10 @@ TERM_SEPARATOR = ";"           # multilabel: the terms of one sequence, e.g. GO:
 
 log = logging.getLogger(__name__)
 CLASS_TASKS = ("classification", "residue_classification")
+# the `batching` parameter of the problems reading sequences (problems/batching.py)
+BATCHING = OptionalOf(MappingWith({"by": OneOf("length", "order"),
+                                   "max_tokens": OptionalOf(Integer(low=1), "batch_size rows")}),
+                      "batch_size rows padded to the data's longest")
 
 
 class Record:
@@ -261,9 +265,7 @@ class ProteinSequences(FileProblem):
                 "split_column": OptionalOf(Text(), "seeded fractions"), "fractions": FRACTIONS,
                 "max_length": Integer(low=1), "standardize": Boolean(),
                 "classes": OptionalOf(ListOf(Label(), min_length=2), "the labels found in the file, sorted"),
-                "batching": OptionalOf(MappingWith({"by": OneOf("length", "order"),
-                                                    "max_tokens": OptionalOf(Integer(low=1), "batch_size rows")}),
-                                       "batch_size rows padded to the data's longest")}
+                "batching": BATCHING}
 
     @property
     def task(self) -> str:  # type: ignore[override]
