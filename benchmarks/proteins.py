@@ -30,6 +30,7 @@ sys.path.insert(0, str(HERE))
 
 from report import header, write_report  # noqa: E402
 
+THROUGHPUT = "throughput"       # --results: the throughput section measured last, beside the sets
 WINDOW = 7                     # residue sets: the baselines see residues i-7 .. i+7
 LETTERS = 20                   # token ids 1..20 are the 20 amino acids (ProteinSequences's vocabulary)
 RESIDUE_ROWS = 200_000         # residue sets: the baselines train on at most this many training residues
@@ -208,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "proteins.md")
     parser.add_argument("--results", type=Path, default=HERE / "proteins.json",
                         help="every set's measurements; a set measured again replaces its earlier ones")
+    parser.add_argument("--no-throughput", dest="throughput", action="store_false",
+                        help="keep the throughput section of the earlier --results instead of measuring it (~2 min)")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
                         help="overrides of every shipped configuration (trying a variant: model.pooling=mean)")
     args = parser.parse_args(argv)
@@ -220,18 +223,21 @@ def main(argv: list[str] | None = None) -> int:
             found["seconds"] = time.perf_counter() - started
             kept[found["name"]] = found
             args.results.write_text(json.dumps(kept, indent=1))
-            report = write_report(report_lines([kept[n] for n in SETS if n in kept]), args.out)
-    print(report)
+            write_report(report_lines([kept[n] for n in SETS if n in kept], kept.get(THROUGHPUT)), args.out)
+    if args.throughput:
+        kept[THROUGHPUT] = throughput_section()
+        args.results.write_text(json.dumps(kept, indent=1))
+    print(write_report(report_lines([kept[n] for n in SETS if n in kept], kept.get(THROUGHPUT)), args.out))
     return 0
 
 
-def report_lines(results: list[dict]) -> list[str]:
+def report_lines(results: list[dict], throughput: list[str] | None) -> list[str]:
     """proteins.md: header, how it was measured, the table, what was tried, and the throughput section."""
     import torch  # noqa: F401 - its version goes in the header
 
     runs = "; ".join(f"{r['name']} {r['command']} ({r['seconds']:.0f} s)" for r in results)
     return [*header("PyroSys on real protein benchmark sets", f"`benchmarks/proteins.py` per set: {runs}."), "",
-            *PREAMBLE, "", *table(results), "", *TRIED, *throughput_section()]
+            *PREAMBLE, "", *table(results), "", *TRIED, *(throughput or [])]
 
 
 if __name__ == "__main__":
