@@ -54,7 +54,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run.py
 
 # the real protein sets (aaanalysis and modlamp wheels) against composition baselines: benchmarks/proteins.md;
-# about 30 minutes on 2 cores (SETS=AMPvsTM,ACPvsRandom SEEDS=1 for a subset)
+# 1-3 minutes a run and set on 2 idle cores (SETS=AMPvsTM,ACPvsRandom SEEDS=1 for a subset)
 $(VENV)/.installed-benchmarks: $(VENV)/.installed-dev
 	$(INSTALL) -e ".[dev,benchmarks]"
 	touch $@

@@ -3,6 +3,8 @@ split 70/10/20 by the seed; an unknown set or a missing package refused before a
 from __future__ import annotations
 
 import csv
+import importlib
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +85,16 @@ def test_a_missing_package_exits_2_with_the_pip_command_and_nothing_written(tmp_
     assert status == 2 and "\n" not in error and "Traceback" not in error
     assert "modlamp is not installed" in error and 'pip install "pyrosys[benchmarks]"' in error
     assert not (tmp_path / "experiments").exists()
+
+
+def test_the_baselines_features_are_composition_without_padding_and_windows_centred_on_each_residue(monkeypatch):
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    proteins = importlib.import_module("proteins")
+    features = proteins.composition(np.array([[1, 1, 2, 21, 0, 0]]))        # A A C X, then padding
+    assert features[0, :2].tolist() == pytest.approx([2 / 3, 1 / 3]) and features[0, :20].sum() == pytest.approx(1)
+    assert features[0, 20 + 0] == pytest.approx(0.5) and features[0, 20 + 1] == pytest.approx(0.5)  # AA, AC
+    windows = proteins.residue_windows(np.array([[3, 4, 5, 0]]), np.array([[True, True, True, False]]))
+    assert windows.shape == (3, 2 * proteins.WINDOW + 1)
+    assert windows[:, proteins.WINDOW].tolist() == [3, 4, 5] and windows[0, :proteins.WINDOW].tolist() == [0] * 7
