@@ -51,36 +51,7 @@ PREAMBLE = [
     "training with validation, testing, bundle), a baseline's is its fit and prediction; both on this "
     "machine's 2 cores, shared with other work while it ran.",
 ]
-TRIED = [
-    "## What was tried (test accuracy, split seed 0, training seed 0 unless said)",
-    "",
-    "A row whose command shows `--set` was measured with those overrides, which its shipped file now holds.",
-    "",
-    "- First configurations: ProteinCNN with 64 channels, max pooling, max_length 512 (SEQ_SOLUBLE 384, mean "
-    "pooling), 5-6 epochs on the long-sequence sets. AMPvsTM 0.947 ± 0.007 over 3 seeds (kept: its row above "
-    "is this configuration again), ACPvsRandom 0.911 ± 0.040, AMPvsUniProt 0.917 with 20 epochs and "
-    "patience 4, the same with 10 and 3 (it stopped at epoch 9 either way). On this 2-core "
-    "machine, shared with four other sessions' tests, one epoch of SEQ_SOLUBLE took 60 s (max_length 512) "
-    "and one AMPvsUniProt run 439 s, so the long-sequence sets were cut to 32 channels, max_length 256 and "
-    "3-8 epochs to fit the time budget.",
-    "- SEQ_CAPSID: max pooling, 4 epochs 0.786; 8 epochs 0.800; `pooling: mean_max` (mean and max side by "
-    "side, new in ProteinCNN) with 8 epochs 0.814 (kept); random forest 0.840. The max-pooled 8-epoch run "
-    "ended at its epoch limit (best epoch 7), the mean_max one stopped early at epoch 8 (best epoch 6).",
-    "- SEQ_SOLUBLE: mean pooling, 3 epochs 0.619; mean_max, 6 epochs 0.629 (kept); random forest 0.636.",
-    "- SEQ_TAIL: max pooling, 4 epochs 0.855 (kept); mean_max with 8 epochs 0.813; random forest 0.870.",
-    "- ACPvsRandom (3 seeds each): max pooling, lr 0.003: 0.911 ± 0.040; mean_max 0.903 ± 0.006; max "
-    "pooling, lr 0.001: 0.917 ± 0.009 (kept); lr 0.001 with mean_max 0.913 ± 0.015 "
-    "(mean pooling, seed 0 only: 0.885 against max's 0.867, "
-    "inside the spread of seeds); random forest 0.921.",
-    "- AMPvsUniProt: max pooling, lr 0.003: 0.917; mean_max 0.913; max pooling, lr 0.001: 0.926 (kept; one "
-    "seed); random forest 0.921.",
-    "- Not tried for lack of time: more epochs and wider models on the long-sequence sets (each try costs 5-10 "
-    "minutes here), token-budget batching (branch i17-batching, not ready when this ran; it would cut the "
-    "padding of these length-skewed sets), a dilated/residual CNN, and more than one training seed on the "
-    "long-sequence sets. Class weights were not tried: the sequence sets are balanced or near it (SEQ_TAIL 39 % "
-    "positives, SEQ_DISULFIDE 35 %). The residue sets (AA_*) need the residue_classification task of branch "
-    "i17-residue, not ready when this ran: they are not in the table yet (`--sets AA_FURIN,...` once merged).",
-]
+TRIED = HERE / "proteins_tried.md"     # what was tried on each set, written by hand beside the measurements
 
 
 def composition(inputs: np.ndarray) -> np.ndarray:
@@ -272,7 +243,7 @@ def report_lines(results: list[dict], throughput: list[str] | None) -> list[str]
 
     runs = "; ".join(f"{r['name']} {r['command']} ({r['seconds']:.0f} s)" for r in results)
     return [*header("PyroSys on real protein benchmark sets", f"`benchmarks/proteins.py` per set: {runs}."), "",
-            *PREAMBLE, "", *table(results), "", *TRIED, *(throughput or [])]
+            *PREAMBLE, "", *table(results), "", *TRIED.read_text().splitlines(), *(throughput or [])]
 
 
 if __name__ == "__main__":
