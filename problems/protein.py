@@ -219,9 +219,9 @@ def multilabel_targets(records: list[Record], training: np.ndarray, path: Path,
         known = [index[term] for term in names if term in index]
         if not known:
             record = records[row]
-            where = f"line {record.line}" + (f", column '{label_column}'" if record.field is not None else "")
-            raise ConfigError(f"{where}: none of the terms of {record.identifier} ({', '.join(names)}) occurs in the "
-                              "training split, so the model can neither learn nor predict any of them",
+            raise ConfigError(f"{label_place(record, label_column)}: none of the terms of {record.identifier} "
+                              f"({', '.join(names)}) occurs in the training split, so the model can neither learn nor "
+                              "predict any of them",
                               file=str(path), key="problem.label_column",
                               hint="Drop the row, or put a protein annotated with those terms into the training split")
         targets[row, known] = 1.0
