@@ -12,7 +12,8 @@ from pyrosys.models.simple_cnn import SimpleCNN
 from pyrosys.models.sequence_rnn import SequenceRNN
 from pyrosys.models.transformer_classifier import TransformerClassifier
 from pyrosys.models.protein_cnn import ProteinCNN
+from pyrosys.models.plm_classifier import PLMClassifier
 from pyrosys.models.autoencoder import Autoencoder
 
 __all__ = ["MODELS", "Model", "MLP", "LeNet5", "SimpleCNN", "SequenceRNN", "TransformerClassifier", "ProteinCNN",
-           "Autoencoder"]
+           "PLMClassifier", "Autoencoder"]

@@ -43,7 +43,10 @@ def source_weights(source: Any) -> dict[str, torch.Tensor]:
     if path.is_dir() and (path / BUNDLE_FILE).is_file():
         return dict(Model.load(path).models.state_dict())
     if path.is_file():
-        state = read_checkpoint(path, key="model.load.from")["state_dict"]
+        checkpoint = read_checkpoint(path, key="model.load.from")
+        if (checkpoint["pyrosys"] or {}).get("frozen"):       # frozen weights left out: rebuild the model whole
+            return dict(Model.from_checkpoint(checkpoint, str(path)).models.state_dict())
+        state = checkpoint["state_dict"]
         return {key.removeprefix("models."): value for key, value in state.items() if key.startswith("models.")}
     raise ConfigError("there is no model bundle or checkpoint here", file=str(path), key="model.load.from",
                       hint="Name a bundle folder (models/best) or a checkpoint (models/best.ckpt)")

@@ -128,9 +128,19 @@ class Model(pl.LightningModule):
         data = save_safetensors(weights)
         with atomic_path(folder / WEIGHTS_FILE) as temporary:
             temporary.write_bytes(data)
+        self.save_files(folder)
         write_text_atomic(folder / BUNDLE_FILE, dump_yaml({**self.description(), "weights": WEIGHTS_FILE,
                                                            CHECKSUM_KEY: hashlib.sha256(data).hexdigest()}))
         return folder
+
+    def save_files(self, folder: Path) -> None:
+        """Files a model adds to its bundle beside model.yaml and the weights (a pretrained encoder's
+        configuration and tokenizer); none by default."""
+
+    @classmethod
+    def bundled_params(cls, params: Mapping, folder: Path, file: str) -> dict:
+        """The parameters of a bundle read back, pointed at the files `save_files` wrote into `folder`."""
+        return dict(params)
 
     @classmethod
     def load(cls, folder: str | Path) -> Model:
@@ -144,7 +154,7 @@ class Model(pl.LightningModule):
                               "bundle (written by Model.save)? Its model.yaml is damaged or foreign") from None
         description = checked_description(raw, file, "")
         weights_file = folder / inside(folder, description.get("weights", WEIGHTS_FILE), file, "weights")
-        model = cls._described(description, file, "", "bundle")
+        model = cls._described(description, file, "", "bundle", folder)
         load_weights(model.models, read_weights(weights_file, description.get(CHECKSUM_KEY), file), str(weights_file))
         return model.eval()
 
@@ -154,11 +164,12 @@ class Model(pl.LightningModule):
         in evaluation mode: the one way from a checkpoint to a model."""
         description = checked_description(checkpoint["pyrosys"].get("model"), source, "pyrosys.model.")
         model = cls._described(description, source, "pyrosys.model.", "checkpoint")
-        load_weights(model, checkpoint["state_dict"], source)
+        load_weights(model, model.completed_state(checkpoint, source), source)
         return model.eval()
 
     @classmethod
-    def _described(cls, description: Mapping, file: str, prefix: str, holder: str) -> Model:
+    def _described(cls, description: Mapping, file: str, prefix: str, holder: str,
+                   folder: Path | None = None) -> Model:
         """The model a checked description names, built with its parameters: its class is checked against
         the known models before anything is imported; what the description cannot build is the file's fault."""
         check_class_path(description["class"], "model", file=file, key=f"{prefix}class")
@@ -167,8 +178,10 @@ class Model(pl.LightningModule):
             reader = "load" if holder == "bundle" else "from_checkpoint"
             raise ConfigError(f"the {holder} holds a {model_cls.__name__}, not a {cls.__name__}", file=file,
                               key=f"{prefix}class", hint=f"Load it with Model.{reader} to accept any model")
+        params = description["params"] if folder is None else model_cls.bundled_params(description["params"],
+                                                                                        folder, file)
         try:
-            return model_cls.create(description["params"], description["data_definitions"])
+            return model_cls.create(params, description["data_definitions"])
         except ConfigError as error:        # an unknown parameter, a misfit: the file's, not a configuration's
             key = error.key or ""
             where = f"params.{key.removeprefix('model.')}" if key.startswith("model.") and key != "model.name" \
@@ -207,6 +220,9 @@ class Model(pl.LightningModule):
             return self.forward_batch(DataDict(inputs=inputs, **fields))
         finally:
             self.train(was_training)
+
+    def predictions_done(self) -> None:
+        """Called after predictions made outside a trainer (the predictor's): a model may report what it met."""
 
     @torch.no_grad()
     def predict_proba(self, inputs: torch.Tensor, **fields: torch.Tensor) -> torch.Tensor:
@@ -299,15 +315,48 @@ class Model(pl.LightningModule):
         return self.configure_optimization(self)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Checkpoints carry, as plain data, what rebuilds the model and replays the run (random states too)."""
+        """Checkpoints carry, as plain data, what rebuilds the model and replays the run (random states too);
+        the frozen tensors a model rebuilds itself stay out, named by their source and SHA-256."""
         checkpoint["pyrosys"] = {"model": self.description(), "configuration": copy.deepcopy(self.configuration),
                                  "random_states": random_states()}
+        frozen = self.frozen_tensors()
+        if frozen is not None:
+            for name in frozen["names"]:
+                checkpoint["state_dict"].pop(name, None)
+            checkpoint["pyrosys"]["frozen"] = {"source": frozen["source"], "sha256": frozen["sha256"],
+                                               "tensors": len(frozen["names"])}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Resuming: the random generators continue where the checkpoint left them."""
+        """Resuming: the frozen tensors back in the state, the random generators where the checkpoint left them."""
+        checkpoint["state_dict"] = self.completed_state(checkpoint, "checkpoint")
         states = checkpoint.get("pyrosys", {}).get("random_states")
         if states:
             restore_random_states(states)
+
+    def frozen_tensors(self) -> dict | None:
+        """The tensors checkpoints leave out because the model rebuilds them (a frozen pretrained encoder's):
+        {names, source, sha256}; None: checkpoints hold every tensor."""
+        return None
+
+    def completed_state(self, checkpoint: Mapping, source: str) -> dict[str, torch.Tensor]:
+        """A checkpoint's state dict with the frozen tensors it left out taken from this model, whose frozen
+        weights must be the ones the checkpoint was trained on (same SHA-256): the one way from a checkpoint's
+        tensors to a model's."""
+        state = dict(checkpoint["state_dict"])
+        recorded = (checkpoint.get("pyrosys") or {}).get("frozen")
+        if not recorded:
+            return state
+        own = self.frozen_tensors()
+        if own is None or own["sha256"] != recorded.get("sha256"):
+            raise ConfigError(f"the checkpoint leaves out the frozen weights of {recorded.get('source')} (SHA-256 "
+                              f"{str(recorded.get('sha256'))[:12]}...), and the encoder built from it now holds "
+                              f"other weights" + (f" ({own['sha256'][:12]}...)" if own else ""), file=source,
+                              key="pyrosys.frozen", hint="Put back the pretrained folder the run was trained with, "
+                                                         "or use the experiment's bundle (models/best), which holds "
+                                                         "every weight")
+        full = self.state_dict()
+        state.update({name: full[name] for name in own["names"] if name not in state})
+        return state
 
 
 def checked_description(description: Any, file: str, prefix: str) -> Mapping:

@@ -133,3 +133,40 @@ def cli():
     """cli(name, *args, cwd=...) runs a console command; cli.FAST turns the progress bar off."""
     command.FAST = FAST
     return command
+
+
+# -- protein language models: tiny random ones written with save_pretrained (nothing is downloaded) ---------
+
+ESM_TOKENS = ["<cls>", "<pad>", "<eos>", "<unk>", *"LAGVSERTIDPKQNFYMHWCXBUZO", ".", "-", "<null_1>", "<mask>"]
+
+
+def write_esm(folder: Path, *, seed: int = 0, layers: int = 2, hidden: int = 32, longest: int = 34,
+              tokens: list[str] | None = None, vocab_size: int | None = None) -> Path:
+    """An ESM-2-shaped encoder of `layers` layers and width `hidden` with random weights, and its tokenizer
+    (ESM's vocabulary, or `tokens`), its longest input `longest` tokens (so windows show on short proteins)."""
+    import torch
+    from transformers import EsmConfig, EsmModel, EsmTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocabulary = folder / "vocab.txt"
+    vocabulary.write_text("\n".join(tokens or ESM_TOKENS) + "\n")
+    config = EsmConfig(vocab_size=vocab_size or len(tokens or ESM_TOKENS), hidden_size=hidden,
+                       num_hidden_layers=layers, num_attention_heads=2, intermediate_size=2 * hidden,
+                       max_position_embeddings=1026, position_embedding_type="rotary", pad_token_id=1,
+                       mask_token_id=32, token_dropout=False)
+    torch.manual_seed(seed)
+    EsmModel(config, add_pooling_layer=False).save_pretrained(folder)
+    EsmTokenizer(str(vocabulary), model_max_length=longest).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def esm_folder(tmp_path_factory) -> Path:
+    """A tiny random ESM-2-shaped encoder and its tokenizer, written once per test process."""
+    return write_esm(tmp_path_factory.mktemp("esm"))
+
+
+@pytest.fixture(scope="session")
+def plm_files() -> types.SimpleNamespace:
+    """write_esm(folder, ...) for tests that need an encoder of their own, and ESM's `tokens`."""
+    return types.SimpleNamespace(write_esm=write_esm, tokens=ESM_TOKENS)

@@ -51,7 +51,7 @@ def fit(run: Run, parts: Setup, plan: TrainingPlan, resume: Resume | None) -> Fi
             trainer_.save_checkpoint(path, weights_only=False)
     best = read_checkpoint(experiment.best_checkpoint,
                            key=str(experiment.best_checkpoint.relative_to(experiment.folder)))
-    parts.model.load_state_dict(best["state_dict"])
+    parts.model.load_state_dict(parts.model.completed_state(best, str(experiment.best_checkpoint)))
     parts.model.save(experiment.bundle_dir)
     return Fitted(reason, trainer_.current_epoch, trainer_.global_step, started, fit_seconds)
 

@@ -145,6 +145,7 @@ def prediction_rows(model: Any, ids: list[str], fields: dict, source: str | None
     Outputs that are not finite are refused (naming the model `source` and the samples), never ranked."""
     with torch.no_grad():
         outputs = model.predict(**fields)
+    model.predictions_done()
     finite = torch.isfinite(outputs.reshape(len(ids), -1)).all(dim=1) if len(ids) else torch.ones(0, dtype=torch.bool)
     if not bool(finite.all()):
         bad = [ids[i] for i in torch.nonzero(~finite).flatten().tolist()]
