@@ -9,7 +9,7 @@ PIP := $(BIN)/python -m pip
 INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 DEMO_CONFIG := configs/digits/lenet5.yaml
 
-.PHONY: demo test accuracy bench bench-proteins reliability integration install install-dev clean
+.PHONY: demo test accuracy bench bench-plm bench-proteins reliability integration install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ integration: $(VENV)/.installed-ray
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run.py
+
+# the embedding cache: a grid of 8 heads on a frozen ESM-2 8M-shaped encoder with and without it (a few minutes);
+# its section of benchmarks/results.md
+bench-plm: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/embedding_cache.py
 
 # the real protein sets (aaanalysis and modlamp wheels) against composition baselines: benchmarks/proteins.md;
 # 1-3 minutes a run and set on 2 idle cores (SETS=AMPvsTM,ACPvsRandom SEEDS=1 for a subset)

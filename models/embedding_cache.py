@@ -121,7 +121,9 @@ class EmbeddingCache:
         """Write the pending features as one new shard (whole, or not at all)."""
         if not self.pending:
             return
-        self.part.mkdir(parents=True, exist_ok=True)
+        if not (self.folder / MANIFEST).is_file():      # a new cache: made, and checked, in the folder's turn
+            with self.turn():
+                return
         shard = self.part / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.safetensors"
         with atomic_path(shard) as temporary:
             save_file(self.pending, str(temporary), metadata={"weights_sha256": self.weights, "encoder": self.source})
