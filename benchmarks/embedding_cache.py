@@ -65,7 +65,9 @@ print(time.perf_counter() - started)
 def write_encoder(folder: Path) -> Path:
     """ESM-2 8M's architecture with random weights, and ESM's tokenizer, saved with save_pretrained."""
     import torch
+    import transformers
     from transformers import EsmConfig, EsmModel, EsmTokenizer
+    transformers.utils.logging.disable_progress_bar()
     tokens = ["<cls>", "<pad>", "<eos>", "<unk>", *"LAGVSERTIDPKQNFYMHWCXBUZO", ".", "-", "<null_1>", "<mask>"]
     folder.mkdir(parents=True)
     (folder / "vocab.txt").write_text("\n".join(tokens) + "\n")

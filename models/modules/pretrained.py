@@ -159,8 +159,11 @@ class PretrainedEncoder(nn.Module):
         self.counts: dict[str, dict[str, int]] = {}     # phase -> what `count` found in it
         self.reported: set[str] = set()
         self.trainable(freeze, last_k, finetune, key)
-        if gradient_checkpointing:
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if gradient_checkpointing:          # transformers 5 names it activation checkpointing
+            if hasattr(self.model, "activation_checkpointing_enable"):
+                self.model.activation_checkpointing_enable({"use_reentrant": False})
+            else:
+                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     # -- building ---------------------------------------------------------------------------------------
 

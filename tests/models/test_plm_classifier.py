@@ -104,7 +104,8 @@ def test_frozen_encoder_trains_tests_predicts_from_fasta_with_lean_checkpoints(t
     (tmp_path / "new.fasta").write_text(">q1\n" + "MKRL" * 15 + "\n>q2\nakK\n")
     output = tmp_path / "predictions.csv"
     assert predictor.main(["--m", str(bundle), "--input", str(tmp_path / "new.fasta"), "--output", str(output)]) == 0
-    rows = list(csv.DictReader(output.open()))
+    with open(output, newline="") as stream:
+        rows = list(csv.DictReader(stream))
     assert [r["id"] for r in rows] == ["q1", "q2"] and abs(float(rows[0]["p_0"]) + float(rows[0]["p_1"]) - 1) < 1e-5
 
 
@@ -239,6 +240,7 @@ def test_a_lean_checkpoint_resumes_and_refuses_changed_pretrained_weights(tmp_pa
     ("hub", "facebook/esm2_t6_8M_UR50D", "", "HF_HUB_OFFLINE"),
     ("empty", "{tmp}/empty", "", "it has no config.json"),
     ("no weights", "{tmp}/noweights", "", "no weights"),
+    ("foreign", "{tmp}/foreign", "", "config.json is not a model configuration transformers knows"),
     ("tokenizer", "{tmp}/bigtok", "", "the tokenizer does not match the encoder"),
     ("last_k", "{esm}", ", freeze: last_k, last_k: 5", "last_k is 5, but the encoder has 2 layers"),
     ("lora", "{esm}", ", freeze: none, finetune: {method: lora}", "LoRA adapts a frozen encoder"),
@@ -250,6 +252,9 @@ def test_bad_pretrained_settings_exit_2_before_anything_is_written(tmp_path, esm
     (tmp_path / "empty").mkdir()
     (tmp_path / "noweights").mkdir()
     shutil.copy(esm_folder / "config.json", tmp_path / "noweights")
+    (tmp_path / "foreign").mkdir()             # a folder of something else: a config transformers does not know
+    (tmp_path / "foreign" / "config.json").write_text('{"model_type": "protein_soup"}')
+    (tmp_path / "foreign" / "model.safetensors").write_bytes(b"")
     if case == "tokenizer":       # a tokenizer of 43 tokens before an encoder of 33 embeddings
         plm_files.write_esm(tmp_path / "bigtok", tokens=[*plm_files.tokens, *(f"<extra_{i}>" for i in range(10))],
                             vocab_size=33)
