@@ -52,12 +52,10 @@ from pyrosys.models import PLMClassifier
 from pyrosys.problems import ProteinSequences
 problem = ProteinSequences.create({"path": sys.argv[1], "max_length": 1022})
 problem.setup()
-model = PLMClassifier.create({"pretrained": sys.argv[2], "embeddings": {"cache": sys.argv[3]}}, problem.data_definitions)
-class Holder:                      # what fill_cache reads of a trainer: its datamodule
-    datamodule = problem
-model._trainer = Holder()
+params = {"pretrained": sys.argv[2], "embeddings": {"cache": sys.argv[3]}}
+model = PLMClassifier.create(params, problem.data_definitions)
 started = time.perf_counter()
-model.fill_cache(("train", "val", "test"))
+model.fill_cache(problem, ("train", "val", "test"))
 print(time.perf_counter() - started)
 """
 

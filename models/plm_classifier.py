@@ -183,10 +183,10 @@ class PLMClassifier(Model):
         ids = self.models["encoder"].token_map[inputs]
         return [sequence_key(ids[i, :length]) for i, length in enumerate(lengths)]
 
-    def fill_cache(self, phases: tuple[str, ...]) -> None:
-        """Compute, in the cache folder's turn, the embeddings the cache lacks for the problem's splits."""
-        problem = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if self.cache is None or problem is None or not hasattr(problem, "phase_split"):
+    def fill_cache(self, problem: Any, phases: tuple[str, ...]) -> None:
+        """Compute, in the cache folder's turn, the embeddings the cache lacks for the problem's splits (an
+        in-memory problem's; others fill it batch by batch as they train)."""
+        if self.cache is None or not hasattr(problem, "phase_split"):
             return
         def batches() -> Iterator[tuple[list[str], Any]]:
             for phase in phases:
@@ -209,10 +209,10 @@ class PLMClassifier(Model):
     # -- the run's hooks: fill the cache first, report what the encoder met -------------------------------
 
     def on_fit_start(self) -> None:
-        self.fill_cache(("train", "val"))
+        self.fill_cache(self.trainer.datamodule, ("train", "val"))
 
     def on_test_start(self) -> None:
-        self.fill_cache(("test",))
+        self.fill_cache(self.trainer.datamodule, ("test",))
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
