@@ -79,6 +79,49 @@ def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def load_pretrained(folder: Path, key: str) -> tuple[Any, Any, nn.Module, str, str | None]:
+    """The configuration, tokenizer and model of a pretrained folder (the model's encoder alone for an
+    encoder-decoder), the SHA-256 of its weights, and the source a bundle's copy names (None otherwise);
+    whatever the folder lacks or transformers cannot read is refused, naming the folder."""
+    transformers = transformers_module(key)
+    where = str(folder)
+    if not (folder / "config.json").is_file():
+        raise ConfigError("this folder is not a pretrained model: it has no config.json", file=where, key=key,
+                          hint="Name a folder written by save_pretrained (config.json, tokenizer files, weights)")
+    bundled = folder / BUNDLED
+    if not bundled.is_file() and not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise ConfigError("this folder holds a model configuration but no weights (model.safetensors or "
+                          "pytorch_model.bin)", file=where, key=key,
+                          hint="Name the folder the pretrained model was saved to in full")
+    try:
+        config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
+    except Exception as error:  # noqa: BLE001 - transformers raises ValueError, KeyError, OSError alike
+        raise ConfigError(f"config.json is not a model configuration transformers knows ({first_line(error)})",
+                          file=str(folder / "config.json"), key=key,
+                          hint="Name an ESM-2 folder or another encoder that AutoModel loads") from None
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except Exception as error:  # noqa: BLE001
+        raise ConfigError(f"the folder's tokenizer cannot be read ({first_line(error)})", file=where, key=key,
+                          hint="Save the tokenizer beside the weights: tokenizer.save_pretrained(folder)") from None
+    extra = {"add_pooling_layer": False} if config.model_type in ("esm", "bert") else {}
+    source = None
+    try:
+        if bundled.is_file():      # a bundle's copy: its architecture only, the weights come from the bundle
+            model = transformers.AutoModel.from_config(config, **extra)
+            marker = json.loads(bundled.read_text())
+            source, digest = str(marker["source"]), str(marker["weights_sha256"])
+        else:                      # never trust_remote_code: only classes transformers itself holds
+            model = transformers.AutoModel.from_pretrained(folder, local_files_only=True, **extra)
+            digest = weights_digest(model.state_dict())
+    except Exception as error:  # noqa: BLE001
+        raise ConfigError(f"the pretrained weights cannot be loaded ({first_line(error)})", file=where, key=key,
+                          hint="The folder is damaged, or its weights do not fit its config.json") from None
+    if getattr(config, "is_encoder_decoder", False):     # T5-style: only the encoder reads sequences
+        model = model.get_encoder()
+    return config, tokenizer, model, digest, source
+
+
 def window_starts(length: int, window: int) -> list[int]:
     """Where the windows over a sequence start: one window when it fits, else half a window apart, the last
     one ending at the sequence's end."""
@@ -105,47 +148,10 @@ class PretrainedEncoder(nn.Module):
                  last_k: int = 2, finetune: Mapping | None = None, gradient_checkpointing: bool = False,
                  source: str | None = None, key: str = "model.pretrained") -> None:
         super().__init__()
-        transformers = transformers_module(key)
-        self.folder, self.source, self.layer, self.freeze = Path(folder), source or str(folder), int(layer), freeze
+        self.folder, self.layer, self.freeze = Path(folder), int(layer), freeze
         where = str(self.folder)
-        if not (self.folder / "config.json").is_file():
-            raise ConfigError("this folder is not a pretrained model: it has no config.json", file=where, key=key,
-                              hint="Name a folder written by save_pretrained (config.json, tokenizer files, weights)")
-        bundled = self.folder / BUNDLED
-        if not bundled.is_file() and not any((self.folder / name).is_file() for name in WEIGHT_FILES):
-            raise ConfigError("this folder holds a model configuration but no weights (model.safetensors or "
-                              "pytorch_model.bin)", file=where, key=key,
-                              hint="Name the folder the pretrained model was saved to in full")
-        try:
-            self.config = transformers.AutoConfig.from_pretrained(self.folder, local_files_only=True)
-        except Exception as error:  # noqa: BLE001 - transformers raises ValueError, KeyError, OSError alike
-            raise ConfigError(f"config.json is not a model configuration transformers knows ({first_line(error)})",
-                              file=str(self.folder / "config.json"), key=key,
-                              hint="Name an ESM-2 folder or another encoder that AutoModel loads") from None
-        try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
-        except Exception as error:  # noqa: BLE001
-            raise ConfigError(f"the folder's tokenizer cannot be read ({first_line(error)})", file=where, key=key,
-                              hint="Save the tokenizer beside the weights: tokenizer.save_pretrained(folder)") \
-                from None
-        self.tokenizer = tokenizer
-        extra = {"add_pooling_layer": False} if self.config.model_type in ("esm", "bert") else {}
-        try:
-            if bundled.is_file():      # a bundle's copy: its architecture only, the weights come from the bundle
-                model = transformers.AutoModel.from_config(self.config, **extra)
-                marker = json.loads(bundled.read_text())
-                self.source, self.weights_sha256 = str(marker["source"]), str(marker["weights_sha256"])
-            else:                      # never trust_remote_code: only classes transformers itself holds
-                model = transformers.AutoModel.from_pretrained(self.folder, local_files_only=True, **extra)
-                self.weights_sha256 = weights_digest(model.state_dict())
-        except ConfigError:
-            raise
-        except Exception as error:  # noqa: BLE001
-            raise ConfigError(f"the pretrained weights cannot be loaded ({first_line(error)})", file=where, key=key,
-                              hint="The folder is damaged, or its weights do not fit its config.json") from None
-        if getattr(self.config, "is_encoder_decoder", False):     # T5-style: only the encoder reads sequences
-            model = model.get_encoder()
-        self.model = model
+        self.config, self.tokenizer, self.model, self.weights_sha256, bundled_source = load_pretrained(self.folder, key)
+        self.source = bundled_source or source or where
         self.hidden_size = int(self.config.hidden_size)
         self.layers = int(getattr(self.config, "num_hidden_layers", 0) or getattr(self.config, "num_layers", 0))
         self.check_layer(key)
