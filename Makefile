@@ -18,15 +18,15 @@ $(VENV)/.installed: setup.cfg setup.py constraints.txt | $(BIN)/python
 	$(INSTALL) -e .
 	touch $@
 
-# one run of the installer for the package, the test tools and the protein language model extras (the tests
-# build tiny random ESM models); it stands for `make install` too
+# one run of the installer for the package, the test tools, the protein language model extras (the tests
+# build tiny random ESM models) and Optuna for searches; it stands for `make install` too
 $(VENV)/.installed-dev: setup.cfg setup.py constraints.txt | $(BIN)/python
-	$(INSTALL) -e ".[dev,plm,lora]"
+	$(INSTALL) -e ".[dev,plm,lora,search]"
 	touch $(VENV)/.installed $@
 
 # Ray (the grid's --backend ray) only for the targets that start a local Ray instance
 $(VENV)/.installed-ray: $(VENV)/.installed-dev
-	$(INSTALL) -e ".[dev,plm,lora,ray]"
+	$(INSTALL) -e ".[dev,plm,lora,search,ray]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -62,7 +62,7 @@ bench-plm: $(VENV)/.installed-dev
 # the real protein sets (aaanalysis and modlamp wheels) against composition baselines: benchmarks/proteins.md;
 # 1-3 minutes a run and set on 2 idle cores (SETS=AMPvsTM,ACPvsRandom SEEDS=1 for a subset)
 $(VENV)/.installed-benchmarks: $(VENV)/.installed-dev
-	$(INSTALL) -e ".[dev,plm,lora,benchmarks]"
+	$(INSTALL) -e ".[dev,plm,lora,search,benchmarks]"
 	touch $@
 
 bench-proteins: $(VENV)/.installed-benchmarks

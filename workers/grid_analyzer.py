@@ -31,7 +31,9 @@ from pyrosys.factory import register
 from pyrosys.folders import shown
 from pyrosys.folders.experiment import Experiment, experiment_folders
 from pyrosys.folders.grid import Grid
-from pyrosys.tracking.plots import best_index, monitored, save_figure, validation_epochs
+from pyrosys.tracking.plots import save_figure, validation_epochs
+from pyrosys.tracking.search_pictures import save_study_pictures, trial_outcomes
+from pyrosys.tracking.tables import best_index, monitored
 from pyrosys.tracking.tables import SPREAD, read_rows
 from pyrosys.workers.worker import Worker
 
@@ -105,6 +107,7 @@ def collect(expdir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     plan = GridPlan.read(grid) if grid.plan_file.is_file() else None
     swept_keys = plan.swept_keys if plan else []
     grid_rows = {r["run"]: r for r in read_rows(grid.status_file)}
+    outcomes = trial_outcomes(grid, [base.name for base in plan.bases]) if plan and plan.search else {}
     rows, seen = [], set()
     for run in plan.runs if plan else []:
         entry = grid_rows.get(run.name, {})
@@ -115,6 +118,8 @@ def collect(expdir: Path) -> tuple[list[dict[str, Any]], list[str]]:
         if entry.get("status") == "failed":         # the grid's word wins (a killed run's folder says running)
             row.update(status="failed", reason=entry.get("reason") or row.get("reason", ""))
         row.update({"run": run.name, **{key: run.swept.get(key, "") for key in swept_keys}})
+        if run.trial is not None:                   # a search's trial: its number, state and objective
+            row.update(trial=run.trial, **outcomes.get((run.study, run.trial), {}))
         rows.append(row)
         if folder:
             seen.add(folder.resolve())
@@ -154,7 +159,8 @@ def columns(rows: list[dict[str, Any]], swept_keys: list[str]) -> list[str]:
     """A stable column order: identity, swept parameters (and the data set, when there are several), how
     the run ended, statistics by phase, time."""
     several = len({row["dataset"] for row in rows if row.get("dataset")}) > 1
-    fixed = ["rank", "run", "status", *swept_keys, *(["dataset"] if several else []), "seed", "epoch",
+    fixed = ["rank", "run", "trial", "state", "status", *swept_keys, "objective", *(["dataset"] if several else []),
+             "seed", "epoch",
              "best_epoch", "episode", "reason", "monitor"]
     present = {k for row in rows for k in row}
     by_phase = [sorted(k for k in present if k.startswith(prefix)) for prefix in ("train_", "val_", "test_")]
@@ -305,8 +311,10 @@ class GridAnalyzer(Worker):
         grid = Grid(expdir)
         write_tables(grid, rows, columns(rows, swept_keys))
         save_figure(analysis_figure(rows, f"Grid {grid.folder.name}"), grid.analysis_files[2], dpi=110)
+        plan = GridPlan.read(grid) if grid.plan_file.is_file() else None
+        pictures = save_study_pictures(grid, [b.name for b in plan.bases]) if plan and plan.search else []
         print(grid.analysis_files[1].read_text(), end="")
-        print(f"[pyrosys-grid] analysis: {', '.join(shown(path) for path in grid.analysis_files)}")
+        print(f"[pyrosys-grid] analysis: {', '.join(shown(path) for path in [*grid.analysis_files, *pictures])}")
         return 0
 
     def add_flags(self, parser: argparse.ArgumentParser) -> None:

@@ -23,13 +23,16 @@ from typing import Any
 from pyrosys.atomic import write_text_atomic
 from pyrosys.configuration.loading import load_configuration
 from pyrosys.errors import ConfigError
-from pyrosys.execution.grid_plan import MAX_RUNS, GridPlan, GridRun, command_line_overrides, expand
+from pyrosys.execution.grid_plan import MAX_RUNS, GridPlan, GridRun, command_line_overrides, expand, trial_run
 from pyrosys.execution.process_pool import ProcessPool
+from pyrosys.execution.search import Search
+from pyrosys.execution.search_plan import SearchSpec
 from pyrosys.factory import register
 from pyrosys.folders import shown
 from pyrosys.folders.experiment import RESUMABLE_STATES, Experiment, now_iso, safe_name
 from pyrosys.folders.grid import Grid, GridStatus
 from pyrosys.workers.pipeline.jobs import PRELOAD, TRAIN_JOB, say_starting
+from pyrosys.workers.pipeline.resolve import check_configuration_keys
 from pyrosys.workers.worker import Worker
 
 
@@ -45,6 +48,8 @@ class GridTrainer(Worker):
             raise ConfigError(f"--max-concurrent is at least 1, not {args.max_concurrent}", file="the command line",
                               key="--max-concurrent")
         grid, plan = open_grid(args)
+        if plan.search is not None:
+            return run_search(grid, plan, args)
         with grid.lock():
             status = GridStatus(grid, plan.runs)
             jobs = plan_jobs(grid, plan, status, args.log_level)
@@ -95,14 +100,104 @@ def open_grid(args: argparse.Namespace) -> tuple[Grid, GridPlan]:
     """The grid folder and its plan: read back (--resume), or expanded and written into a new folder."""
     if args.resume:
         grid = Grid(args.resume)
-        return grid, GridPlan.read(grid)
+        plan = GridPlan.read(grid)
+        if plan.search is not None and args.config:    # the search as given again: the same, or refused
+            check_same_search(plan, expand(args.config, command_line_overrides(args.overrides), seed=args.seed),
+                              args.config)
+        return grid, plan
     if not args.config:
         raise ConfigError("no grid was given", file="the command line", key="--c",
                           hint="Name a folder of configs or a grid file with --c, or --resume GRID_DIR")
     plan = expand(args.config, command_line_overrides(args.overrides), seed=args.seed, allow_large=args.yes)
+    if plan.search is not None:
+        check_search_space(plan)
     grid = Grid.create(args.outdir or "experiments", safe_name(args.savetag, "--savetag"))
     write_text_atomic(grid.plan_file, plan.to_yaml())
     return grid, plan
+
+
+def run_search(grid: Grid, plan: GridPlan, args: argparse.Namespace) -> int:
+    """A search: trials asked as workers free up, each run recorded at once and told to its study; the
+    grid exits 1 when a trial's run failed."""
+    with grid.lock():
+        status = GridStatus(grid, plan.runs)
+        spec = SearchSpec(**plan.search)
+        total = spec.trials * spec.repetitions * len(plan.bases)
+        concurrency = max(1, min(args.max_concurrent or plan.max_concurrent_runs or default_concurrency(args.gpu),
+                                 total))
+        threads = max(1, (os.cpu_count() or 1) // concurrency)
+
+        def make_job(run: GridRun) -> dict[str, Any]:
+            target, arguments = next_attempt(run, status.rows[run.name], grid)
+            status.rows[run.name].update(status="pending", reason="", folder=target, pid="")
+            return {"name": run.name, "folder": target, "log": str(grid.log_of(run.name)), "threads": threads,
+                    "arguments": [*arguments, "--ll", args.log_level, *(["--gpu"] if args.gpu else [])]}
+
+        search = Search(grid, plan, status, make_job, {base.name: validation_mode(base) for base in plan.bases})
+        print(f"[pyrosys-grid] {shown(grid.folder)}: a {spec.sampler} search of {spec.trials} trials x "
+              f"{len(plan.bases)} stud{'y' if len(plan.bases) == 1 else 'ies'}, {concurrency} run(s) at a time, "
+              f"{threads} torch thread(s) each, backend {args.backend}; studies in {shown(grid.study_file)}",
+              flush=True)
+        progress = Progress(status, total, concurrency)
+
+        def on_event(event: Any) -> None:
+            record(event, status, progress)
+            if event.kind != "started":
+                search.finished(event.job, status.rows[event.job["name"]])
+
+        if args.backend == "ray":
+            from pyrosys.execution.tune_backend import run_on_tune    # Ray Tune only for --backend ray
+            run_on_tune(grid, plan, search, args, concurrency, on_event)
+        else:
+            say_starting(concurrency)
+            ProcessPool(concurrency, TRAIN_JOB, PRELOAD, None).run(search.next_job, on_event)
+        counts = status.counts()
+    print(f"[pyrosys-grid] done: {counts['completed']} completed, {counts['pruned']} pruned, {counts['failed']} "
+          f"failed; status in {shown(grid.status_file)}", flush=True)
+    print(f"[pyrosys-grid] results: {shown(grid.folder)}", flush=True)
+    return 1 if counts["failed"] else 0
+
+
+def validation_mode(run: GridRun) -> str:
+    """min or max: the direction of a run's monitored validation statistic."""
+    tree = load_configuration(run.configs, run.overrides, run.choices).tree
+    return str((tree.get("validation") or {}).get("mode", "min"))
+
+
+def check_search_space(plan: GridPlan) -> None:
+    """Every space key of a search names a configuration key its runs accept, at both ends of its range (or
+    its first and last choices): checked before any trial, a misspelt key with the nearest one."""
+    spec = SearchSpec(**plan.search)
+    for base in plan.bases:
+        for end in (0, -1):
+            values = {key: entry["choices"][end] if "choices" in entry else entry["high" if end else "low"]
+                      for key, entry in spec.space.items()}
+            run = trial_run(base, values, 0, 0, 1)
+            try:
+                configuration = load_configuration(run.configs, run.overrides, run.choices)
+                check_configuration_keys(configuration)
+            except ConfigError as error:
+                key = next((k for k in spec.space if error.key and (error.key == k or error.key.startswith(k + "."))),
+                           None)
+                if key is None:
+                    raise
+                raise ConfigError(f"{error.message} (with {key}: {values[key]!r})", file=plan.source,
+                                  key=f"search.space.{key}", hint=error.hint) from None
+
+
+def check_same_search(plan: GridPlan, given: GridPlan, source: str) -> None:
+    """Refuse resuming a search with another search or other runs than the grid's, listing what differs."""
+    changes = [f"search.{key}: {plan.search.get(key)!r} -> {value!r}" for key, value in (given.search or {}).items()
+               if plan.search.get(key) != value]
+    old = [(b.configs, b.overrides, b.choices) for b in plan.bases]
+    if old != [(b.configs, b.overrides, b.choices) for b in given.bases]:
+        changes.append("its tasks or grid_search differ")
+    if given.search is None:
+        changes.append("the file has no search")
+    if changes:
+        raise ConfigError("the grid file's search differs from the one this grid ran: " + "; ".join(changes),
+                          file=source, key="search",
+                          hint="Resume without --c (the grid keeps its search), or start a new grid")
 
 
 def plan_jobs(grid: Grid, plan: GridPlan, status: GridStatus, log_level: str) -> list[dict[str, Any]]:
@@ -156,12 +251,13 @@ class Progress:
     def line(self, note: str = "") -> None:
         """Say where the grid stands."""
         counts = self.status.counts()
-        left = counts["pending"] + counts["running"]
+        left = max(0, self.total - counts["completed"] - counts["pruned"] - counts["failed"])
         eta = ""
         if self.durations and left:
             mean = sum(self.durations) / len(self.durations)
             eta = f", ETA {dt.timedelta(seconds=round(mean * left / self.concurrency))}"
-        print(f"[pyrosys-grid] {counts['completed']} completed, {counts['failed']} failed, "
+        pruned = f"{counts['pruned']} pruned, " if counts["pruned"] else ""
+        print(f"[pyrosys-grid] {counts['completed']} completed, {pruned}{counts['failed']} failed, "
               f"{counts['running']} running, {counts['pending']} waiting{eta}" + (f" | {note}" if note else ""),
               flush=True)
 

@@ -29,8 +29,11 @@ class LossStop(pl.Callback):
 
 
 def stop_reason(trainer: pl.Trainer, epoch_limit: int | None, episode_limit: int | None) -> str:
-    """Why fit() returned: loss_stop, early_stopping, episode_limit or epoch_limit."""
+    """Why fit() returned: pruned (a search's pruner), loss_stop, early_stopping, episode_limit or epoch_limit."""
     for callback in trainer.callbacks:
+        pruned = getattr(callback, "reason", None)       # a search's TrialPruning
+        if callable(pruned) and pruned():
+            return pruned()
         if isinstance(callback, LossStop) and callback.stopped_at is not None:
             return f"loss_stop (mean training loss <= {callback.threshold} at episode {callback.stopped_at})"
         # stopped_epoch is Lightning's 0-based epoch (0 also before any stop): the message says if it stopped

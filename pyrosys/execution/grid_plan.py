@@ -32,9 +32,10 @@ from typing import Any
 from pyrosys.configuration.loading import dump_yaml, find_include, load_configuration, load_yaml, parse_override
 from pyrosys.configuration.project import find_project
 from pyrosys.errors import ConfigError, did_you_mean
+from pyrosys.execution.search_plan import check_search_keys, read_search
 from pyrosys.folders.grid import Grid
 
-GRID_KEYS = ("grid_tasks", "grid_overwrite", "grid_settings", "grid_search")
+GRID_KEYS = ("grid_tasks", "grid_overwrite", "grid_settings", "grid_search", "search")
 MAX_RUNS = 10_000          # a larger grid is refused unless --yes, or grid_settings.max_runs, allows it
 RUNS_CEILING = 100_000     # no plan is larger, whatever is allowed: its runs and its grid.yaml must fit in memory
 SETTINGS = {"experiment_repetitions": 1, "max_concurrent_runs": None, "max_runs": MAX_RUNS, "trainer": None}
@@ -57,6 +58,8 @@ class GridRun:
     repetition: int = 0
     error: str | None = None          # the configuration does not resolve: the run fails without starting
     choices: dict[str, str] = field(default_factory=dict)   # project group choices (model: vae)
+    study: str | None = None          # a search's run: its study (the base run's name) and trial number
+    trial: int | None = None
 
     def trainer_arguments(self) -> list[str]:
         """The pyrosys-trainer flags of this run (less --outdir and --run-name)."""
@@ -76,10 +79,13 @@ class GridPlan:
     runs: list[GridRun]
     max_concurrent_runs: int | None = None
     swept_keys: list[str] = field(default_factory=list)
+    search: dict | None = None        # a search: its checked `search:` section (SearchSpec.to_dict())
+    bases: list[GridRun] = field(default_factory=list)    # a search: one study per base run (task x sweep)
 
     def to_yaml(self) -> str:
         return dump_yaml({"source": self.source, "max_concurrent_runs": self.max_concurrent_runs,
-                          "swept_keys": self.swept_keys, "runs": [asdict(run) for run in self.runs]})
+                          "swept_keys": self.swept_keys, "search": self.search,
+                          "bases": [asdict(run) for run in self.bases], "runs": [asdict(run) for run in self.runs]})
 
     @classmethod
     def read(cls, grid: Grid) -> GridPlan:
@@ -90,7 +96,8 @@ class GridPlan:
                               hint="Give the grid_<time> folder that pyrosys-grid-trainer printed")
         data = load_yaml(path, max_bytes=None)          # it grows with the runs, which expand() bounds
         return cls(source=data["source"], max_concurrent_runs=data.get("max_concurrent_runs"),
-                   swept_keys=list(data.get("swept_keys") or []),
+                   swept_keys=list(data.get("swept_keys") or []), search=data.get("search"),
+                   bases=[GridRun(**run) for run in data.get("bases") or []],
                    runs=[GridRun(**run) for run in data.get("runs") or []])
 
 
@@ -278,6 +285,13 @@ def _from_grid_file(path: Path, data: Mapping, extra: Sequence[str], rng: random
     settings = _settings(data, file)
     repetitions = settings["experiment_repetitions"]
     search = _mapping(data.get("grid_search"), file, "grid_search")
+    searched = read_search(data["search"], file) if "search" in data else None
+    if searched is not None:
+        check_search_keys(searched, list(search), file)
+        if repetitions > 1:
+            raise ConfigError("a search repeats its trials with search.repetitions", file=file,
+                              key="grid_settings.experiment_repetitions",
+                              hint=f"Move it: 'search: {{repetitions: {repetitions}}}'")
     factors = {"grid_tasks": len(tasks), "grid_search": _combinations(search, file),
                "grid_settings.experiment_repetitions": repetitions}
     told = f"{len(tasks):,} task(s) x {factors['grid_search']:,} sweep combination(s) x {repetitions:,} repetition(s)"
@@ -291,8 +305,25 @@ def _from_grid_file(path: Path, data: Mapping, extra: Sequence[str], rng: random
         configs, stem = _task_configs(path, spec, where)
         overrides = [*_overrides_of(_mapping(spec.get("overwrite"), file, f"{where}.overwrite")), *grid_overwrite]
         runs += _task_runs(configs, overrides, sweep, repetitions, stem, task, len(runs), extra, rng)
+    if searched is not None:          # the runs are the studies' bases; their trials are asked as the search goes
+        return GridPlan(source=str(path.resolve()), runs=[], max_concurrent_runs=settings["max_concurrent_runs"],
+                        swept_keys=[*search, *searched.space], search=searched.to_dict(), bases=runs)
     return GridPlan(source=str(path.resolve()), runs=runs, max_concurrent_runs=settings["max_concurrent_runs"],
                     swept_keys=list(search))
+
+
+def trial_run(base: GridRun, params: Mapping[str, Any], trial: int, repetition: int, repetitions: int) -> GridRun:
+    """The run of one repetition of a search trial: the base run (a task and sweep combination) with the
+    trial's sampled values, named after both; project group keys are choices, as in a sweep."""
+    project = find_project(base.configs[0])
+    groups = project.groups() if project else {}
+    choices = {**base.choices, **{k: str(v) for k, v in params.items() if k in groups}}
+    overrides = [*base.overrides, *(override(k, v) for k, v in params.items() if k not in groups)]
+    name = f"{base.name}_t{trial:03d}" + (f"_rep{repetition}" if repetitions > 1 else "")
+    seed = base.seed + repetition if base.seed is not None else None
+    return GridRun(name=name, configs=base.configs, overrides=overrides, seed=seed,
+                   swept={**base.swept, **params}, task=base.task, repetition=repetition, choices=choices,
+                   study=base.name, trial=trial)
 
 
 def expand(path: str | Path, extra: Sequence[str] = (), seed: int | None = None,

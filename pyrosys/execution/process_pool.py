@@ -36,6 +36,28 @@ class Event:
     seconds: float | None = None      # wall time from dispatch to the result
 
 
+class JobSource:
+    """The jobs of a pool: a list given up front, or a function asked for the next job each time a worker is
+    free (a search asks its next trial only then), None meaning there are no more."""
+
+    def __init__(self, jobs: Iterable[Any] | Callable[[], Any]) -> None:
+        self.ask = jobs if callable(jobs) else None
+        self.waiting = deque() if callable(jobs) else deque(jobs)
+        self.exhausted = False
+
+    def take(self) -> Any:
+        """The next job, or None (for good) when there is none."""
+        if self.waiting:
+            return self.waiting.popleft()
+        job = None if self.exhausted or self.ask is None else self.ask()
+        self.exhausted = job is None
+        return job
+
+    def more(self) -> bool:
+        """Whether a job may still come."""
+        return bool(self.waiting) or (self.ask is not None and not self.exhausted)
+
+
 def _resolve(function: str) -> Callable[[Any], Any]:
     module, _, name = function.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -102,15 +124,19 @@ class ProcessPool:
         child.close()
         return _Slot(process, parent)
 
-    def run(self, jobs: Iterable[Any], on_event: Callable[[Event], None]) -> None:
-        """Run every job; `on_event` hears each start, result and death, in the order they happen."""
-        waiting = deque(jobs)
-        if not waiting:
+    def run(self, jobs: Iterable[Any] | Callable[[], Any], on_event: Callable[[Event], None]) -> None:
+        """Run every job (a list, or a function giving the next job, then None); `on_event` hears each start,
+        result and death, in the order they happen."""
+        waiting = JobSource(jobs)
+        if not waiting.more():
             return
-        self.slots = {i: self._start(i) for i in range(min(self.size, len(waiting)))}
+        count = self.size if waiting.ask is not None else min(self.size, len(waiting.waiting))
+        self.slots = {i: self._start(i) for i in range(count)}
         try:
-            while waiting or any(slot.job is not None for slot in self.slots.values()):
+            while waiting.more() or any(slot.job is not None for slot in self.slots.values()):
                 self._dispatch(waiting)
+                if not self.slots:
+                    break
                 slots = list(self.slots.items())
                 ready = wait([s.connection for _, s in slots] + [s.process.sentinel for _, s in slots])
                 for index, slot in slots:
@@ -119,13 +145,16 @@ class ProcessPool:
         finally:
             self.close()
 
-    def _dispatch(self, waiting: deque) -> None:
+    def _dispatch(self, waiting: JobSource) -> None:
         for slot in self.slots.values():
-            if slot.ready and slot.job is None and waiting:
-                slot.job, slot.dispatched = waiting.popleft(), time.perf_counter()
+            if slot.ready and slot.job is None:
+                job = waiting.take()
+                if job is None:
+                    return
+                slot.job, slot.dispatched = job, time.perf_counter()
                 slot.connection.send(slot.job)
 
-    def _serve(self, index: int, slot: _Slot, waiting: deque, on_event: Callable[[Event], None]) -> None:
+    def _serve(self, index: int, slot: _Slot, waiting: JobSource, on_event: Callable[[Event], None]) -> None:
         """Read what one worker said; a worker that died reports its job and is replaced."""
         closed = False
         while not closed:
@@ -156,7 +185,7 @@ class ProcessPool:
                 on_event(Event("died", job, pid=slot.process.pid, result=slot.process.exitcode,
                                seconds=time.perf_counter() - slot.dispatched))
             slot.connection.close()
-            if waiting:
+            if waiting.more():
                 self.slots[index] = self._start(index)
             else:
                 del self.slots[index]

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pyrosys.errors import ConfigError
-from pyrosys.execution.process_pool import Event
+from pyrosys.execution.process_pool import Event, JobSource
 
 
 def _call(function: str, job: Any) -> tuple[int, Any]:
@@ -19,7 +19,7 @@ def _call(function: str, job: Any) -> tuple[int, Any]:
     return os.getpid(), getattr(importlib.import_module(module), name)(job)
 
 
-def run_on_ray(function: str, jobs: Sequence[Any], concurrency: int, address: str | None,
+def run_on_ray(function: str, jobs: Sequence[Any] | Callable[[], Any], concurrency: int, address: str | None,
                on_event: Callable[[Event], None], gpus_per_job: float = 0) -> None:
     """Run every job as a Ray task, at most `concurrency` at a time; a task whose worker dies is reported
     as `died`, and the others go on."""
@@ -34,13 +34,17 @@ def run_on_ray(function: str, jobs: Sequence[Any], concurrency: int, address: st
         options = {"address": address} if address else {"num_cpus": max(concurrency, os.cpu_count() or 1)}
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **options)
     task = ray.remote(num_cpus=1, num_gpus=gpus_per_job, max_retries=0)(_call)
-    waiting, running = list(jobs), {}
+    waiting, running = JobSource(jobs), {}
     try:
-        while waiting or running:
-            while waiting and len(running) < concurrency:
-                job = waiting.pop(0)
+        while waiting.more() or running:
+            while len(running) < concurrency:
+                job = waiting.take()
+                if job is None:
+                    break
                 running[task.remote(function, job)] = (job, time.perf_counter())
                 on_event(Event("started", job))
+            if not running:
+                break
             done, _ = ray.wait(list(running), num_returns=1)
             for reference in done:
                 job, dispatched = running.pop(reference)

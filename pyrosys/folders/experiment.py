@@ -29,6 +29,8 @@ LOGGERS = ("pyrosys", "pytorch_lightning", "lightning", "lightning.pytorch")
 RESUMABLE_STATES = ("running", "interrupted")
 # names the experiment folder to a multi-process (DDP) run's other processes, which train into it
 HANDOVER_ENV = "PYROSYS_EXPERIMENT_DIR"
+# a search trial's run (set by the grid's job): JSON {storage, study, trial_id, number, pruner}
+TRIAL_ENV = "PYROSYS_TRIAL"
 
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,254}")

@@ -21,7 +21,7 @@ from pyrosys.folders.experiment import create_unique_folder, timestamp
 
 STATUS_COLUMNS = ("run", "status", "reason", "folder", "seed", "pid", "started", "finished", "seconds",
                   "attempts")
-STATES = ("pending", "running", "completed", "failed")
+STATES = ("pending", "running", "completed", "pruned", "failed")     # pruned: a search stopped the run early
 
 
 class Grid:
@@ -34,6 +34,9 @@ class Grid:
     LOGS = "logs"
     TESTING = "grid_testing.csv"
     ANALYSIS = ("analysis.csv", "analysis.md", "analysis.png")
+    STUDY = "optuna.db"               # a search's Optuna studies (SQLite): optuna-dashboard sqlite:///<grid>/optuna.db
+    SEARCH_PLOTS = ("search_history.png", "search_importances.png", "search_parallel.png")
+    TUNE = "tune"                     # a search on Ray Tune: Tune's experiment folder (Tuner.restore reads it)
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
@@ -67,6 +70,19 @@ class Grid:
         csv_file, markdown, picture = (self.folder / name for name in self.ANALYSIS)
         return csv_file, markdown, picture
 
+    @property
+    def study_file(self) -> Path:
+        return self.folder / self.STUDY
+
+    @property
+    def study_url(self) -> str:
+        """The SQLAlchemy URL Optuna opens the studies with."""
+        return f"sqlite:///{self.study_file.resolve()}"
+
+    def search_plots(self, study: str, several: bool) -> list[Path]:
+        """The pictures of a study's search (prefixed with the study's name when the grid holds several)."""
+        return [self.folder / (f"{study}_{name}" if several else name) for name in self.SEARCH_PLOTS]
+
     def log_of(self, run: str) -> Path:
         """The console output of one run."""
         return self.folder / self.LOGS / f"{run}.log"
@@ -98,7 +114,7 @@ class Grid:
 
 
 class GridStatus:
-    """grid_status.csv: one row per run (pending, running, completed, failed), rewritten atomically."""
+    """grid_status.csv: one row per run (pending, running, completed, pruned, failed), rewritten atomically."""
 
     def __init__(self, grid: Grid, runs: Sequence[Any]) -> None:
         self.path = grid.status_file
@@ -110,6 +126,11 @@ class GridStatus:
                 for row in csv.DictReader(stream):
                     if row["run"] in self.rows:
                         self.rows[row["run"]].update({k: v for k, v in row.items() if v not in ("", None)})
+
+    def add(self, run: Any) -> None:
+        """A row for a run planned while the grid goes (a search's trial), pending, unless the file has it."""
+        self.rows.setdefault(run.name, {"run": run.name, "status": "pending", "attempts": 0,
+                                        "seed": "" if run.seed is None else run.seed})
 
     def update(self, name: str, **fields: Any) -> None:
         """Change one run's row and write the file at once."""

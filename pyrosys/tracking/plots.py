@@ -19,18 +19,10 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from pyrosys.atomic import atomic_path  # noqa: E402
-from pyrosys.configuration.loading import load_yaml  # noqa: E402
 from pyrosys.folders.experiment import Experiment  # noqa: E402
-from pyrosys.tracking.tables import read_rows  # noqa: E402
+from pyrosys.tracking.tables import best_index, monitored, read_rows  # noqa: E402
 
 Rows = Sequence[Mapping[str, Any]]
-
-
-def monitored(experiment: Experiment) -> tuple[str, str]:
-    """The run's monitored validation statistic as its validation column (val_loss -> loss) and its mode."""
-    path = experiment.configuration_file
-    validation = (load_yaml(path).get("validation") or {}) if path.is_file() else {}
-    return str(validation.get("monitor", "val_loss")).removeprefix("val_"), str(validation.get("mode", "min"))
 
 
 def validation_epochs(training: Rows, validation: Rows) -> list[float]:
@@ -41,11 +33,6 @@ def validation_epochs(training: Rows, validation: Rows) -> list[float]:
         per_epoch = float(training[0]["episode"]) / int(training[0]["epoch"])
         return [float(row["episode"]) / per_epoch for row in validation]
     return [float(row["epoch"]) for row in validation]
-
-
-def best_index(values: Sequence[float], mode: str) -> int:
-    """The position of the best value (the first of equals), lowest for mode min, highest for max."""
-    return (max if mode == "max" else min)(range(len(values)), key=values.__getitem__)
 
 
 def curves_figure(training: Rows, validation: Rows, metric: str | None, title: str,

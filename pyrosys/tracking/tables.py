@@ -4,7 +4,11 @@ file names belong to the experiment folder (`pyrosys.folders.experiment.CSV_FILE
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
+
+from pyrosys.configuration.loading import load_yaml
+from pyrosys.folders.experiment import Experiment
 
 # the aggregate tables' per-batch spread of each statistic: <name>_mean, _std, _min, _max
 SPREAD = ("_mean", "_std", "_min", "_max")
@@ -22,3 +26,23 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return []
     with open(path, newline="", encoding="utf-8") as stream:
         return list(csv.DictReader(stream))
+
+
+def monitored(experiment: Experiment) -> tuple[str, str]:
+    """The run's monitored validation statistic as its validation column (val_loss -> loss) and its mode."""
+    path = experiment.configuration_file
+    validation = (load_yaml(path).get("validation") or {}) if path.is_file() else {}
+    return str(validation.get("monitor", "val_loss")).removeprefix("val_"), str(validation.get("mode", "min"))
+
+
+def best_index(values: Sequence[float], mode: str) -> int:
+    """The position of the best value (the first of equals), lowest for mode min, highest for max."""
+    return (max if mode == "max" else min)(range(len(values)), key=values.__getitem__)
+
+
+def best_validation(experiment: Experiment) -> float | None:
+    """The run's monitored validation statistic at its best validation (by its mode), or None before any."""
+    column, mode = monitored(experiment)
+    rows = read_rows(experiment.csv("validation"))
+    values = [float(row[column]) for row in rows if row.get(column) not in ("", None)]
+    return values[best_index(values, mode)] if values else None

@@ -21,6 +21,7 @@ from pyrosys.app_state import AppState
 from pyrosys.callbacks.checkpoint import AtomicCheckpointIO, ModelCheckpoint, read_checkpoint
 from pyrosys.callbacks.interruption import DeferInterruptions
 from pyrosys.callbacks.profiling import NoProfiler
+from pyrosys.callbacks.pruning import TrialPruning
 from pyrosys.callbacks.progress import TrainingBar
 from pyrosys.callbacks.statistics import CsvSink, LogSink, StatisticsCollector
 from pyrosys.callbacks.tensorboard import TensorBoardHistograms, TensorBoardSink
@@ -296,6 +297,7 @@ def trainer(plan: TrainingPlan, parts: Setup, folder: Path, collector: Statistic
     experiment = Experiment(folder)
     return pl.Trainer(**parts.arguments, default_root_dir=str(folder), plugins=[AtomicCheckpointIO()],
                       callbacks=[collector, checkpointing(plan, experiment.models_dir), *callbacks,
+                                 *TrialPruning.from_environment(plan.monitor),
                                  DeferInterruptions(experiment.last_checkpoint), *bar(parts.arguments, callbacks)])
 
 

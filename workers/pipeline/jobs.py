@@ -8,6 +8,7 @@ processes import what PRELOAD names before their first job.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import traceback
@@ -19,7 +20,7 @@ from pyrosys.app_state import AppState
 from pyrosys.configuration.loading import load_yaml
 from pyrosys.configuration.param_registry import ParamRegistry
 from pyrosys.factory import resolve
-from pyrosys.folders.experiment import HANDOVER_ENV, Experiment
+from pyrosys.folders.experiment import HANDOVER_ENV, TRIAL_ENV, Experiment
 from pyrosys.tracking.tables import SPREAD
 from pyrosys.workers.worker import configure_console_logging, outcome
 
@@ -66,9 +67,11 @@ def fresh_process_state() -> None:
     ParamRegistry.reset()
     AppState.reset()
     os.environ.pop(HANDOVER_ENV, None)
+    os.environ.pop(TRIAL_ENV, None)
 
 
-def run_worker(name: str, arguments: list[str], log: Path, threads: int) -> dict[str, Any]:
+def run_worker(name: str, arguments: list[str], log: Path, threads: int,
+               environment: dict[str, str] | None = None) -> dict[str, Any]:
     """Run the worker registered as `name` in this process, as its console command would, output to
     `log`; how it went: completed, or failed with the reason (a configuration error's paragraph, the
     diverged loss, an exception's last line)."""
@@ -76,6 +79,7 @@ def run_worker(name: str, arguments: list[str], log: Path, threads: int) -> dict
 
     torch.set_num_threads(max(1, int(threads)))
     fresh_process_state()
+    os.environ.update(environment or {})
     worker = resolve({"name": name}, "worker")()
     with output_to(log):
         try:
@@ -95,11 +99,15 @@ def run_worker(name: str, arguments: list[str], log: Path, threads: int) -> dict
 
 def train_job(job: dict[str, Any]) -> dict[str, Any]:
     """One grid run: the trainer, in this process, into the folder the grid named for it."""
-    result = run_worker("trainer", job["arguments"], Path(job["log"]), job["threads"])
+    trial = {TRIAL_ENV: json.dumps(job["trial"])} if job.get("trial") else None   # a search's: reports to its study
+    result = run_worker("trainer", job["arguments"], Path(job["log"]), job["threads"], trial)
     experiment = Experiment(job["folder"])
     result["folder"] = str(experiment.folder) if experiment.folder.is_dir() else None
     if experiment.status_file.is_file():
-        result["seconds"] = experiment.read_status().get("seconds")
+        status = experiment.read_status()
+        result["seconds"] = status.get("seconds")
+        if status.get("status") == "pruned" and result["status"] == "completed":
+            result.update(status="pruned", reason=status.get("reason", "pruned"))
     return result
 
 

@@ -107,7 +107,8 @@ def completed(run: Run, plan: TrainingPlan, parts: Setup, fitted: Fitted, result
     plot_curves(experiment, names[0] if names else None, f"{plan.model.name} on {plan.problem.name}", results)
     timing = {k: round(v, 3) if isinstance(v, float) and k != "first_step_at" else v
               for k, v in run.collector.timing.items()}
-    experiment.write_status(status="completed", finished=now_iso(), reason=fitted.reason, epoch=fitted.epoch,
+    state = "pruned" if fitted.reason.startswith("pruned") else "completed"     # a search's pruner stopped it
+    experiment.write_status(status=state, finished=now_iso(), reason=fitted.reason, epoch=fitted.epoch,
                             episode=fitted.episode, seconds=round(time.perf_counter() - fitted.started, 3),
                             fit_seconds=fitted.fit_seconds, **timing, best_checkpoint=str(experiment.best_checkpoint),
                             validation=run.collector.results.get("val", {}), testing=results)

@@ -664,13 +664,19 @@ def _check_resumed(plan: TrainingPlan, folder: str, point: Any) -> None:
 
 # -- the plan ------------------------------------------------------------------------------------------
 
-def resolve(args: argparse.Namespace) -> TrainingPlan:
-    """Configuration files and flags -> a checked TrainingPlan; the registry is then frozen."""
-    configuration, point = load_training_configuration(args)
+def check_configuration_keys(configuration: Configuration) -> None:
+    """What a configuration's keys and component names can be refused for before torch is imported (the grid
+    checks a search's space with it before any trial)."""
     translate_section_keys(configuration)      # MI-Prometheus's keys, before the trainer's own are checked
     check_trainer_keys(configuration)          # before any component (torch, Lightning) is imported
     refuse_mi_prometheus_only(configuration)
     check_component_names(configuration)
+
+
+def resolve(args: argparse.Namespace) -> TrainingPlan:
+    """Configuration files and flags -> a checked TrainingPlan; the registry is then frozen."""
+    configuration, point = load_training_configuration(args)
+    check_configuration_keys(configuration)
     translate_component_aliases(configuration)  # imports a component only where an alias names it
     ParamRegistry.reset()
     registry = ParamRegistry()

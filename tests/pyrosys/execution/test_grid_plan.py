@@ -113,7 +113,7 @@ def test_grid_status_is_rewritten_whole_and_read_back_on_resume(write, tmp_path)
     assert not list(tmp_path.glob(".grid_status.csv.*"))          # no temporary file left behind
     again = GridStatus(Grid(tmp_path), plan.runs)
     assert again.rows[plan.runs[0].name]["reason"] == "the training loss is nan"
-    assert again.counts() == {"pending": 1, "running": 0, "completed": 0, "failed": 1}
+    assert again.counts() == {"pending": 1, "running": 0, "completed": 0, "pruned": 0, "failed": 1}
 
 
 def test_an_mi_prometheus_grid_file_names_tasks_from_the_repository_root_and_its_trainer(write, tmp_path,
