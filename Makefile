@@ -53,6 +53,7 @@ integration: $(VENV)/.installed-ray
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/search.py
 
 # the embedding cache: a grid of 8 heads on a frozen ESM-2 8M-shaped encoder with and without it (a few minutes);
 # its section of benchmarks/results.md

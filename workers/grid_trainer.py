@@ -27,6 +27,7 @@ from pyrosys.execution.grid_plan import MAX_RUNS, GridPlan, GridRun, command_lin
 from pyrosys.execution.process_pool import ProcessPool
 from pyrosys.execution.search import Search
 from pyrosys.execution.search_plan import SearchSpec
+from pyrosys.execution.study import optuna_module
 from pyrosys.factory import register
 from pyrosys.folders import shown
 from pyrosys.folders.experiment import RESUMABLE_STATES, Experiment, now_iso, safe_name
@@ -168,6 +169,7 @@ def check_search_space(plan: GridPlan) -> None:
     """Every space key of a search names a configuration key its runs accept, at both ends of its range (or
     its first and last choices): checked before any trial, a misspelt key with the nearest one."""
     spec = SearchSpec(**plan.search)
+    optuna_module()                                   # installed, or refused with the pip command
     for base in plan.bases:
         for end in (0, -1):
             values = {key: entry["choices"][end] if "choices" in entry else entry["high" if end else "low"]

@@ -277,7 +277,7 @@ def _from_grid_file(path: Path, data: Mapping, extra: Sequence[str], rng: random
         if key not in GRID_KEYS:
             raise ConfigError("is not a grid file key", file=file, key=key,
                               hint=did_you_mean(key, GRID_KEYS) + " A grid file has grid_tasks, grid_overwrite, "
-                                   "grid_search and grid_settings")
+                                   "grid_search, search and grid_settings")
     tasks = data.get("grid_tasks")
     if not isinstance(tasks, list) or not tasks:
         raise ConfigError("grid_tasks lists at least one task", file=file, key="grid_tasks",

@@ -27,9 +27,11 @@ def storage(url: str) -> Any:
     return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT}})
 
 
-def sampler(spec: SearchSpec) -> Any:
-    """The spec's Optuna sampler, seeded."""
+def sampler(spec: SearchSpec, asked: int = 0) -> Any:
+    """The spec's Optuna sampler, seeded; a study resumed after `asked` trials gets the seed moved on by as
+    many, so that its sampler does not draw the first trials' values again."""
     samplers = optuna_module().samplers
+    spec = SearchSpec(**{**spec.to_dict(), "seed": None if spec.seed is None else spec.seed + asked})
     if spec.sampler == "random":
         return samplers.RandomSampler(seed=spec.seed)
     if spec.sampler == "tpe":
@@ -89,6 +91,9 @@ def open_study(url: str, name: str, spec: SearchSpec, direction: str, source: st
     study = optuna.create_study(storage=storage(url), study_name=name, sampler=sampler(spec),
                                 pruner=pruner(spec.pruner), direction="maximize" if direction == "max" else "minimize",
                                 load_if_exists=True)
+    asked = len(study.get_trials(deepcopy=False))
+    if asked:                                  # resumed: its sampler goes on from another seed
+        study.sampler = sampler(spec, asked)
     recorded = study.user_attrs.get("search")
     if recorded is None:
         study.set_user_attr("search", spec.to_dict())
