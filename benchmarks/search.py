@@ -62,7 +62,8 @@ def main() -> int:
     gap, share = 100 * (grid_best - search_best), search_seconds / grid_seconds
     rows = [["TPE search, median pruning (12 trials)", f"{100 * search_best:.2f} %", f"{search_seconds:.1f} s",
              f"{search_done} completed, {search_pruned} pruned"],
-            ["exhaustive grid (36 runs)", f"{100 * grid_best:.2f} %", f"{grid_seconds:.1f} s", f"{grid_done} completed"]]
+            ["exhaustive grid (36 runs)", f"{100 * grid_best:.2f} %", f"{grid_seconds:.1f} s",
+             f"{grid_done} completed"]]
     verdict = "yes" if gap <= 0.5 and share <= 0.4 else "no"
     lines = [*header("Search against grid", "`make bench` (`python benchmarks/search.py`)")[2:], "",
              "The Digits MLP's learning rate (4 values), hidden layers (3) and dropout (3): configs/digits/search.yaml "

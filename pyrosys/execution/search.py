@@ -15,7 +15,7 @@ from typing import Any
 from pyrosys.atomic import write_text_atomic
 from pyrosys.execution.grid_plan import GridPlan, GridRun, trial_run
 from pyrosys.execution.search_plan import SearchSpec
-from pyrosys.execution.study import distributions, open_study, optuna_module, trial_params
+from pyrosys.execution.study import distributions, open_study, optuna_module, trial_id, trial_params
 from pyrosys.folders.experiment import Experiment
 from pyrosys.folders.grid import Grid, GridStatus
 from pyrosys.tracking.tables import best_validation
@@ -49,21 +49,25 @@ class Search:
                         results[run.name] = {"status": row["status"], "folder": row.get("folder")}
                     else:
                         results[run.name] = None
-                        self.ready.append(self.job(run, trial._trial_id))
-                self.open[(name, trial.number)] = {"id": trial._trial_id, "results": results}
+                        self.ready.append(self.job(run, trial_id(trial)))
+                self.open[(name, trial.number)] = {"id": trial_id(trial), "results": results}
                 self.tell_if_done(name, trial.number)
 
     def planned(self, name: str, trial: Any) -> list[GridRun]:
         """The runs of a trial (one per repetition) added to grid.yaml and grid_status.csv before any starts."""
         runs = [trial_run(self.bases[name], trial_params(trial, self.spec), trial.number, repetition,
                           self.spec.repetitions) for repetition in range(self.spec.repetitions)]
-        self.studies[name]._storage.set_trial_user_attr(trial._trial_id, "runs", [run.name for run in runs])
+        self.annotate(name, trial_id(trial), "runs", [run.name for run in runs])
         self.plan.runs += runs
         write_text_atomic(self.grid.plan_file, self.plan.to_yaml())
         for run in runs:
             self.status.add(run)
         self.status.save()
         return runs
+
+    def annotate(self, name: str, trial_id: int, key: str, value: Any) -> None:
+        """Keep a note on a trial in its study (its runs' names; why it failed), while it is running."""
+        optuna_module().trial.Trial(self.studies[name], trial_id).set_user_attr(key, value)
 
     def job(self, run: GridRun, trial_id: int) -> dict:
         """A trial run's job: the grid's job for the run, and what its pruning callback needs."""
@@ -84,8 +88,8 @@ class Search:
         name = min(wanting, key=counts.__getitem__)
         trial = self.studies[name].ask(distributions(self.spec))
         runs = self.planned(name, trial)
-        self.open[(name, trial.number)] = {"id": trial._trial_id, "results": {run.name: None for run in runs}}
-        self.ready.extend(self.job(run, trial._trial_id) for run in runs)
+        self.open[(name, trial.number)] = {"id": trial_id(trial), "results": {run.name: None for run in runs}}
+        self.ready.extend(self.job(run, trial_id(trial)) for run in runs)
         return self.ready.popleft()
 
     def finished(self, job: dict, result: dict) -> None:
@@ -108,7 +112,7 @@ class Search:
             study.tell(number, state=state.PRUNED)
         elif any(result["status"] != "completed" for result in results):
             reason = next(r.get("reason", "") for r in results if r["status"] != "completed")
-            study._storage.set_trial_user_attr(entry["id"], "failed", reason or "failed")
+            self.annotate(name, entry["id"], "failed", reason or "failed")
             study.tell(number, state=state.FAIL)
         else:
             values = [best_validation(Experiment(result["folder"])) if result.get("folder") else None

@@ -109,3 +109,9 @@ def trial_params(trial: Any, spec: SearchSpec) -> dict[str, Any]:
     """A trial's sampled values as configuration values, in the space's order."""
     return {key: decode_choice(trial.params[key], entry["choices"]) if "choices" in entry else trial.params[key]
             for key, entry in spec.space.items() if key in trial.params}
+
+
+def trial_id(trial: Any) -> int:
+    """A trial's id in the storage: what a run in another process opens the trial by (Optuna keeps it private
+    on both its Trial and FrozenTrial)."""
+    return int(trial._trial_id)

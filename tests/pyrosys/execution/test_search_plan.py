@@ -62,3 +62,20 @@ def test_a_search_without_optuna_is_refused_with_the_pip_command(monkeypatch):
     with pytest.raises(ConfigError) as caught:
         optuna_module()
     assert 'pip install "pyrosys[search]"' in caught.value.hint
+
+
+def test_a_search_over_a_project_group_picks_its_choices_as_a_sweep_does(tmp_path):
+    from pyrosys.execution.grid_plan import expand, trial_run
+    from pyrosys.workers import init
+    project = init.create("my_lab", tmp_path)
+    grid = project / "search.yaml"
+    grid.write_text("grid_tasks: [{default_configs: my_lab/config/train.yaml}]\n"
+                    "grid_search: {data: [example, digits]}\n"
+                    "search: {trials: 2, space: {model: {choices: [example, mlp]}, training.optimizer.lr: "
+                    "{low: 1.0e-4, high: 1.0e-2}}}\n")
+    plan = expand(grid, seed=0)
+    assert plan.runs == [] and [base.choices for base in plan.bases] == [{"data": "example"}, {"data": "digits"}]
+    run = trial_run(plan.bases[1], {"model": "mlp", "training.optimizer.lr": 0.001}, 7, 0, 1)
+    assert run.choices == {"data": "digits", "model": "mlp"} and run.overrides[-1] == "training.optimizer.lr=0.001"
+    assert (run.name, run.study, run.trial) == (f"{plan.bases[1].name}_t007", plan.bases[1].name, 7)
+    assert "--c" in run.trainer_arguments() and "model=mlp" in run.trainer_arguments()
