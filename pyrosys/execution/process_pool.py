@@ -128,8 +128,10 @@ class ProcessPool:
         """Run every job (a list, or a function giving the next job, then None); `on_event` hears each start,
         result and death, in the order they happen."""
         waiting = JobSource(jobs)
-        if not waiting.more():
+        first = waiting.take()                 # no worker is started for a source with no job at all
+        if first is None:
             return
+        waiting.waiting.appendleft(first)
         count = self.size if waiting.ask is not None else min(self.size, len(waiting.waiting))
         self.slots = {i: self._start(i) for i in range(count)}
         try:

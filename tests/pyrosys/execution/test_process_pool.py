@@ -20,6 +20,21 @@ def test_workers_are_reused_across_jobs_and_results_come_back():
     assert all(e.seconds is not None and e.seconds >= 0 for e in finished)
 
 
+def test_a_job_function_is_asked_only_when_a_worker_is_free_and_after_the_results_before():
+    asked, finished = [], []
+
+    def next_job():                          # a search: the next trial sees every result told so far
+        if len(asked) == 5:
+            return None
+        asked.append(len(finished))
+        return float(len(asked)) ** 2
+
+    ProcessPool(2, "math:sqrt").run(next_job, lambda e: finished.append(e.result) if e.kind == "finished" else None)
+    assert sorted(finished) == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert all(done >= index - 1 for index, done in enumerate(asked))        # never more than 2 in flight
+    assert ProcessPool(2, "math:sqrt").run(lambda: None, finished.append) is None    # nothing asked: no worker
+
+
 def test_a_worker_killed_from_outside_fails_only_its_job_and_is_replaced():
     events = []
 
