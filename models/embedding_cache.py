@@ -45,7 +45,6 @@ class EmbeddingCache:
         self.index: dict[str, Path] = {}          # sequence key -> shard holding it
         self.handles: dict[Path, object] = {}
         self.pending: dict[str, torch.Tensor] = {}
-        self.hits = self.misses = 0
 
     def check(self) -> None:
         """Refuse a folder that holds another encoder's embeddings, or is no cache; reads, writes nothing."""

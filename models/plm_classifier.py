@@ -140,8 +140,6 @@ class PLMClassifier(Model):
         keys = self.keys(inputs, lengths)
         found = [self.cache.get(key) for key in keys]
         missing = [i for i, item in enumerate(found) if item is None]
-        self.cache.hits += len(keys) - len(missing)
-        self.cache.misses += len(missing)
         if missing:
             computed = self.rows(inputs, masks, missing)
             for i, item in zip(missing, computed):
