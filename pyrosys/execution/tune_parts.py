@@ -1,0 +1,67 @@
+"""The Ray Tune classes of a search on Tune (imported only by tune_backend, inside its functions, as they need
+Ray): the Optuna searcher that numbers its trials and records scheduler stops as pruned, and the callback that
+records each trial in the grid folder."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ray.tune import Callback
+from ray.tune.search.optuna import OptunaSearch
+
+from pyrosys.folders.experiment import TUNE_METRIC as METRIC
+from pyrosys.folders.experiment import Experiment
+
+TRIAL_KEY = "_trial"          # the config key that carries a trial's number in its study
+RECORDERS: dict[str, Callable[[str, Any], None]] = {}     # (grid folder/study) -> the live driver's recorder
+
+
+class NumberedOptunaSearch(OptunaSearch):
+    """OptunaSearch whose configs carry their Optuna trial number, whose completed trials are told their best
+    reported value (the run's best validation), and whose trials stopped by Tune's scheduler are told PRUNED, not
+    COMPLETE (Tune marks a stopped trial's last result done, so the run's own status.json decides)."""
+
+    def __init__(self, *args: Any, direction: str = "min", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.direction = direction
+
+    def suggest(self, trial_id: str) -> dict | None:
+        config = super().suggest(trial_id)
+        if config is not None:
+            config[TRIAL_KEY] = self._ot_trials[trial_id].number
+        return config
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if error or not result or trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            super().on_trial_complete(trial_id, result, error)
+            return
+        from optuna.trial import TrialState
+
+        trial = self._ot_trials[trial_id]
+        step = result.get("training_iteration")
+        if METRIC in result and step not in self._ot_study._storage.get_trial(trial._trial_id).intermediate_values:
+            trial.report(result[METRIC], step)      # the value the scheduler stopped it at, unreported so far
+        values = list(self._ot_study._storage.get_trial(trial._trial_id).intermediate_values.values())
+        folder = result.get("folder")
+        if folder is None or Experiment(folder).state() != "completed":     # Tune's scheduler stopped it
+            self._ot_study.tell(trial, state=TrialState.PRUNED)
+        else:
+            self._ot_study.tell(trial, max(values) if self.direction == "max" else min(values))
+        self._completed_trials.add(trial_id)
+
+
+class GridRecorder(Callback):
+    """Each trial's start and end, handed to the live driver's recorder (looked up by key, so that a Tuner
+    restored from its pickle reports to the driver that restored it)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        RECORDERS[self.key]("started", trial)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        RECORDERS[self.key]("complete", trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        RECORDERS[self.key]("error", trial)
