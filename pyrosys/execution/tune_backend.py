@@ -12,6 +12,7 @@ Ray and Optuna are imported inside the functions: this module loads without them
 from __future__ import annotations
 
 import importlib
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -26,7 +27,9 @@ from pyrosys.execution.study import distributions, open_study, sampler, storage
 from pyrosys.folders.experiment import TUNE_METRIC as METRIC
 from pyrosys.folders.experiment import Experiment
 from pyrosys.folders.grid import Grid, GridStatus
+from pyrosys.tracking.tables import best_validation
 
+TUNE_STATE_SECONDS = 2       # how often Tune saves its experiment's state (what Tuner.restore reads)
 PROBE_SECONDS = 5             # how long an --address gets to answer before the grid is refused
 INSTALL_RAY = 'pip install "pyrosys[ray]"'
 
@@ -100,12 +103,21 @@ def sampled_values(config: dict, spec: SearchSpec) -> dict[str, Any]:
             for key, entry in spec.space.items() if key in config}
 
 
-def trainable(config: dict, base: GridRun, spec: dict, make_job: Callable[[GridRun], dict], function: str) -> None:
+def trainable(config: dict, base: GridRun, spec: dict, make_job: Callable[[GridRun], dict], function: str,
+              grid_folder: str) -> None:
     """Inside a Tune worker: the trial's run, trained as a grid run (`function` runs the job); its validations
-    are reported to Tune by the run's TuneReport callback; a failed run fails the trial with its reason."""
+    are reported to Tune by the run's TuneReport callback; a failed run fails the trial with its reason. A run
+    that ended before a driver crash Tune did not see is not run again: its best value is reported once."""
+    from ray import tune
+
     from pyrosys.execution.tune_parts import TRIAL_KEY
 
     run = trial_run(base, sampled_values(config, SearchSpec(**spec)), config[TRIAL_KEY], 0, 1)
+    ended = Experiment(Grid(grid_folder).folder / run.name)
+    if ended.state() in ("completed", "pruned"):
+        value = best_validation(ended)
+        tune.report({METRIC: float("nan") if value is None else value, "folder": str(ended.folder)})
+        return
     job = {**make_job(run), "tune": True}
     module, _, name = function.partition(":")
     result = getattr(importlib.import_module(module), name)(job)
@@ -133,6 +145,7 @@ def run_on_tune(grid: Grid, plan: GridPlan, status: GridStatus, make_job: Callab
         raise ConfigError("a search on Ray Tune runs one repetition per trial", file=plan.source,
                           key="search.repetitions", hint="Set repetitions: 1, or run it with --backend local")
     tune_schedulers = {base.name: scheduler(spec.pruner, directions[base.name]) for base in plan.bases}
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(TUNE_STATE_SECONDS))
     started_here = not ray.is_initialized()
     if started_here:
         options = {"address": address} if address else {"num_cpus": concurrency}
@@ -144,7 +157,8 @@ def run_on_tune(grid: Grid, plan: GridPlan, status: GridStatus, make_job: Callab
             RECORDERS[key] = recorder(grid, plan, status, base, type(tune_schedulers[base.name]).__name__, on_event)
             resources = {"cpu": 1, **({"gpu": gpus_per_trial} if gpus_per_trial else {})}
             function_trainable = tune.with_resources(
-                tune.with_parameters(trainable, base=base, spec=plan.search, make_job=make_job, function=function),
+                tune.with_parameters(trainable, base=base, spec=plan.search, make_job=make_job, function=function,
+                                    grid_folder=str(grid.folder.resolve())),
                 resources)
             tuner_for(grid, base.name, spec, directions[base.name], tune_schedulers[base.name], concurrency, key,
                       function_trainable).fit()
@@ -166,7 +180,8 @@ def tuner_for(grid: Grid, study: str, spec: SearchSpec, direction: str, tune_sch
         return tune.Tuner.restore(str(path.resolve()), trainable=function_trainable, resume_unfinished=True,
                                   resume_errored=False)
     search = NumberedOptunaSearch(space=distributions(spec), metric=METRIC, mode=direction, sampler=sampler(spec),
-                                  storage=storage(grid.study_url), study_name=study, direction=direction)
+                                  storage=storage(grid.study_url), study_name=study, direction=direction,
+                                  trials=spec.trials)
     return tune.Tuner(function_trainable,
                       tune_config=tune.TuneConfig(search_alg=search, scheduler=tune_scheduler, num_samples=spec.trials,
                                                   max_concurrent_trials=concurrency,

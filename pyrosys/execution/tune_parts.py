@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ray.tune import Callback
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from pyrosys.folders.experiment import TUNE_METRIC as METRIC
@@ -21,17 +22,41 @@ class NumberedOptunaSearch(OptunaSearch):
     reported value (the run's best validation), and whose trials stopped by Tune's scheduler are told PRUNED, not
     COMPLETE (Tune marks a stopped trial's last result done, so the run's own status.json decides)."""
 
-    def __init__(self, *args: Any, direction: str = "min", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, direction: str = "min", trials: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.direction = direction
+        self.direction, self.trials = direction, trials
 
-    def suggest(self, trial_id: str) -> dict | None:
+    def suggest(self, trial_id: str) -> dict | str | None:
+        """A trial's values: those of a study trial left running by a driver that died before Tune saved it (so
+        it goes on, not lost), else a new trial's, until the study has `trials` (then Tune is told FINISHED)."""
+        if trial_id not in self._ot_trials:
+            from optuna.trial import Trial, TrialState
+
+            known = {trial.number for trial in self._ot_trials.values()}
+            trials = self._ot_study.get_trials(deepcopy=False)
+            orphan = next((t for t in trials if t.state == TrialState.RUNNING and t.number not in known), None)
+            if orphan is not None:
+                self._ot_trials[trial_id] = Trial(self._ot_study, orphan._trial_id)
+            elif len(trials) >= self.trials:
+                return Searcher.FINISHED
         config = super().suggest(trial_id)
         if config is not None:
             config[TRIAL_KEY] = self._ot_trials[trial_id].number
         return config
 
+    def ended(self, trial_id: str) -> bool:
+        """Whether the study already holds the trial's end (a trial Tune runs again after a restore)."""
+        trial = self._ot_trials.get(trial_id)
+        return trial is not None and self._ot_study._storage.get_trial(trial._trial_id).state.is_finished()
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if not self.ended(trial_id):
+            super().on_trial_result(trial_id, result)
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if self.ended(trial_id):
+            self._completed_trials.add(trial_id)
+            return
         if error or not result or trial_id in self._completed_trials or trial_id not in self._ot_trials:
             super().on_trial_complete(trial_id, result, error)
             return
