@@ -11,6 +11,8 @@ import pytorch_lightning as pl
 from pyrosys.folders.experiment import TUNE_ENV
 from pyrosys.folders.experiment import TUNE_METRIC as METRIC
 
+REPORTS: dict[str, int] = {}      # run folder -> reports made to Tune in this process (read by the trainable)
+
 
 class TuneReport(pl.Callback):
     """Report `monitor` (and the run's folder) to Ray Tune after each validation."""
@@ -33,6 +35,7 @@ class TuneReport(pl.Callback):
 
         value = float(trainer.callback_metrics[self.monitor])
         self.validations += 1
+        REPORTS[self.spec["folder"]] = REPORTS.get(self.spec["folder"], 0) + 1
         try:
             tune.report({METRIC: value, "validation": self.validations, "episode": trainer.global_step,
                          "folder": self.spec["folder"]})

@@ -108,21 +108,29 @@ def trainable(config: dict, base: GridRun, spec: dict, make_job: Callable[[GridR
     """Inside a Tune worker: the trial's run, trained as a grid run (`function` runs the job); its validations
     are reported to Tune by the run's TuneReport callback; a failed run fails the trial with its reason. A run
     that ended before a driver crash Tune did not see is not run again: its best value is reported once."""
-    from ray import tune
-
+    from pyrosys.callbacks.tune_report import REPORTS     # in the Tune worker, which trains with Lightning
     from pyrosys.execution.tune_parts import TRIAL_KEY
 
     run = trial_run(base, sampled_values(config, SearchSpec(**spec)), config[TRIAL_KEY], 0, 1)
     ended = Experiment(Grid(grid_folder).folder / run.name)
     if ended.state() in ("completed", "pruned"):
-        value = best_validation(ended)
-        tune.report({METRIC: float("nan") if value is None else value, "folder": str(ended.folder)})
+        report_ended(ended)
         return
     job = {**make_job(run), "tune": True}
     module, _, name = function.partition(":")
     result = getattr(importlib.import_module(module), name)(job)
     if result["status"] == "failed":
         raise TrialRunFailed(result.get("reason") or "the run failed")
+    if not REPORTS.get(job["folder"]):        # resumed after its last validation: Tune has heard nothing of it
+        report_ended(Experiment(job["folder"]))
+
+
+def report_ended(experiment: Experiment) -> None:
+    """Report an ended run's best validation value to Tune, once (a run Tune did not see validate)."""
+    from ray import tune
+
+    value = best_validation(experiment)
+    tune.report({METRIC: float("nan") if value is None else value, "folder": str(experiment.folder)})
 
 
 def trial_folder_name(trial: Any) -> str:

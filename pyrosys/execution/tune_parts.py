@@ -44,13 +44,19 @@ class NumberedOptunaSearch(OptunaSearch):
             config[TRIAL_KEY] = self._ot_trials[trial_id].number
         return config
 
+    def restore(self, checkpoint_path: str) -> None:
+        """The searcher as Tune last saved it, its sampler reseeded: the saved random state may predate trials
+        asked before the crash, whose values it would draw again."""
+        super().restore(checkpoint_path)
+        self._ot_study.sampler.reseed_rng()
+
     def ended(self, trial_id: str) -> bool:
         """Whether the study already holds the trial's end (a trial Tune runs again after a restore)."""
         trial = self._ot_trials.get(trial_id)
         return trial is not None and self._ot_study._storage.get_trial(trial._trial_id).state.is_finished()
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if not self.ended(trial_id):
+        if METRIC in result and not self.ended(trial_id):
             super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
