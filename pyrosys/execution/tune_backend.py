@@ -16,6 +16,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pyrosys.atomic import write_text_atomic
@@ -225,13 +226,22 @@ def recorder(grid: Grid, plan: GridPlan, status: GridStatus, base: GridRun, sche
     return record
 
 
+def failure_text(trial: Any) -> str:
+    """The error a Tune trial ended with: its error file on the driver (written before Tune's callbacks are
+    called), else the one in Tune's storage."""
+    local = Path(trial.error_file) if trial.error_file else None
+    if local is not None and local.is_file():
+        return local.read_text(encoding="utf-8", errors="replace")
+    return str(trial.get_pickled_error() or trial.get_error() or "")
+
+
 def outcome(kind: str, trial: Any, scheduler_name: str) -> dict[str, Any]:
     """How a Tune trial's run went: failed (its reason), completed, or pruned (by the run's own record, else
     because Tune's scheduler stopped the trial before its run ended)."""
     result = trial.last_result or {}
     folder = result.get("folder")
     if kind == "error":
-        text = str(trial.get_error() or "the trial failed")
+        text = failure_text(trial)
         lines = [line.split(f"{TrialRunFailed.__name__}: ", 1)[-1] for line in text.splitlines()
                  if f"{TrialRunFailed.__name__}: " in line] or [line for line in text.splitlines() if line.strip()][-1:]
         return {"status": "failed", "reason": lines[-1].strip() if lines else "the trial failed", "folder": folder}

@@ -60,25 +60,35 @@ class NumberedOptunaSearch(OptunaSearch):
             super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if self.ended(trial_id):
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials or self.ended(trial_id):
             self._completed_trials.add(trial_id)
-            return
-        if error or not result or trial_id in self._completed_trials or trial_id not in self._ot_trials:
-            super().on_trial_complete(trial_id, result, error)
             return
         from optuna.trial import TrialState
 
         trial = self._ot_trials[trial_id]
+        self._completed_trials.add(trial_id)
+        if error or not result:
+            self.tell(trial, state=TrialState.FAIL if error else TrialState.PRUNED)
+            return
         step = result.get("training_iteration")
         if METRIC in result and step not in self._ot_study._storage.get_trial(trial._trial_id).intermediate_values:
             trial.report(result[METRIC], step)      # the value the scheduler stopped it at, unreported so far
         values = list(self._ot_study._storage.get_trial(trial._trial_id).intermediate_values.values())
         folder = result.get("folder")
-        if folder is None or Experiment(folder).state() != "completed":     # Tune's scheduler stopped it
-            self._ot_study.tell(trial, state=TrialState.PRUNED)
+        if folder is None or Experiment(folder).state() != "completed" or not values:   # the scheduler stopped it
+            self.tell(trial, state=TrialState.PRUNED)
         else:
-            self._ot_study.tell(trial, max(values) if self.direction == "max" else min(values))
-        self._completed_trials.add(trial_id)
+            self.tell(trial, max(values) if self.direction == "max" else min(values))
+
+    def tell(self, trial: Any, *args: Any, **kwargs: Any) -> None:
+        """study.tell as inside Optuna's optimize loop: the grid sampler stops the study once its grid is done,
+        which outside that loop raises before the trial's end is stored."""
+        local = self._ot_study._thread_local
+        saved, local.in_optimize_loop = local.in_optimize_loop, True
+        try:
+            self._ot_study.tell(trial, *args, **kwargs)
+        finally:
+            local.in_optimize_loop = saved
 
 
 class GridRecorder(Callback):

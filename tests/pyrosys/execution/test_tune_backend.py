@@ -139,6 +139,25 @@ def test_a_search_on_tune_restores_after_its_driver_is_killed(tmp_path):
 
 
 @pytest.mark.integration
+def test_a_trial_whose_sampled_value_is_wrong_fails_with_its_reason_and_the_search_goes_on(tmp_path):
+    pytest.importorskip("ray")
+    search_file(tmp_path)
+    (tmp_path / "search.yaml").write_text(SEARCH.replace("trials: 4", "trials: 3").replace("sampler: random",
+                                                                                          "sampler: grid")
+                                          .replace("    training.optimizer.lr: {low: 1.0e-4, high: 1.0e-1, log: true}\n"
+                                                   "    model.hidden_sizes: {choices: [[16], [64, 32]]}",
+                                                   "    model.dropout: {choices: [0.1, 1.5, 0.2]}"))
+    done = trainer("--c", tmp_path / "search.yaml", "--outdir", tmp_path / "out", "--backend", "ray",
+                   "--max-concurrent", 2, "--set", "training.terminal_conditions.epoch_limit=1")
+    assert done.returncode == 1, done.stdout + done.stderr       # the search went on; the grid exits 1 at the end
+    (grid,) = (tmp_path / "out").glob("grid_*")
+    rows = status_rows(grid)
+    assert sorted(row["status"] for row in rows.values()) == ["completed", "completed", "failed"]
+    (failed,) = (row for row in rows.values() if row["status"] == "failed")
+    assert "MLP's dropout must be a number in [0, 1), not 1.5" in failed["reason"]
+
+
+@pytest.mark.integration
 def test_an_unreachable_address_is_refused_at_once_and_nothing_is_written(tmp_path):
     pytest.importorskip("ray")
     started = time.monotonic()
