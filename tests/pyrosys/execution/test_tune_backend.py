@@ -152,7 +152,8 @@ def test_a_trial_whose_sampled_value_is_wrong_fails_with_its_reason_and_the_sear
     assert done.returncode == 1, done.stdout + done.stderr       # the search went on; the grid exits 1 at the end
     (grid,) = (tmp_path / "out").glob("grid_*")
     rows = status_rows(grid)
-    assert sorted(row["status"] for row in rows.values()) == ["completed", "completed", "failed"]
+    statuses = sorted(row["status"] for row in rows.values())
+    assert len(statuses) == 3 and statuses.count("failed") == 1 and set(statuses) <= {"completed", "pruned", "failed"}
     (failed,) = (row for row in rows.values() if row["status"] == "failed")
     assert "MLP's dropout must be a number in [0, 1), not 1.5" in failed["reason"]
 
