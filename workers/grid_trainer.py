@@ -90,7 +90,8 @@ class GridTrainer(Worker):
                             help="runs at a time (default: grid_settings.max_concurrent_runs, else one per core, "
                                  "or one per GPU with --gpu)")
         parser.add_argument("--backend", choices=("local", "ray"), default="local",
-                            help="local: a pool of long-lived processes; ray: Ray tasks (pip install 'pyrosys[ray]')")
+                            help="local: a pool of long-lived processes; ray: Ray tasks, or for a search a Ray Tune "
+                                 "experiment per study (pip install 'pyrosys[ray]')")
         parser.add_argument("--address", metavar="HOST:PORT", default=None,
                             help="the Ray cluster to use (default: a local Ray instance)")
         parser.add_argument("--seed", type=int, default=None,
