@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import os
 import shutil
 import subprocess
@@ -48,6 +49,9 @@ class GridTrainer(Worker):
         if args.max_concurrent is not None and args.max_concurrent < 1:
             raise ConfigError(f"--max-concurrent is at least 1, not {args.max_concurrent}", file="the command line",
                               key="--max-concurrent")
+        if args.backend == "ray":          # Ray installed and its cluster answering, before anything is written
+            from pyrosys.execution.tune_backend import check_ray
+            check_ray(args.address)
         grid, plan = open_grid(args)
         if plan.search is not None:
             return run_search(grid, plan, args)
@@ -87,7 +91,8 @@ class GridTrainer(Worker):
                             help="runs at a time (default: grid_settings.max_concurrent_runs, else one per core, "
                                  "or one per GPU with --gpu)")
         parser.add_argument("--backend", choices=("local", "ray"), default="local",
-                            help="local: a pool of long-lived processes; ray: Ray tasks (pip install 'pyrosys[ray]')")
+                            help="local: a pool of long-lived processes; ray: Ray tasks, or for a search a Ray Tune "
+                                 "experiment per study (pip install 'pyrosys[ray]')")
         parser.add_argument("--address", metavar="HOST:PORT", default=None,
                             help="the Ray cluster to use (default: a local Ray instance)")
         parser.add_argument("--seed", type=int, default=None,
@@ -102,6 +107,9 @@ def open_grid(args: argparse.Namespace) -> tuple[Grid, GridPlan]:
     if args.resume:
         grid = Grid(args.resume)
         plan = GridPlan.read(grid)
+        if plan.search is not None:
+            from pyrosys.execution.tune_backend import check_backend
+            check_backend(grid, args.backend)
         if plan.search is not None and args.config:    # the search as given again: the same, or refused
             check_same_search(plan, expand(args.config, command_line_overrides(args.overrides), seed=args.seed),
                               args.config)
@@ -118,8 +126,8 @@ def open_grid(args: argparse.Namespace) -> tuple[Grid, GridPlan]:
 
 
 def run_search(grid: Grid, plan: GridPlan, args: argparse.Namespace) -> int:
-    """A search: trials asked as workers free up, each run recorded at once and told to its study; the
-    grid exits 1 when a trial's run failed."""
+    """A search: trials asked as workers free up (or by Ray Tune), each run recorded at once and told to its
+    study; the grid exits 1 when a trial's run failed."""
     with grid.lock():
         status = GridStatus(grid, plan.runs)
         spec = SearchSpec(**plan.search)
@@ -127,36 +135,55 @@ def run_search(grid: Grid, plan: GridPlan, args: argparse.Namespace) -> int:
         concurrency = max(1, min(args.max_concurrent or plan.max_concurrent_runs or default_concurrency(args.gpu),
                                  total))
         threads = max(1, (os.cpu_count() or 1) // concurrency)
-
-        def make_job(run: GridRun) -> dict[str, Any]:
-            target, arguments = next_attempt(run, status.rows[run.name], grid)
-            status.rows[run.name].update(status="pending", reason="", folder=target, pid="")
-            return {"name": run.name, "folder": target, "log": str(grid.log_of(run.name)), "threads": threads,
-                    "arguments": [*arguments, "--ll", args.log_level, *(["--gpu"] if args.gpu else [])]}
-
-        search = Search(grid, plan, status, make_job, {base.name: validation_mode(base) for base in plan.bases})
+        tail = ["--ll", args.log_level, *(["--gpu"] if args.gpu else [])]
+        directions = {base.name: validation_mode(base) for base in plan.bases}
         print(f"[pyrosys-grid] {shown(grid.folder)}: a {spec.sampler} search of {spec.trials} trials x "
               f"{len(plan.bases)} stud{'y' if len(plan.bases) == 1 else 'ies'}, {concurrency} run(s) at a time, "
               f"{threads} torch thread(s) each, backend {args.backend}; studies in {shown(grid.study_file)}",
               flush=True)
         progress = Progress(status, total, concurrency)
-
-        def on_event(event: Any) -> None:
-            record(event, status, progress)
-            if event.kind != "started":
-                search.finished(event.job, status.rows[event.job["name"]])
-
         if args.backend == "ray":
             from pyrosys.execution.tune_backend import run_on_tune    # Ray Tune only for --backend ray
-            run_on_tune(grid, plan, search, args, concurrency, on_event)
+            run_on_tune(grid, plan, status, functools.partial(trial_job, str(grid.folder.resolve()), tail, threads),
+                        TRAIN_JOB, directions, concurrency, args.address, lambda event: record(event, status, progress),
+                        gpus_per_trial=1 if args.gpu else 0)
         else:
-            say_starting(concurrency)
-            ProcessPool(concurrency, TRAIN_JOB, PRELOAD, None).run(search.next_job, on_event)
+            run_local_search(grid, plan, status, directions, concurrency, threads, tail, progress)
         counts = status.counts()
     print(f"[pyrosys-grid] done: {counts['completed']} completed, {counts['pruned']} pruned, {counts['failed']} "
           f"failed; status in {shown(grid.status_file)}", flush=True)
     print(f"[pyrosys-grid] results: {shown(grid.folder)}", flush=True)
     return 1 if counts["failed"] else 0
+
+
+def run_local_search(grid: Grid, plan: GridPlan, status: GridStatus, directions: dict[str, str], concurrency: int,
+                     threads: int, tail: list[str], progress: Progress) -> None:
+    """A search on the pool of long-lived processes: trials asked from the studies as workers free up."""
+    def make_job(run: GridRun) -> dict[str, Any]:
+        target, arguments = next_attempt(run, status.rows[run.name], grid)
+        status.rows[run.name].update(status="pending", reason="", folder=target, pid="")
+        return {"name": run.name, "folder": target, "log": str(grid.log_of(run.name)), "threads": threads,
+                "arguments": [*arguments, *tail]}
+
+    search = Search(grid, plan, status, make_job, directions)
+
+    def on_event(event: Any) -> None:
+        record(event, status, progress)
+        if event.kind != "started":
+            search.finished(event.job, status.rows[event.job["name"]])
+
+    say_starting(concurrency)
+    ProcessPool(concurrency, TRAIN_JOB, PRELOAD, None).run(search.next_job, on_event)
+
+
+def trial_job(grid_folder: str, tail: list[str], threads: int, run: GridRun) -> dict[str, Any]:
+    """A search trial's job where Ray Tune runs it: its run's next attempt in the grid folder (a run that was
+    interrupted goes on from its last.ckpt), flags `tail` added."""
+    grid = Grid(grid_folder)
+    folder = grid.folder / run.name
+    target, arguments = next_attempt(run, {"folder": str(folder) if folder.is_dir() else ""}, grid)
+    return {"name": run.name, "folder": target, "log": str(grid.log_of(run.name)), "threads": threads,
+            "arguments": [*arguments, *tail]}
 
 
 def validation_mode(run: GridRun) -> str:

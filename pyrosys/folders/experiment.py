@@ -31,6 +31,9 @@ RESUMABLE_STATES = ("running", "interrupted")
 HANDOVER_ENV = "PYROSYS_EXPERIMENT_DIR"
 # a search trial's run (set by the grid's job): JSON {storage, study, trial_id, number, pruner}
 TRIAL_ENV = "PYROSYS_TRIAL"
+# a search trial run by Ray Tune (set by the trainable): JSON {folder}; its validations are reported to Tune
+TUNE_ENV = "PYROSYS_TUNE"
+TUNE_METRIC = "objective"        # the name under which that run reports its monitored validation statistic
 
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,254}")

@@ -83,6 +83,12 @@ class Grid:
         """The pictures of a study's search (prefixed with the study's name when the grid holds several)."""
         return [self.folder / (f"{study}_{name}" if several else name) for name in self.SEARCH_PLOTS]
 
+    @property
+    def tune_folder(self) -> Path:
+        """Where a search on Ray Tune keeps its Tune experiments (one per study); its existence says the grid
+        ran on Tune."""
+        return self.folder / self.TUNE
+
     def log_of(self, run: str) -> Path:
         """The console output of one run."""
         return self.folder / self.LOGS / f"{run}.log"

@@ -26,6 +26,7 @@ from pyrosys.callbacks.progress import TrainingBar
 from pyrosys.callbacks.statistics import CsvSink, LogSink, StatisticsCollector
 from pyrosys.callbacks.tensorboard import TensorBoardHistograms, TensorBoardSink
 from pyrosys.callbacks.terminal_conditions import LossStop
+from pyrosys.callbacks.tune_report import TuneReport
 from pyrosys.configuration.loading import COMMAND_LINE
 from pyrosys.configuration.loading import dump_yaml
 from pyrosys.configuration.seeds import apply_seeds
@@ -298,6 +299,7 @@ def trainer(plan: TrainingPlan, parts: Setup, folder: Path, collector: Statistic
     return pl.Trainer(**parts.arguments, default_root_dir=str(folder), plugins=[AtomicCheckpointIO()],
                       callbacks=[collector, checkpointing(plan, experiment.models_dir), *callbacks,
                                  *TrialPruning.from_environment(plan.monitor),
+                                 *TuneReport.from_environment(plan.monitor),
                                  DeferInterruptions(experiment.last_checkpoint), *bar(parts.arguments, callbacks)])
 
 

@@ -20,7 +20,7 @@ from pyrosys.app_state import AppState
 from pyrosys.configuration.loading import load_yaml
 from pyrosys.configuration.param_registry import ParamRegistry
 from pyrosys.factory import resolve
-from pyrosys.folders.experiment import HANDOVER_ENV, TRIAL_ENV, Experiment
+from pyrosys.folders.experiment import HANDOVER_ENV, TRIAL_ENV, TUNE_ENV, Experiment
 from pyrosys.tracking.tables import SPREAD
 from pyrosys.workers.worker import configure_console_logging, outcome
 
@@ -68,6 +68,7 @@ def fresh_process_state() -> None:
     AppState.reset()
     os.environ.pop(HANDOVER_ENV, None)
     os.environ.pop(TRIAL_ENV, None)
+    os.environ.pop(TUNE_ENV, None)
 
 
 def run_worker(name: str, arguments: list[str], log: Path, threads: int,
@@ -99,8 +100,10 @@ def run_worker(name: str, arguments: list[str], log: Path, threads: int,
 
 def train_job(job: dict[str, Any]) -> dict[str, Any]:
     """One grid run: the trainer, in this process, into the folder the grid named for it."""
-    trial = {TRIAL_ENV: json.dumps(job["trial"])} if job.get("trial") else None   # a search's: reports to its study
-    result = run_worker("trainer", job["arguments"], Path(job["log"]), job["threads"], trial)
+    environment = {TRIAL_ENV: json.dumps(job["trial"])} if job.get("trial") else {}  # a search's: reports to its study
+    if job.get("tune"):                                                  # a Ray Tune trial's: reports to Tune
+        environment[TUNE_ENV] = json.dumps({"folder": job["folder"]})
+    result = run_worker("trainer", job["arguments"], Path(job["log"]), job["threads"], environment)
     experiment = Experiment(job["folder"])
     result["folder"] = str(experiment.folder) if experiment.folder.is_dir() else None
     if experiment.status_file.is_file():
