@@ -160,10 +160,9 @@ def run_local_search(grid: Grid, plan: GridPlan, status: GridStatus, directions:
                      threads: int, tail: list[str], progress: Progress) -> None:
     """A search on the pool of long-lived processes: trials asked from the studies as workers free up."""
     def make_job(run: GridRun) -> dict[str, Any]:
-        target, arguments = next_attempt(run, status.rows[run.name], grid)
-        status.rows[run.name].update(status="pending", reason="", folder=target, pid="")
-        return {"name": run.name, "folder": target, "log": str(grid.log_of(run.name)), "threads": threads,
-                "arguments": [*arguments, *tail]}
+        job = run_job(grid, run, status.rows[run.name], threads, tail)
+        status.rows[run.name].update(status="pending", reason="", folder=job["folder"], pid="")
+        return job
 
     search = Search(grid, plan, status, make_job, directions)
 
@@ -181,7 +180,12 @@ def trial_job(grid_folder: str, tail: list[str], threads: int, run: GridRun) -> 
     interrupted goes on from its last.ckpt), flags `tail` added."""
     grid = Grid(grid_folder)
     folder = grid.folder / run.name
-    target, arguments = next_attempt(run, {"folder": str(folder) if folder.is_dir() else ""}, grid)
+    return run_job(grid, run, {"folder": str(folder) if folder.is_dir() else ""}, threads, tail)
+
+
+def run_job(grid: Grid, run: GridRun, row: dict[str, Any], threads: int, tail: list[str]) -> dict[str, Any]:
+    """The job of a search run's next attempt (see next_attempt), its status row `row`, flags `tail` added."""
+    target, arguments = next_attempt(run, row, grid)
     return {"name": run.name, "folder": target, "log": str(grid.log_of(run.name)), "threads": threads,
             "arguments": [*arguments, *tail]}
 

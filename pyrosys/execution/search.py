@@ -15,7 +15,7 @@ from typing import Any
 from pyrosys.atomic import write_text_atomic
 from pyrosys.execution.grid_plan import GridPlan, GridRun, trial_run
 from pyrosys.execution.search_plan import SearchSpec
-from pyrosys.execution.study import distributions, open_study, optuna_module, trial_id, trial_params
+from pyrosys.execution.study import distributions, open_study, optuna_module, tell, trial_id, trial_params
 from pyrosys.folders.experiment import Experiment
 from pyrosys.folders.grid import Grid, GridStatus
 from pyrosys.tracking.tables import best_validation
@@ -109,16 +109,16 @@ class Search:
         state = optuna_module().trial.TrialState
         study = self.studies[name]
         if any(result["status"] == "pruned" for result in results):
-            study.tell(number, state=state.PRUNED)
+            tell(study, number, state=state.PRUNED)
         elif any(result["status"] != "completed" for result in results):
             reason = next(r.get("reason", "") for r in results if r["status"] != "completed")
             self.annotate(name, entry["id"], "failed", reason or "failed")
-            study.tell(number, state=state.FAIL)
+            tell(study, number, state=state.FAIL)
         else:
             values = [best_validation(Experiment(result["folder"])) if result.get("folder") else None
                       for result in results]
             if any(value is None for value in values):
-                study.tell(number, state=state.FAIL)
+                tell(study, number, state=state.FAIL)
             else:
-                study.tell(number, sum(values) / len(values))
+                tell(study, number, sum(values) / len(values))
         del self.open[(name, number)]

@@ -115,3 +115,14 @@ def trial_id(trial: Any) -> int:
     """A trial's id in the storage: what a run in another process opens the trial by (Optuna keeps it private
     on both its Trial and FrozenTrial)."""
     return int(trial._trial_id)
+
+
+def tell(study: Any, trial: Any, *args: Any, **kwargs: Any) -> None:
+    """study.tell as inside Optuna's optimize loop: Optuna's grid sampler stops the study once its grid is done,
+    which outside that loop raises instead of ending the trial."""
+    local = study._thread_local
+    saved, local.in_optimize_loop = local.in_optimize_loop, True
+    try:
+        study.tell(trial, *args, **kwargs)
+    finally:
+        local.in_optimize_loop = saved

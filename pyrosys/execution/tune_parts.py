@@ -10,6 +10,7 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from pyrosys.execution.study import tell
 from pyrosys.folders.experiment import TUNE_METRIC as METRIC
 from pyrosys.folders.experiment import Experiment
 
@@ -81,14 +82,8 @@ class NumberedOptunaSearch(OptunaSearch):
             self.tell(trial, max(values) if self.direction == "max" else min(values))
 
     def tell(self, trial: Any, *args: Any, **kwargs: Any) -> None:
-        """study.tell as inside Optuna's optimize loop: the grid sampler stops the study once its grid is done,
-        which outside that loop raises before the trial's end is stored."""
-        local = self._ot_study._thread_local
-        saved, local.in_optimize_loop = local.in_optimize_loop, True
-        try:
-            self._ot_study.tell(trial, *args, **kwargs)
-        finally:
-            local.in_optimize_loop = saved
+        """The study told as inside Optuna's optimize loop (see study.tell)."""
+        tell(self._ot_study, trial, *args, **kwargs)
 
 
 class GridRecorder(Callback):

@@ -148,7 +148,8 @@ def test_a_trial_with_a_wrong_value_fails_with_its_reason_and_the_study_goes_on(
     assert states[0.1].state.name == states[0.2].state.name == "COMPLETE" and states[1.5].state.name == "FAIL"
     assert "dropout" in states[1.5].user_attrs["failed"]
     failed = [row for row in status_rows(grid).values() if row["status"] == "failed"]
-    assert len(failed) == 1 and "dropout" in failed[0]["reason"] and "1 failed" in done.stdout
+    assert len(failed) == 1 and "dropout" in failed[0]["reason"]
+    assert "done: 2 completed, 0 pruned, 1 failed" in done.stdout and "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize("space, key, words", [
