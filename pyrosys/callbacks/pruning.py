@@ -43,7 +43,8 @@ class TrialPruning(pl.Callback):
         self.validations += 1
         trial = self.trial()
         trial.report(value, step)
-        if trial.should_prune():
+        last = trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs
+        if not last and trial.should_prune():             # the run's last validation: nothing left to save
             self.pruned = {"validation": step + 1, "value": value, "episode": trainer.global_step}
             trainer.should_stop = True
 

@@ -2,6 +2,7 @@
 folder's SQLite file (one per base run). Optuna is imported only here, and only for a search."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pyrosys.errors import ConfigError
@@ -21,8 +22,10 @@ def optuna_module(key: str = "search") -> Any:
     return optuna
 
 
+@functools.lru_cache(maxsize=4)
 def storage(url: str) -> Any:
-    """The studies' storage: the grid's SQLite file, writers waiting for each other."""
+    """The studies' storage: the grid's SQLite file, writers waiting for each other; opened once per process
+    (a pool worker's runs of one grid share it)."""
     optuna = optuna_module()
     return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT}})
 
