@@ -1,0 +1,42 @@
+"""The search driver without training: trials asked one run per repetition, told the mean of their runs' best
+validation values (by the monitor's mode), pruned when one run was, failed with its reason."""
+from __future__ import annotations
+
+import optuna
+
+from pyrosys.execution.grid_plan import GridPlan, GridRun
+from pyrosys.execution.search import Search
+from pyrosys.execution.search_plan import read_search
+from pyrosys.folders.grid import Grid, GridStatus
+
+
+def finished_run(folder, losses: list[float]) -> str:
+    """An experiment folder whose validations gave `losses` (monitor val_loss, mode min)."""
+    folder.mkdir(parents=True)
+    (folder / "training_configuration.yaml").write_text("validation: {monitor: val_loss, mode: min}\n")
+    (folder / "validation_statistics.csv").write_text("episode,epoch,loss\n" + "".join(
+        f"{i},{i},{loss}\n" for i, loss in enumerate(losses, start=1)))
+    return str(folder)
+
+
+def test_a_trial_is_told_the_mean_of_its_repetitions_best_values_and_pruned_or_failed_as_its_runs(tmp_path):
+    spec = read_search({"sampler": "random", "trials": 3, "repetitions": 2, "seed": 0,
+                        "space": {"training.optimizer.lr": {"low": 1.0e-3, "high": 1.0e-1}}}, "g.yaml")
+    base = GridRun(name="000_mlp", configs=[str(tmp_path / "mlp.yaml")], seed=7)
+    plan = GridPlan(source="g.yaml", runs=[], search=spec.to_dict(), bases=[base])
+    grid = Grid(tmp_path)
+    search = Search(grid, plan, GridStatus(grid, plan.runs), lambda run: {"name": run.name}, {"000_mlp": "min"})
+    jobs = [search.next_job() for _ in range(6)]
+    assert [job["name"] for job in jobs] == [f"000_mlp_t00{t}_rep{r}" for t in range(3) for r in range(2)]
+    assert search.next_job() is None and [run.seed for run in plan.runs] == [7, 8] * 3
+    outcomes = [({"status": "completed", "folder": finished_run(tmp_path / "a", [0.9, 0.4, 0.5])},
+                 {"status": "completed", "folder": finished_run(tmp_path / "b", [0.8, 0.6])}),
+                ({"status": "pruned"}, {"status": "completed", "folder": finished_run(tmp_path / "c", [0.7])}),
+                ({"status": "completed", "folder": finished_run(tmp_path / "d", [0.3])},
+                 {"status": "failed", "reason": "diverged"})]
+    for index, results in enumerate(outcomes):
+        for repetition, result in enumerate(results):
+            search.finished({**jobs[2 * index + repetition], "trial": {"study": "000_mlp", "number": index}}, result)
+    trials = optuna.load_study(study_name="000_mlp", storage=grid.study_url).get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED", "FAIL"]
+    assert trials[0].value == (0.4 + 0.6) / 2 and trials[2].user_attrs["failed"] == "diverged"
