@@ -120,6 +120,9 @@ def open_grid(args: argparse.Namespace) -> tuple[Grid, GridPlan]:
     plan = expand(args.config, command_line_overrides(args.overrides), seed=args.seed, allow_large=args.yes)
     if plan.search is not None:
         check_search_space(plan)
+        if args.backend == "ray":
+            from pyrosys.execution.tune_backend import check_search
+            check_search(SearchSpec(**plan.search), plan.source)
     grid = Grid.create(args.outdir or "experiments", safe_name(args.savetag, "--savetag"))
     write_text_atomic(grid.plan_file, plan.to_yaml())
     return grid, plan
@@ -131,7 +134,7 @@ def run_search(grid: Grid, plan: GridPlan, args: argparse.Namespace) -> int:
     with grid.lock():
         status = GridStatus(grid, plan.runs)
         spec = SearchSpec(**plan.search)
-        total = spec.trials * spec.repetitions * len(plan.bases)
+        total = spec.budget() * spec.repetitions * len(plan.bases)
         concurrency = max(1, min(args.max_concurrent or plan.max_concurrent_runs or default_concurrency(args.gpu),
                                  total))
         threads = max(1, (os.cpu_count() or 1) // concurrency)

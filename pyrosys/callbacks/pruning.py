@@ -45,7 +45,7 @@ class TrialPruning(pl.Callback):
         trial.report(value, step)
         last = trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs
         if not last and trial.should_prune():             # the run's last validation: nothing left to save
-            self.pruned = {"validation": step + 1, "value": value, "episode": trainer.global_step}
+            self.pruned = {"validation": self.validations, "value": value, "episode": trainer.global_step}
             trainer.should_stop = True
 
     def reason(self) -> str | None:

@@ -70,10 +70,13 @@ class Search:
         optuna_module().trial.Trial(self.studies[name], trial_id).set_user_attr(key, value)
 
     def job(self, run: GridRun, trial_id: int) -> dict:
-        """A trial run's job: the grid's job for the run, and what its pruning callback needs."""
+        """A trial run's job: the grid's job for the run; the first repetition's also carries what its pruning
+        callback needs (the pruner watches a trial's first repetition, whose steps line up with the other
+        trials'; further repetitions run to their end)."""
         job = self.make_job(run)
-        job["trial"] = {"storage": self.grid.study_url, "study": run.study, "trial_id": trial_id,
-                        "number": run.trial, "pruner": self.spec.pruner}
+        job["trial"] = {"study": run.study, "number": run.trial}
+        if run.repetition == 0:
+            job["trial"].update(storage=self.grid.study_url, trial_id=trial_id, pruner=self.spec.pruner)
         return job
 
     def next_job(self) -> dict | None:
@@ -82,7 +85,7 @@ class Search:
         if self.ready:
             return self.ready.popleft()
         counts = {name: len(study.get_trials(deepcopy=False)) for name, study in self.studies.items()}
-        wanting = [name for name in self.studies if counts[name] < self.spec.trials]
+        wanting = [name for name in self.studies if counts[name] < self.spec.budget()]
         if not wanting:
             return None
         name = min(wanting, key=counts.__getitem__)

@@ -47,6 +47,13 @@ class SearchSpec:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def budget(self) -> int:
+        """Trials each study runs: `trials`, and no more than the grid sampler's combinations (past them, it
+        would train configurations again)."""
+        if self.sampler != "grid":
+            return self.trials
+        return min(self.trials, math.prod(len(entry["choices"]) for entry in self.space.values()))
+
     def kind(self, key: str) -> str:
         """float, int or choices: what a space key samples."""
         entry = self.space[key]

@@ -75,6 +75,18 @@ def check_backend(grid: Grid, backend: str) -> None:
                       hint=f"Resume it with --backend {ran}")
 
 
+def check_search(spec: SearchSpec, source: str) -> None:
+    """What a search on Ray Tune cannot do, refused before the grid folder is made: repetitions, and the
+    percentile pruner (Tune has no scheduler for it)."""
+    if spec.repetitions != 1:
+        raise ConfigError("a search on Ray Tune runs one repetition per trial", file=source,
+                          key="search.repetitions", hint="Set repetitions: 1, or run it with --backend local")
+    if spec.pruner["name"] == "percentile":
+        raise ConfigError("the percentile pruner has no Ray Tune scheduler", file=source, key="search.pruner.name",
+                          hint="Use median (Tune's MedianStoppingRule) or hyperband (ASHA) on Ray, or run this "
+                               "search with --backend local")
+
+
 def scheduler(settings: dict, direction: str) -> Any:
     """The Tune scheduler of `search.pruner` (time: validations, Tune's training_iteration, counted from 1):
     median -> MedianStoppingRule, hyperband -> ASHAScheduler (asynchronous successive halving: it stops trials
@@ -150,9 +162,7 @@ def run_on_tune(grid: Grid, plan: GridPlan, status: GridStatus, make_job: Callab
     from pyrosys.execution.tune_parts import RECORDERS
 
     spec = SearchSpec(**plan.search)
-    if spec.repetitions != 1:
-        raise ConfigError("a search on Ray Tune runs one repetition per trial", file=plan.source,
-                          key="search.repetitions", hint="Set repetitions: 1, or run it with --backend local")
+    check_search(spec, plan.source)
     tune_schedulers = {base.name: scheduler(spec.pruner, directions[base.name]) for base in plan.bases}
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(TUNE_STATE_SECONDS))
     started_here = not ray.is_initialized()
@@ -190,10 +200,10 @@ def tuner_for(grid: Grid, study: str, spec: SearchSpec, direction: str, tune_sch
                                   resume_errored=False)
     search = NumberedOptunaSearch(space=distributions(spec), metric=METRIC, mode=direction, sampler=sampler(spec),
                                   storage=storage(grid.study_url), study_name=study, direction=direction,
-                                  trials=spec.trials)
+                                  trials=spec.budget())
     return tune.Tuner(function_trainable,
-                      tune_config=tune.TuneConfig(search_alg=search, scheduler=tune_scheduler, num_samples=spec.trials,
-                                                  max_concurrent_trials=concurrency,
+                      tune_config=tune.TuneConfig(search_alg=search, scheduler=tune_scheduler,
+                                                  num_samples=spec.budget(), max_concurrent_trials=concurrency,
                                                   trial_dirname_creator=trial_folder_name),
                       run_config=tune.RunConfig(storage_path=str(grid.tune_folder.resolve()), name=study, verbose=0,
                                                 failure_config=tune.FailureConfig(max_failures=0),

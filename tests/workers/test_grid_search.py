@@ -164,3 +164,11 @@ def test_a_bad_search_exits_2_before_any_trial_and_writes_nothing(tmp_path, spac
     done = grid_trainer("--c", tmp_path / "search.yaml", "--outdir", tmp_path / "out", timeout=60)
     assert done.returncode == 2 and f"key '{key}'" in done.stderr and words in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
+
+
+def test_what_ray_tune_cannot_run_is_refused_before_the_grid_folder_is_made(tmp_path):
+    (tmp_path / "mlp.yaml").write_text(MLP)
+    (tmp_path / "search.yaml").write_text(SEARCH.replace("  seed: 0\n", "  seed: 0\n  repetitions: 2\n"))
+    done = grid_trainer("--c", tmp_path / "search.yaml", "--outdir", tmp_path / "out", "--backend", "ray", timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and not (tmp_path / "out").exists()
+    assert "one repetition per trial" in done.stderr or "needs Ray" in done.stderr     # Ray installed, or not

@@ -100,7 +100,8 @@ def run_worker(name: str, arguments: list[str], log: Path, threads: int,
 
 def train_job(job: dict[str, Any]) -> dict[str, Any]:
     """One grid run: the trainer, in this process, into the folder the grid named for it."""
-    environment = {TRIAL_ENV: json.dumps(job["trial"])} if job.get("trial") else {}  # a search's: reports to its study
+    trial = job.get("trial") or {}          # a search's first repetition of a trial: reports to its study's pruner
+    environment = {TRIAL_ENV: json.dumps(trial)} if "trial_id" in trial else {}
     if job.get("tune"):                                                  # a Ray Tune trial's: reports to Tune
         environment[TUNE_ENV] = json.dumps({"folder": job["folder"]})
     result = run_worker("trainer", job["arguments"], Path(job["log"]), job["threads"], environment)

@@ -29,6 +29,8 @@ def test_a_trial_is_told_the_mean_of_its_repetitions_best_values_and_pruned_or_f
     jobs = [search.next_job() for _ in range(6)]
     assert [job["name"] for job in jobs] == [f"000_mlp_t00{t}_rep{r}" for t in range(3) for r in range(2)]
     assert search.next_job() is None and [run.seed for run in plan.runs] == [7, 8] * 3
+    # the pruner watches each trial's first repetition (its steps line up with the other trials')
+    assert ["trial_id" in job["trial"] for job in jobs] == [True, False] * 3
     outcomes = [({"status": "completed", "folder": finished_run(tmp_path / "a", [0.9, 0.4, 0.5])},
                  {"status": "completed", "folder": finished_run(tmp_path / "b", [0.8, 0.6])}),
                 ({"status": "pruned"}, {"status": "completed", "folder": finished_run(tmp_path / "c", [0.7])}),
@@ -40,3 +42,14 @@ def test_a_trial_is_told_the_mean_of_its_repetitions_best_values_and_pruned_or_f
     trials = optuna.load_study(study_name="000_mlp", storage=grid.study_url).get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED", "FAIL"]
     assert trials[0].value == (0.4 + 0.6) / 2 and trials[2].user_attrs["failed"] == "diverged"
+
+
+def test_the_grid_sampler_runs_no_more_trials_than_its_combinations(tmp_path):
+    spec = read_search({"sampler": "grid", "trials": 5, "space": {"model.dropout": {"choices": [0.1, 0.2]}}}, "g.yaml")
+    assert spec.budget() == 2 and read_search({"trials": 5, "space": {"a.b": {"choices": [1, 2]}}}, "g").budget() == 5
+    plan = GridPlan(source="g.yaml", runs=[], search=spec.to_dict(),
+                    bases=[GridRun(name="000_mlp", configs=[str(tmp_path / "mlp.yaml")], seed=7)])
+    grid = Grid(tmp_path)
+    search = Search(grid, plan, GridStatus(grid, plan.runs), lambda run: {"name": run.name}, {"000_mlp": "min"})
+    assert [search.next_job()["name"] for _ in range(2)] == ["000_mlp_t000", "000_mlp_t001"]
+    assert search.next_job() is None
