@@ -93,8 +93,9 @@ def test_a_killed_search_resumes_to_exactly_its_trials_each_value_set_once(searc
     assert sorted(rows) == [f"000_mlp_t{n:03d}" for n in range(5)]
     assert all(rows[f"000_mlp_t{t.number:03d}"]["status"] == {"COMPLETE": "completed", "PRUNED": "pruned"}
                [t.state.name] for t in after)
-    for trial in after:          # each run's sampled values are the ones its trial stored
-        config = yaml.safe_load((grid / f"000_mlp_t{trial.number:03d}" / "training_configuration.yaml").read_text())
+    for trial in after:          # each run's sampled values are its trial's (in its last attempt's folder)
+        folder = Path(rows[f"000_mlp_t{trial.number:03d}"]["folder"])
+        config = yaml.safe_load((folder / "training_configuration.yaml").read_text())
         assert config["training"]["optimizer"]["lr"] == pytest.approx(trial.params["training.optimizer.lr"])
         assert str(config["model"]["hidden_sizes"]).replace(" ", "") == trial.params["model.hidden_sizes"].replace(
             " ", "")
@@ -104,8 +105,9 @@ def test_pruned_trials_stop_early_with_the_value_that_pruned_them(searched):
     grid, _, _ = searched
     pruned = [t for t in trials(grid) if t.state.name == "PRUNED"]
     assert pruned, "the median pruner stopped no trial (the tiny learning rates should fall behind)"
+    rows = status_rows(grid)
     for trial in pruned:
-        status = yaml.safe_load((grid / f"000_mlp_t{trial.number:03d}" / "status.json").read_text())
+        status = yaml.safe_load((Path(rows[f"000_mlp_t{trial.number:03d}"]["folder"]) / "status.json").read_text())
         assert status["status"] == "pruned" and status["epoch"] < 3
         assert status["reason"].startswith("pruned (val_loss ") and "at validation" in status["reason"]
         assert len(trial.intermediate_values) == status["epoch"]
