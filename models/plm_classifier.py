@@ -22,7 +22,7 @@ from pyrosys.factory import register
 from pyrosys.models.embedding_cache import EmbeddingCache, sequence_key
 from pyrosys.models.model import Model, inside
 from pyrosys.models.modules import head_for, masked_mean
-from pyrosys.models.modules.pretrained import PretrainedEncoder, pretrained_folder
+from pyrosys.models.modules.pretrained import PretrainedEncoder, lengths_of, pretrained_folder
 from pyrosys.objectives import RESIDUE_TASKS
 
 ENCODER_FOLDER = "encoder"          # in a bundle: the encoder's config.json and tokenizer files
@@ -247,11 +247,4 @@ class PLMClassifier(Model):
     def bundled_params(cls, params: Mapping, folder: Path, file: str) -> dict:
         encoder = folder / inside(folder, ENCODER_FOLDER, file, "encoder")
         return {**params, "pretrained": str(encoder)}
-
-
-def lengths_of(inputs: torch.Tensor, masks: torch.Tensor | None) -> list[int]:
-    """Each row's sequence length."""
-    if masks is None:
-        return [int(inputs.shape[1])] * int(inputs.shape[0])
-    return [int(n) for n in masks.sum(dim=1).tolist()]
 

@@ -122,6 +122,13 @@ def load_pretrained(folder: Path, key: str) -> tuple[Any, Any, nn.Module, str, s
     return config, tokenizer, model, digest, source
 
 
+def lengths_of(inputs: torch.Tensor, masks: torch.Tensor | None) -> list[int]:
+    """Each row's sequence length (its mask's count; the whole row without masks)."""
+    if masks is None:
+        return [int(inputs.shape[1])] * int(inputs.shape[0])
+    return [int(n) for n in masks.sum(dim=1).tolist()]
+
+
 def window_starts(length: int, window: int) -> list[int]:
     """Where the windows over a sequence start: one window when it fits, else half a window apart, the last
     one ending at the sequence's end."""
@@ -287,7 +294,7 @@ class PretrainedEncoder(nn.Module):
 
     def forward(self, inputs: torch.Tensor, masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-residue features [N, T, H] (zero at padding) and the start token's features [N, H]."""
-        lengths = (masks.sum(dim=1) if masks is not None else torch.full((inputs.shape[0],), inputs.shape[1])).tolist()
+        lengths = lengths_of(inputs, masks)
         ids = self.token_map[inputs]
         rows, places = [], []
         width = min(self.window, max(lengths) if lengths else 1)

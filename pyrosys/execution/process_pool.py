@@ -58,7 +58,8 @@ class JobSource:
         return bool(self.waiting) or (self.ask is not None and not self.exhausted)
 
 
-def _resolve(function: str) -> Callable[[Any], Any]:
+def resolve_function(function: str) -> Callable[[Any], Any]:
+    """The function a job runs, named "module:name" (the pool's workers, Ray tasks and Tune trials import it)."""
     module, _, name = function.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -79,7 +80,7 @@ def _worker(connection: Connection, function: str, preload: Sequence[str], envir
     os.environ.update(environment)
     for module in preload:
         importlib.import_module(module)
-    run = _resolve(function)
+    run = resolve_function(function)
     connection.send(("ready", os.getpid()))
     while True:
         try:

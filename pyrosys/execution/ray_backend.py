@@ -3,20 +3,18 @@ or a cluster (`--backend ray [--address HOST:PORT]`). Ray is an optional extra (
 imported inside `run_on_ray` so that this module loads without it."""
 from __future__ import annotations
 
-import importlib
 import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from pyrosys.errors import ConfigError
-from pyrosys.execution.process_pool import Event, JobSource
+from pyrosys.execution.process_pool import Event, JobSource, resolve_function
 
 
 def _call(function: str, job: Any) -> tuple[int, Any]:
     """Inside a Ray worker: run `function` ("module:name") on the job; the worker's pid and the result."""
-    module, _, name = function.partition(":")
-    return os.getpid(), getattr(importlib.import_module(module), name)(job)
+    return os.getpid(), resolve_function(function)(job)
 
 
 def run_on_ray(function: str, jobs: Sequence[Any] | Callable[[], Any], concurrency: int, address: str | None,

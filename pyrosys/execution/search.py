@@ -55,7 +55,7 @@ class Search:
 
     def planned(self, name: str, trial: Any) -> list[GridRun]:
         """The runs of a trial (one per repetition) added to grid.yaml and grid_status.csv before any starts."""
-        runs = [trial_run(self.bases[name], trial_params(trial, self.spec), trial.number, repetition,
+        runs = [trial_run(self.bases[name], trial_params(trial.params, self.spec), trial.number, repetition,
                           self.spec.repetitions) for repetition in range(self.spec.repetitions)]
         self.annotate(name, trial_id(trial), "runs", [run.name for run in runs])
         self.plan.runs += runs

@@ -3,6 +3,7 @@ folder's SQLite file (one per base run). Optuna is imported only here, and only 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 from pyrosys.errors import ConfigError
@@ -108,10 +109,11 @@ def open_study(url: str, name: str, spec: SearchSpec, direction: str, source: st
     return study
 
 
-def trial_params(trial: Any, spec: SearchSpec) -> dict[str, Any]:
-    """A trial's sampled values as configuration values, in the space's order."""
-    return {key: decode_choice(trial.params[key], entry["choices"]) if "choices" in entry else trial.params[key]
-            for key, entry in spec.space.items() if key in trial.params}
+def trial_params(stored: Mapping[str, Any], spec: SearchSpec) -> dict[str, Any]:
+    """Sampled values as stored (an Optuna trial's params, a Tune trial's config) as configuration values
+    (choices decoded), in the space's order."""
+    return {key: decode_choice(stored[key], entry["choices"]) if "choices" in entry else stored[key]
+            for key, entry in spec.space.items() if key in stored}
 
 
 def trial_id(trial: Any) -> int:

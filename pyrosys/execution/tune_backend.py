@@ -11,7 +11,6 @@ running ones go on from their run's last.ckpt with the same values, and no more 
 Ray and Optuna are imported inside the functions: this module loads without them."""
 from __future__ import annotations
 
-import importlib
 import os
 import socket
 import time
@@ -22,9 +21,9 @@ from typing import Any
 from pyrosys.atomic import write_text_atomic
 from pyrosys.errors import ConfigError
 from pyrosys.execution.grid_plan import GridPlan, GridRun, trial_run
-from pyrosys.execution.process_pool import Event
-from pyrosys.execution.search_plan import SearchSpec, decode_choice
-from pyrosys.execution.study import distributions, open_study, sampler, storage
+from pyrosys.execution.process_pool import Event, resolve_function
+from pyrosys.execution.search_plan import SearchSpec
+from pyrosys.execution.study import distributions, open_study, sampler, storage, trial_params
 from pyrosys.folders.experiment import TUNE_METRIC as METRIC
 from pyrosys.folders.experiment import Experiment
 from pyrosys.folders.grid import Grid, GridStatus
@@ -110,12 +109,6 @@ def scheduler(settings: dict, direction: str) -> Any:
     return schedulers.FIFOScheduler()
 
 
-def sampled_values(config: dict, spec: SearchSpec) -> dict[str, Any]:
-    """A Tune trial's config as configuration values (choices decoded), in the space's order."""
-    return {key: decode_choice(config[key], entry["choices"]) if "choices" in entry else config[key]
-            for key, entry in spec.space.items() if key in config}
-
-
 def trainable(config: dict, base: GridRun, spec: dict, make_job: Callable[[GridRun], dict], function: str,
               grid_folder: str) -> None:
     """Inside a Tune worker: the trial's run, trained as a grid run (`function` runs the job); its validations
@@ -124,14 +117,13 @@ def trainable(config: dict, base: GridRun, spec: dict, make_job: Callable[[GridR
     from pyrosys.callbacks.tune_report import REPORTS     # in the Tune worker, which trains with Lightning
     from pyrosys.execution.tune_parts import TRIAL_KEY
 
-    run = trial_run(base, sampled_values(config, SearchSpec(**spec)), config[TRIAL_KEY], 0, 1)
+    run = trial_run(base, trial_params(config, SearchSpec(**spec)), config[TRIAL_KEY], 0, 1)
     ended = Experiment(Grid(grid_folder).folder / run.name)
     if ended.state() in ("completed", "pruned"):
         report_ended(ended)
         return
     job = {**make_job(run), "tune": True}
-    module, _, name = function.partition(":")
-    result = getattr(importlib.import_module(module), name)(job)
+    result = resolve_function(function)(job)
     if result["status"] == "failed":
         raise TrialRunFailed(result.get("reason") or "the run failed")
     if not REPORTS.get(job["folder"]):        # resumed after its last validation: Tune has heard nothing of it
@@ -221,7 +213,7 @@ def recorder(grid: Grid, plan: GridPlan, status: GridStatus, base: GridRun, sche
 
         if TRIAL_KEY not in trial.config:
             return
-        run = trial_run(base, sampled_values(trial.config, spec), trial.config[TRIAL_KEY], 0, 1)
+        run = trial_run(base, trial_params(trial.config, spec), trial.config[TRIAL_KEY], 0, 1)
         if kind == "started":
             if run.name not in status.rows:
                 plan.runs.append(run)

@@ -11,6 +11,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from pyrosys.execution.study import tell
+from pyrosys.execution.study import trial_id as trial_id_of
 from pyrosys.folders.experiment import TUNE_METRIC as METRIC
 from pyrosys.folders.experiment import Experiment
 
@@ -37,7 +38,7 @@ class NumberedOptunaSearch(OptunaSearch):
             trials = self._ot_study.get_trials(deepcopy=False)
             orphan = next((t for t in trials if t.state == TrialState.RUNNING and t.number not in known), None)
             if orphan is not None:
-                self._ot_trials[trial_id] = Trial(self._ot_study, orphan._trial_id)
+                self._ot_trials[trial_id] = Trial(self._ot_study, trial_id_of(orphan))
             elif len(trials) >= self.trials:
                 return Searcher.FINISHED
         config = super().suggest(trial_id)
@@ -54,7 +55,7 @@ class NumberedOptunaSearch(OptunaSearch):
     def ended(self, trial_id: str) -> bool:
         """Whether the study already holds the trial's end (a trial Tune runs again after a restore)."""
         trial = self._ot_trials.get(trial_id)
-        return trial is not None and self._ot_study._storage.get_trial(trial._trial_id).state.is_finished()
+        return trial is not None and self._ot_study._storage.get_trial(trial_id_of(trial)).state.is_finished()
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if METRIC in result and not self.ended(trial_id):
@@ -72,9 +73,9 @@ class NumberedOptunaSearch(OptunaSearch):
             self.tell(trial, state=TrialState.FAIL if error else TrialState.PRUNED)
             return
         step = result.get("training_iteration")
-        if METRIC in result and step not in self._ot_study._storage.get_trial(trial._trial_id).intermediate_values:
+        if METRIC in result and step not in self._ot_study._storage.get_trial(trial_id_of(trial)).intermediate_values:
             trial.report(result[METRIC], step)      # the value the scheduler stopped it at, unreported so far
-        values = list(self._ot_study._storage.get_trial(trial._trial_id).intermediate_values.values())
+        values = list(self._ot_study._storage.get_trial(trial_id_of(trial)).intermediate_values.values())
         folder = result.get("folder")
         if folder is None or Experiment(folder).state() != "completed" or not values:   # the scheduler stopped it
             self.tell(trial, state=TrialState.PRUNED)
