@@ -121,6 +121,7 @@ def collect(expdir: Path) -> tuple[list[dict[str, Any]], list[str]]:
         if run.trial is not None:                   # a search's trial: its number, state and objective
             row.update(trial=run.trial, **outcomes.get((run.study, run.trial), {}))
         rows.append(row)
+        seen.update(attempt.resolve() for attempt in grid.attempt_folders(run.name))   # retried runs' first tries
         if folder:
             seen.add(folder.resolve())
     for folder in experiment_folders(expdir):                       # experiments outside a grid plan

@@ -93,13 +93,18 @@ class Grid:
         """The console output of one run."""
         return self.folder / self.LOGS / f"{run}.log"
 
+    def attempt_folders(self, name: str) -> Iterator[Path]:
+        """The folders a run has had so far: `name`, then `name_1`, `name_2`... one per retry."""
+        attempt, folder = 0, self.folder / name
+        while folder.exists():
+            yield folder
+            attempt += 1
+            folder = self.folder / f"{name}_{attempt}"
+
     def free_run_name(self, name: str) -> str:
         """`name`, or `name_1`, `name_2`... when an earlier attempt's folder has it."""
-        attempt, free = 0, name
-        while (self.folder / free).exists():
-            attempt += 1
-            free = f"{name}_{attempt}"
-        return free
+        taken = sum(1 for _ in self.attempt_folders(name))
+        return f"{name}_{taken}" if taken else name
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

@@ -152,6 +152,27 @@ def test_epochs_count_from_1_in_tables_and_log_lines_and_repetitions_are_grouped
     assert [epoch for epoch, _ in runs_of[0][1][0]["curve"]] == [1.0, 2.0]
 
 
+def test_the_analyzer_lists_a_retried_run_once_under_its_name_not_its_first_try(small_grid, tmp_path):
+    import shutil
+
+    _, original, _ = small_grid
+    grid = tmp_path / original.name
+    shutil.copytree(original, grid)
+    rows = status_rows(grid)
+    retried = sorted(rows)[0]
+    shutil.copytree(grid / retried, grid / f"{retried}_1")          # the retry; the first try stays as it was
+    with open(grid / "grid_status.csv", newline="") as stream:
+        table = list(csv.DictReader(stream))
+    for row in table:
+        row["folder"] = str(grid / (f"{retried}_1" if row["run"] == retried else Path(row["folder"]).name))
+    with open(grid / "grid_status.csv", "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    analysed, _ = grid_analyzer.collect(grid)
+    assert sorted(row["run"] for row in analysed) == sorted(rows)
+
+
 @pytest.mark.integration     # a local Ray instance: make integration
 def test_the_ray_backend_gives_the_same_analysis_as_the_local_pool(small_grid):
     pytest.importorskip("ray")
