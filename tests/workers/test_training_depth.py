@@ -127,20 +127,6 @@ def test_tensorboard_level_outside_0_1_2_is_refused(value, tmp_path, capsys):
     assert status_code == 2 and "logging.tensorboard" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_ddp_over_gloo_on_two_cpu_processes_trains_into_one_folder(tmp_path, cli):
-    result = cli("pyrosys-trainer", "--c", CONFIGS / "digits/mlp.yaml", "--outdir", tmp_path, "--set",
-                 "training.terminal_conditions.epoch_limit=2", "training.trainer={strategy: ddp, devices: 2, "
-                 "accelerator: cpu, enable_progress_bar: false}", "logging.mlflow=null", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = [status.parent for status in tmp_path.glob("*/*/*/status.json")]
-    assert json.loads((run / "status.json").read_text())["status"] == "completed"
-    validations = rows(run / "validation_statistics.csv")
-    assert [int(r["episode"]) for r in validations] == [20, 40]     # 1,258 samples, batch 32, two processes
-    assert float(rows(run / "validation_set_agg_statistics.csv")[0]["samples"]) >= 269
-    assert len(rows(run / "training_set_agg_statistics.csv")) == 2
-
-
 def test_tester_repeats_draw_new_samples_for_generated_problems(tmp_path):
     import yaml
 

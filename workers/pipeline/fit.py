@@ -2,8 +2,10 @@
 the same fit in a multi-process run's other processes; and the dry run that trains nothing."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,8 @@ from pyrosys.callbacks.checkpoint import read_checkpoint
 from pyrosys.callbacks.statistics import StatisticsCollector
 from pyrosys.callbacks.terminal_conditions import stop_reason
 from pyrosys.data_dict import batch_size
-from pyrosys.folders.experiment import HANDOVER_ENV
+from pyrosys.folders.experiment import HANDOVER_ENV, Experiment
+from pyrosys.folders.resume import resume_point
 from pyrosys.workers.pipeline.build import Resume, Run, Setup, problem_statistics, trainer
 from pyrosys.workers.pipeline.resolve import TrainingPlan
 
@@ -56,16 +59,29 @@ def fit(run: Run, parts: Setup, plan: TrainingPlan, resume: Resume | None) -> Fi
     return Fitted(reason, trainer_.current_epoch, trainer_.global_step, started, fit_seconds)
 
 
+# where a launcher says which process this is: torchrun (RANK, and LOCAL_RANK, GROUP_RANK per node), SLURM's
+# srun (SLURM_PROCID), Lightning's own launcher for its devices and nodes (LOCAL_RANK, NODE_RANK)
+RANK_VARIABLES = ("RANK", "SLURM_PROCID", "GROUP_RANK", "NODE_RANK", "LOCAL_RANK")
+
+
 def is_other_rank() -> bool:
-    """Whether this process is one of a multi-process run's others (not the one that writes the folder)."""
-    return bool(os.environ.get(HANDOVER_ENV)) and int(os.environ.get("LOCAL_RANK", "0")) > 0
+    """Whether this process is one of a multi-process run's others, on this node or another: any rank a
+    launcher gave it is above 0. Only the first process writes the experiment folder."""
+    return any(int(os.environ.get(name) or 0) > 0 for name in RANK_VARIABLES)
 
 
-def fit_other_rank(plan: TrainingPlan, parts: Setup) -> int:
-    """A DDP process other than the first: the same fit into the first process's folder, writing nothing."""
-    folder = Path(os.environ[HANDOVER_ENV])
+def fit_other_rank(plan: TrainingPlan, parts: Setup, resume: str | None = None) -> int:
+    """A process other than the first: the same fit, writing nothing, from the same checkpoint as the first
+    when the run is resumed. On the first one's node it trains in the folder that process handed over;
+    elsewhere (another node) in a scratch folder, as Lightning needs one; checkpoints are written by the first
+    process alone, in its folder."""
     collector = StatisticsCollector([], plan.logging_interval, problem_statistics(parts.problem))
-    trainer(plan, parts, folder, collector, parts.callbacks).fit(parts.model, datamodule=parts.problem)
+    checkpoint = str(resume_point(Experiment(resume)).checkpoint) if resume else None
+    with contextlib.ExitStack() as stack:
+        handed = os.environ.get(HANDOVER_ENV)
+        folder = Path(handed) if handed else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pyrosys-")))
+        trainer(plan, parts, folder, collector, parts.callbacks).fit(parts.model, datamodule=parts.problem,
+                                                                     ckpt_path=checkpoint)
     return 0
 
 
