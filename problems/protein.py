@@ -11,6 +11,7 @@ import io
 import logging
 import math
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,20 @@ class Record:
 
 def read_fasta(path: Path, label_key: str) -> list[Record]:
     """Records of a FASTA file; the label is `label_key=value` in the header."""
+    return parse_fasta(io.StringIO(read_text(path), newline=None), path, label_key)   # lines as open() cuts them
+
+
+def fasta_header(line: str, index: int, number: int, label_key: str) -> tuple[str, str | None, int]:
+    """The identifier, label and line number of a '>' header line (stripped); `index`: records before it."""
+    fields = line[1:].split()
+    labels = dict(field.split("=", 1) for field in fields[1:] if "=" in field)
+    return fields[0] if fields else f"record{index + 1}", labels.get(label_key), number
+
+
+def parse_fasta(lines: Iterable[str], path: Path, label_key: str, first_line: int = 1,
+                first_index: int = 0) -> list[Record]:
+    """The records of FASTA lines whose first is line `first_line` of the file, after `first_index` records
+    (the in-memory path parses the whole file, the on-disk index one record's bytes)."""
     records: list[Record] = []
     header: tuple[str, str | None, int] | None = None
     parts: list[tuple[str, int]] = []
@@ -74,15 +89,13 @@ def read_fasta(path: Path, label_key: str) -> list[Record]:
         if header is not None:
             records.append(Record(header[0], header[1], None, header[2], parts))
 
-    for number, line in enumerate(io.StringIO(read_text(path), newline=None), start=1):   # lines as open() cuts them
+    for number, line in enumerate(lines, start=first_line):
         line = line.strip()
         if not line:
             continue
         if line.startswith(">"):
             close()
-            fields = line[1:].split()
-            labels = dict(field.split("=", 1) for field in fields[1:] if "=" in field)
-            header, parts = (fields[0] if fields else f"record{len(records) + 1}", labels.get(label_key), number), []
+            header, parts = fasta_header(line, first_index + len(records), number, label_key), []
         elif header is None:
             raise ConfigError(f"line {number}: sequence data before the first '>' header", file=str(path),
                               key="problem.path", hint="A FASTA record starts with a '>identifier' line")
@@ -122,9 +135,15 @@ def token_ids(records: list[Record], path: Path, max_length: int) -> torch.Tenso
     ProteinSequences reads raw sequences, at training and in the predictor alike."""
     ids = torch.zeros(len(records), max_length, dtype=torch.long)
     for row, record in enumerate(records):
-        tokens = encode(record, path, max_length)
-        ids[row, :len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        tokens = encode_array(record, path, max_length)
+        ids[row, :len(tokens)] = torch.from_numpy(tokens)
     return ids
+
+
+# byte -> token id (0: not an amino-acid letter), both cases
+CODES = np.zeros(256, dtype=np.int64)
+for _letter, _index in TOKEN.items():
+    CODES[ord(_letter)] = CODES[ord(_letter.lower())] = _index
 
 
 def encode(record: Record, path: Path, max_length: int) -> list[int]:
@@ -137,6 +156,17 @@ def encode(record: Record, path: Path, max_length: int) -> list[int]:
                               hint=f"Sequences may hold {AMINO_ACIDS} and the ambiguous letters {AMBIGUOUS}")
         ids.append(TOKEN[letter])
     return ids[:max_length]
+
+
+def encode_array(record: Record, path: Path, max_length: int) -> np.ndarray:
+    """encode() as an int64 array, by table look-up for ASCII sequences (encode() itself for the rest and
+    for refusals, so both give the same ids and the same messages)."""
+    sequence = record.sequence
+    if sequence.isascii():
+        ids = CODES[np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)]
+        if ids.all():
+            return ids[:max_length]
+    return np.array(encode(record, path, max_length), dtype=np.int64)
 
 
 def label_place(record: Record, label_column: str) -> str:
