@@ -11,8 +11,9 @@ import io
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -271,6 +272,8 @@ def multilabel_targets(records: list[Record], training: np.ndarray, path: Path,
 class ProteinSequences(FileProblem):
     """Classify or regress a property of protein sequences read from FASTA, CSV or TSV."""
 
+    path_params = ("path", "index_folder")
+
     @staticmethod
     def get_params() -> dict:
         return {**FileProblem.get_params(),                 # FASTA (.fasta/.fa), CSV or TSV; relative to its YAML file
@@ -283,8 +286,11 @@ class ProteinSequences(FileProblem):
                 "max_length": 512,            # longer sequences (and their residue labels) are truncated
                 "standardize": True,          # regression targets standardised with training statistics
                 "classes": None,              # the labels a classification may hold, in order; null: those found
-                "batching": None}             # null: batch_size rows padded to the data's longest; or
+                "batching": None,             # null: batch_size rows padded to the data's longest; or
                                               # {by: length, max_tokens: N} (docs/proteins.md, "Batching")
+                "in_memory": True,            # false: FASTA read through an on-disk index, a batch at a time
+                                              # (files larger than memory; docs/proteins.md, "Large files")
+                "index_folder": None}         # in_memory false: where the index lives; null: <file>.pyrosys-index
 
     @staticmethod
     def constraints() -> dict:
@@ -295,7 +301,8 @@ class ProteinSequences(FileProblem):
                 "split_column": OptionalOf(Text(), "seeded fractions"), "fractions": FRACTIONS,
                 "max_length": Integer(low=1), "standardize": Boolean(),
                 "classes": OptionalOf(ListOf(Label(), min_length=2), "the labels found in the file, sorted"),
-                "batching": BATCHING}
+                "batching": BATCHING, "in_memory": Boolean(),
+                "index_folder": OptionalOf(Text(), "<file>.pyrosys-index beside the file")}
 
     @property
     def task(self) -> str:  # type: ignore[override]
@@ -309,13 +316,7 @@ class ProteinSequences(FileProblem):
 
     def read(self) -> list[Record]:
         """Every record of the file, checked."""
-        params = self.params
-        if not params["path"]:
-            raise ConfigError("no sequence file is named", key="problem.path",
-                              hint="Set problem.path to a FASTA, CSV or TSV file")
-        path = Path(params["path"])
-        if not path.is_file():
-            raise ConfigError("the sequence file does not exist", file=str(path), key="problem.path")
+        params, path = self.read_checked().params, Path(self.params["path"])
         records = read_sequence_file(path, params["sequence_column"], params["label_column"], params["split_column"])
         if not records:
             raise ConfigError("the file holds no sequences", file=str(path), key="problem.path")
@@ -331,6 +332,35 @@ class ProteinSequences(FileProblem):
                                   file=str(path), key="problem.split_column")
         return records
 
+    def setup(self, stage: str | None = None) -> None:
+        if self.params["in_memory"]:
+            return super().setup(stage)
+        if getattr(self, "splits", None) is None:
+            from pyrosys.problems.protein_streaming import open_streamed
+            self.splits, self.streamed_definitions = open_streamed(self.read_checked())
+            self.check_data({})
+
+    def define_data(self) -> dict:
+        if self.params["in_memory"]:
+            return super().define_data()
+        self.setup()
+        return {field: dict(definition) for field, definition in self.streamed_definitions.items()}
+
+    def loader(self, phase: str) -> Any:
+        if self.params["in_memory"]:
+            return super().loader(phase)
+        from pyrosys.problems.protein_streaming import streamed_loader
+        return streamed_loader(self, phase)
+
+    def read_checked(self) -> ProteinSequences:
+        """This problem, its sequence file named and present (refused otherwise)."""
+        if not self.params["path"]:
+            raise ConfigError("no sequence file is named", key="problem.path",
+                              hint="Set problem.path to a FASTA, CSV or TSV file")
+        if not Path(self.params["path"]).is_file():
+            raise ConfigError("the sequence file does not exist", file=str(self.params["path"]), key="problem.path")
+        return self
+
     def prepare(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
         """Token ids, masks and targets of every split, and the data definitions."""
         params, path = self.params, Path(self.params["path"] or ".")
@@ -338,7 +368,7 @@ class ProteinSequences(FileProblem):
         inputs = token_ids(records, path, int(params["max_length"]))
         length = int((inputs != 0).sum(dim=1).max())
         inputs = inputs[:, :length].contiguous()          # padded only to the longest sequence
-        self.check_batching(records, inputs)
+        self.check_budget((inputs != 0).sum(dim=1).numpy(), records.__getitem__)
         masks = inputs != 0
         if params["split_column"]:
             parts = [np.array([i for i, r in enumerate(records) if r.split == name], dtype=int) for name in SPLITS]
@@ -404,17 +434,16 @@ class ProteinSequences(FileProblem):
         definition["dtype"] = "float32"
         return torch.tensor(flat, dtype=torch.float32).reshape(masks.shape if per_residue else (-1,)), definition
 
-    def check_batching(self, records: list[Record], inputs: torch.Tensor) -> None:
+    def check_budget(self, lengths: np.ndarray, record_of: Callable[[int], Record]) -> None:
         """Refuse a `batching` that cannot cut the data: max_tokens with `by: order`, or a token budget
-        smaller than the longest sequence (after max_length), which no batch could hold."""
-        lengths = (inputs != 0).sum(dim=1)
-        longest = int(lengths.argmax())
+        smaller than the longest sequence (`lengths`: after max_length), which no batch could hold."""
+        longest = int(np.argmax(lengths))
         for phase, params in [("problem", self.params)] + [(f"{p}.problem", v) for p, v in self.phases.items()]:
             batching, key = params.get("batching") or {}, f"{phase}.batching"
             if batching.get("max_tokens") is not None and batching.get("by", "length") == "order":
                 raise ConfigError("batching by order cuts batch_size rows: it takes no max_tokens",
                                   key=f"{key}.max_tokens", hint="Remove max_tokens, or batch by: length")
-            budget, size, record = batching.get("max_tokens"), int(lengths[longest]), records[longest]
+            budget, size, record = batching.get("max_tokens"), int(lengths[longest]), record_of(longest)
             if budget is not None and budget < size:
                 cut = " (after truncation to max_length)" if len(record.sequence) > size else ""
                 raise ConfigError(f"line {record.line}: {record.identifier} holds {size} residues{cut}, more than a "
