@@ -74,8 +74,9 @@ class StreamedBatches(EpochPlan):
                  workers: int = 0) -> None:
         super().__init__(split.lengths, batching, shuffle, rank, world, processed, epoch)
         self.pending = Pending()
+        # its own generator: an iteration's draw of the workers' base seed leaves the global RNG (dropout's) alone
         self.loader = DataLoader(split, batch_sampler=self.pending, num_workers=workers, collate_fn=keep_batch,
-                                 persistent_workers=workers > 0)
+                                 persistent_workers=workers > 0, generator=torch.Generator().manual_seed(batching.seed))
 
     def __iter__(self) -> Iterator[DataDict]:
         self.pending.batches = [batch.tolist() for batch in self.remaining()]
