@@ -51,9 +51,12 @@ reliability: $(VENV)/.installed-dev
 integration: $(VENV)/.installed-ray
 	$(BIN)/pytest -q -m integration
 
+# large_fasta.py: one epoch on a generated FASTA of 2 M sequences read through its on-disk index (about
+# 700 MB on disk; 20-30 minutes on 2 cores); its section of benchmarks/results.md
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/search.py
+	$(BIN)/python benchmarks/large_fasta.py
 
 # the embedding cache: a grid of 8 heads on a frozen ESM-2 8M-shaped encoder with and without it (a few minutes);
 # its section of benchmarks/results.md

@@ -42,10 +42,11 @@ class StreamedSplit(Dataset):
         """The samples at `positions` of the split as one batch, padded to its longest sequence."""
         rows = self.rows[np.asarray(positions, dtype=np.int64)]
         ids = [encode_array(self.index.record(int(row)), self.index.path, self.max_length) for row in rows]
-        inputs = torch.zeros(len(ids), max(len(tokens) for tokens in ids), dtype=torch.long)
+        padded = np.zeros((len(ids), max(len(tokens) for tokens in ids)), dtype=np.int64)
         for place, tokens in enumerate(ids):
-            inputs[place, :len(tokens)] = torch.from_numpy(tokens)
-        return DataDict({"inputs": inputs, "targets": self.targets[torch.from_numpy(rows)], "masks": inputs != 0})
+            padded[place, :len(tokens)] = tokens
+        return DataDict({"inputs": torch.from_numpy(padded), "targets": self.targets[torch.from_numpy(rows)],
+                         "masks": torch.from_numpy(padded != 0)})
 
     def __getitem__(self, position: int) -> DataDict:
         batch = self.__getitems__([position])
