@@ -168,8 +168,8 @@ def build(path: Path, folder: Path, label_key: str) -> None:
         shutil.rmtree(temporary, ignore_errors=True)
         raise ConfigError(f"the index of the sequence file could not be written into {folder} "
                           f"({error.strerror or error}); nothing of it was left", file=str(path), key=INDEX_KEY,
-                          hint="Free space on that disk, or name a folder on another disk in problem.index_folder "
-                               "(the index takes about 40 bytes a sequence plus its labels)") from None
+                          hint="Free space on that disk (or let this user write there), or name a folder "
+                               "elsewhere in problem.index_folder (about 40 bytes a sequence plus its label)") from None
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
