@@ -51,8 +51,9 @@ reliability: $(VENV)/.installed-dev
 integration: $(VENV)/.installed-ray
 	$(BIN)/pytest -q -m integration
 
-# large_fasta.py: one epoch on a generated FASTA of 2 M sequences read through its on-disk index (about
-# 700 MB on disk; 20-30 minutes on 2 cores); its section of benchmarks/results.md
+# large_fasta.py: one epoch on a generated FASTA of 2 M sequences (about 800 MB) read through its on-disk index
+# (about 730 M residues: est. 15-20 minutes on 2 idle cores from the subset's residues/s; `--limit-batches N`
+# trains the epoch's first N batches); its section of benchmarks/results.md
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/search.py

@@ -45,7 +45,7 @@ training:
   seed: 0
   optimizer: {{name: Adam, lr: 1.0e-3}}
   terminal_conditions: {{epoch_limit: 1}}
-  trainer: {{enable_progress_bar: false}}
+  trainer: {{enable_progress_bar: false{limits}}}
 logging: {{tensorboard: 0, mlflow: null}}
 """
 
@@ -145,13 +145,14 @@ def train(config: Path, folder: Path, name: str) -> dict:
             "largest_process_mb": peak[1] / 2**20}
 
 
-def trained_residues(path: Path, folder: Path) -> int:
-    """The residues (after max_length) of the training split that one epoch reads, through the index."""
+def trained_residues(path: Path, limit: int | None) -> int:
+    """The residues (after max_length) one epoch's training batches hold (its first `limit` batches, if given)."""
     from pyrosys.problems.protein import ProteinSequences
     problem = ProteinSequences.create({"path": str(path), "label_column": "charge", "in_memory": False, "seed": 0,
                                        "max_length": MAX_LENGTH, "fractions": [0.98, 0.01, 0.01]})
     problem.setup()
-    return int(problem.splits["train"].lengths.sum())
+    lengths = problem.splits["train"].lengths
+    return int(sum(lengths[batch].sum() for batch in problem.loader("train").plan(0)[:limit]))
 
 
 def index_seconds(path: Path) -> float:
@@ -162,14 +163,16 @@ def index_seconds(path: Path) -> float:
     return time.perf_counter() - started
 
 
-def run(path: Path, folder: Path, in_memory: bool, workers: int, repeat: int = 0) -> dict:
+def run(path: Path, folder: Path, in_memory: bool, workers: int, repeat: int = 0, limit: int | None = None) -> dict:
     """One epoch on `path`, in memory or through the index; its figures with residues per second."""
     name = f"{path.stem}_{'memory' if in_memory else 'disk'}_{repeat}"
     config = folder / f"{name}.yaml"
     config.write_text(CONFIG.format(path=path, in_memory=str(in_memory).lower(), max_length=MAX_LENGTH,
-                                    workers=0 if in_memory else workers, max_tokens=MAX_TOKENS))
+                                    workers=0 if in_memory else workers, max_tokens=MAX_TOKENS,
+                                    limits="" if limit is None else f", limit_train_batches: {limit}, "
+                                    "limit_val_batches: 20, limit_test_batches: 20"))
     figures = train(config, folder, name)
-    figures["residues"] = trained_residues(path, folder)
+    figures["residues"] = trained_residues(path, limit)
     figures["residues_per_second"] = figures["residues"] / figures["training_seconds"]
     print(name, json.dumps(figures), flush=True)
     return figures
@@ -189,7 +192,9 @@ def section(large: dict, memory: dict, disk: dict, built: dict, args: argparse.N
             f"the faster of {args.repeats} alternated runs of each path). One epoch of ProteinCNN (embedding 8, one "
             f"convolution of 16 channels), `batching: {{by: length, max_tokens: {MAX_TOKENS}}}`, max_length "
             f"{MAX_LENGTH}, fractions 0.98/0.01/0.01; lengths from {source}.", "",
-            *markdown_table(head, [row(f"{args.sequences} sequences, on disk", large),
+            *markdown_table(head, [row(f"{args.sequences} sequences, on disk" + (
+                                       f", the epoch's first {args.limit_batches} batches" if args.limit_batches
+                                       else ""), large),
                                    row(f"{args.subset} sequences, in memory", memory),
                                    row(f"{args.subset} sequences, on disk", disk)]), "",
             f"Files: {built['large_mb']:.0f} MB ({args.sequences} sequences), index built in "
@@ -204,6 +209,8 @@ def main() -> int:
     parser.add_argument("--subset", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers of the on-disk runs")
     parser.add_argument("--repeats", type=int, default=2, help="subset runs of each path (the fastest is told)")
+    parser.add_argument("--limit-batches", type=int, default=None,
+                        help="train the large file's first N batches only (its epoch: all of them)")
     parser.add_argument("--note", default="", help="a sentence the report's section ends with")
     parser.add_argument("--report", default=str(HERE / "results.md"))
     args = parser.parse_args()
@@ -220,7 +227,7 @@ def main() -> int:
         subsets = [(run(subset, folder, True, args.workers, k), run(subset, folder, False, args.workers, k))
                    for k in range(args.repeats)]        # alternated, so that a busy spell hits both alike
         memory, disk = (min((pair[side] for pair in subsets), key=lambda f: f["training_seconds"]) for side in (0, 1))
-        figures = run(large, folder, False, args.workers)
+        figures = run(large, folder, False, args.workers, limit=args.limit_batches)
     write_section(Path(args.report), "Data larger than memory", section(figures, memory, disk, built, args, source))
     return 0
 
