@@ -8,6 +8,7 @@ when it is null), shared out between DDP processes and resumable mid-epoch as th
 """
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -66,6 +67,12 @@ class Pending(Sampler):
         return len(self.batches)
 
 
+def freeze_inherited(worker: int) -> None:
+    """A DataLoader worker's first step: the objects it inherited from the trainer are left out of its garbage
+    collections, which would otherwise touch (and so copy) every page holding them."""
+    gc.freeze()
+
+
 class StreamedBatches(EpochPlan):
     """The batches of a streamed split after a Batching plan, fetched by a DataLoader (worker processes with
     `workers`). Not itself a DataLoader, so Lightning neither wraps nor replaces it (nor its plan under DDP)."""
@@ -75,9 +82,11 @@ class StreamedBatches(EpochPlan):
                  workers: int = 0) -> None:
         super().__init__(split.lengths, batching, shuffle, rank, world, processed, epoch)
         self.pending = Pending()
-        # its own generator: an iteration's draw of the workers' base seed leaves the global RNG (dropout's) alone
+        # its own generator: an iteration's draw of the workers' base seed leaves the global RNG (dropout's) alone;
+        # workers kept between epochs for training only (validation and test ones exit after their pass)
         self.loader = DataLoader(split, batch_sampler=self.pending, num_workers=workers, collate_fn=keep_batch,
-                                 persistent_workers=workers > 0, generator=torch.Generator().manual_seed(batching.seed))
+                                 persistent_workers=workers > 0 and shuffle, worker_init_fn=freeze_inherited,
+                                 generator=torch.Generator().manual_seed(batching.seed))
 
     def __iter__(self) -> Iterator[DataDict]:
         self.pending.batches = [batch.tolist() for batch in self.remaining()]
