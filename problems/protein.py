@@ -333,7 +333,7 @@ class ProteinSequences(FileProblem):
         return records
 
     def setup(self, stage: str | None = None) -> None:
-        if self.params["in_memory"]:
+        if self.params.get("in_memory", True):     # ProteinBenchmark: in memory always
             return super().setup(stage)
         if getattr(self, "splits", None) is None:
             from pyrosys.problems.protein_streaming import open_streamed
@@ -341,13 +341,13 @@ class ProteinSequences(FileProblem):
             self.check_data({})
 
     def define_data(self) -> dict:
-        if self.params["in_memory"]:
+        if self.params.get("in_memory", True):
             return super().define_data()
         self.setup()
         return {field: dict(definition) for field, definition in self.streamed_definitions.items()}
 
     def loader(self, phase: str) -> Any:
-        if self.params["in_memory"]:
+        if self.params.get("in_memory", True):
             return super().loader(phase)
         from pyrosys.problems.protein_streaming import streamed_loader
         return streamed_loader(self, phase)
