@@ -52,7 +52,7 @@ integration: $(VENV)/.installed-ray
 	$(BIN)/pytest -q -m integration
 
 # large_fasta.py: one epoch on a generated FASTA of 2 M sequences (about 800 MB) read through its on-disk index
-# (about 730 M residues: est. 15-20 minutes on 2 idle cores from the subset's residues/s; `--limit-batches N`
+# (about 730 M residues: est. 12-15 minutes on 2 idle cores from the subset's residues/s; `--limit-batches N`
 # trains the epoch's first N batches); its section of benchmarks/results.md
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run.py

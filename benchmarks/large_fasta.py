@@ -203,31 +203,44 @@ def section(large: dict, memory: dict, disk: dict, built: dict, args: argparse.N
             f"{ratio:.2f}x the residues per second.", *([args.note] if args.note else [])]
 
 
+def large_run(folder: Path, args: argparse.Namespace, real: np.ndarray | None) -> tuple[dict, dict]:
+    """The large file written, indexed and trained on: its build figures and its run's (also printed as JSON)."""
+    large = folder / "large.fasta"
+    write_fasta(large, args.sequences, 0, real)
+    built = {"large_mb": large.stat().st_size / 2**20, "large_index_s": index_seconds(large)}
+    built["index_mb"] = sum(f.stat().st_size for f in (folder / "large.fasta.pyrosys-index").iterdir()) / 2**20
+    figures = run(large, folder, False, args.workers, limit=args.limit_batches)
+    print("large file:", json.dumps([built, figures]), flush=True)
+    large.unlink()
+    return built, figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sequences", type=int, default=2_000_000)
     parser.add_argument("--subset", type=int, default=100_000)
-    parser.add_argument("--workers", type=int, default=1, help="DataLoader workers of the on-disk runs")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the on-disk runs")
     parser.add_argument("--repeats", type=int, default=2, help="subset runs of each path (the fastest is told)")
     parser.add_argument("--limit-batches", type=int, default=None,
                         help="train the large file's first N batches only (its epoch: all of them)")
+    parser.add_argument("--large-from", metavar="JSON", default=None,
+                        help="the large file's figures from an earlier run's 'large file:' line (subset runs only)")
     parser.add_argument("--note", default="", help="a sentence the report's section ends with")
     parser.add_argument("--report", default=str(HERE / "results.md"))
     args = parser.parse_args()
     real, source = real_lengths()
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        large, subset = folder / "large.fasta", folder / "subset.fasta"
-        write_fasta(large, args.sequences, 0, real)
+        subset = folder / "subset.fasta"
         write_fasta(subset, args.subset, 1, real)
-        built = {"large_mb": large.stat().st_size / 2**20, "subset_mb": subset.stat().st_size / 2**20,
-                 "large_index_s": index_seconds(large), "subset_index_s": index_seconds(subset)}
-        built["index_mb"] = sum(f.stat().st_size for f in (folder / "large.fasta.pyrosys-index").iterdir()) / 2**20
-        print(json.dumps(built), flush=True)
+        if args.large_from:                  # the large file's figures of an earlier run (its JSON)
+            built, figures = json.loads(Path(args.large_from).read_text())
+        else:
+            built, figures = large_run(folder, args, real)
+        built["subset_mb"], built["subset_index_s"] = subset.stat().st_size / 2**20, index_seconds(subset)
         subsets = [(run(subset, folder, True, args.workers, k), run(subset, folder, False, args.workers, k))
                    for k in range(args.repeats)]        # alternated, so that a busy spell hits both alike
         memory, disk = (min((pair[side] for pair in subsets), key=lambda f: f["training_seconds"]) for side in (0, 1))
-        figures = run(large, folder, False, args.workers, limit=args.limit_batches)
     write_section(Path(args.report), "Data larger than memory", section(figures, memory, disk, built, args, source))
     return 0
 
