@@ -51,9 +51,13 @@ reliability: $(VENV)/.installed-dev
 integration: $(VENV)/.installed-ray
 	$(BIN)/pytest -q -m integration
 
+# large_fasta.py: one epoch on a generated FASTA of 2 M sequences (about 800 MB) read through its on-disk index
+# (about 730 M residues: est. 12-15 minutes on 2 idle cores from the subset's residues/s; `--limit-batches N`
+# trains the epoch's first N batches); its section of benchmarks/results.md
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/search.py
+	$(BIN)/python benchmarks/large_fasta.py
 
 # the embedding cache: a grid of 8 heads on a frozen ESM-2 8M-shaped encoder with and without it (a few minutes);
 # its section of benchmarks/results.md

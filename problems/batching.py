@@ -98,20 +98,16 @@ def sequence_lengths(fields: Mapping[str, torch.Tensor], positional: Sequence[st
     return (present * positions).amax(dim=1).numpy()
 
 
-class PlannedBatches:
-    """The batches of a split after a Batching plan: one tensor index per batch, per-position fields trimmed
-    to the batch's longest sequence. Not a DataLoader, so Lightning neither wraps nor replaces it.
+class EpochPlan:
+    """The batches (sample indices) of a split after a Batching plan, epoch by epoch, resumable mid-epoch: a
+    checkpoint keeps the epoch (`state_dict`); after a restore, the iteration rebuilds that epoch's plan and
+    goes on past the batches processed (`processed()`). Subclasses say how a batch's samples are fetched."""
 
-    Resumable mid-epoch as TensorBatches is: a checkpoint keeps the epoch (`state_dict`); after a restore,
-    the iteration rebuilds that epoch's plan and goes on past the batches processed (`processed()`)."""
-
-    def __init__(self, fields: Mapping[str, torch.Tensor], positional: Sequence[str], batching: Batching,
-                 shuffle: bool, rank: int = 0, world: int = 1, processed: Callable[[], int] | None = None,
-                 epoch: Callable[[], int] | None = None) -> None:
-        self.fields, self.positional, self.batching = dict(fields), list(positional), batching
+    def __init__(self, lengths: np.ndarray, batching: Batching, shuffle: bool, rank: int = 0, world: int = 1,
+                 processed: Callable[[], int] | None = None, epoch: Callable[[], int] | None = None) -> None:
+        self.lengths, self.batching = lengths, batching
         self.shuffle, self.rank, self.world = shuffle, rank, world
         self.processed, self.epoch = processed, epoch
-        self.lengths = sequence_lengths(self.fields, self.positional)
         self.started = 0                     # iterations begun: the epoch where no trainer tells it
         self.current: int | None = None
         self.restored: dict | None = None
@@ -141,10 +137,26 @@ class PlannedBatches:
             return int(restored["epoch"]), done
         return epoch, 0
 
-    def __iter__(self) -> Iterator[DataDict]:
+    def remaining(self) -> list[np.ndarray]:
+        """The batches this iteration goes through: its epoch's plan past those already processed."""
         epoch, start = self._start()
         self.current, self.started = epoch, epoch + 1
-        for index in self.plan(epoch)[start:]:
+        return self.plan(epoch)[start:]
+
+
+class PlannedBatches(EpochPlan):
+    """The batches of an in-memory split after a Batching plan: one tensor index per batch, per-position fields
+    trimmed to the batch's longest sequence. Not a DataLoader, so Lightning neither wraps nor replaces it."""
+
+    def __init__(self, fields: Mapping[str, torch.Tensor], positional: Sequence[str], batching: Batching,
+                 shuffle: bool, rank: int = 0, world: int = 1, processed: Callable[[], int] | None = None,
+                 epoch: Callable[[], int] | None = None) -> None:
+        self.fields, self.positional = dict(fields), list(positional)
+        super().__init__(sequence_lengths(self.fields, self.positional), batching, shuffle, rank, world,
+                         processed, epoch)
+
+    def __iter__(self) -> Iterator[DataDict]:
+        for index in self.remaining():
             longest = int(self.lengths[index].max())
             rows = torch.from_numpy(index)
             yield DataDict({name: tensor[rows, :longest] if name in self.positional else tensor[rows]

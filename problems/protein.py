@@ -11,7 +11,9 @@ import io
 import logging
 import math
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,6 +68,20 @@ class Record:
 
 def read_fasta(path: Path, label_key: str) -> list[Record]:
     """Records of a FASTA file; the label is `label_key=value` in the header."""
+    return parse_fasta(io.StringIO(read_text(path), newline=None), path, label_key)   # lines as open() cuts them
+
+
+def fasta_header(line: str, index: int, number: int, label_key: str) -> tuple[str, str | None, int]:
+    """The identifier, label and line number of a '>' header line (stripped); `index`: records before it."""
+    fields = line[1:].split()
+    labels = dict(field.split("=", 1) for field in fields[1:] if "=" in field)
+    return fields[0] if fields else f"record{index + 1}", labels.get(label_key), number
+
+
+def parse_fasta(lines: Iterable[str], path: Path, label_key: str, first_line: int = 1,
+                first_index: int = 0) -> list[Record]:
+    """The records of FASTA lines whose first is line `first_line` of the file, after `first_index` records
+    (the in-memory path parses the whole file, the on-disk index one record's bytes)."""
     records: list[Record] = []
     header: tuple[str, str | None, int] | None = None
     parts: list[tuple[str, int]] = []
@@ -74,15 +90,13 @@ def read_fasta(path: Path, label_key: str) -> list[Record]:
         if header is not None:
             records.append(Record(header[0], header[1], None, header[2], parts))
 
-    for number, line in enumerate(io.StringIO(read_text(path), newline=None), start=1):   # lines as open() cuts them
+    for number, line in enumerate(lines, start=first_line):
         line = line.strip()
         if not line:
             continue
         if line.startswith(">"):
             close()
-            fields = line[1:].split()
-            labels = dict(field.split("=", 1) for field in fields[1:] if "=" in field)
-            header, parts = (fields[0] if fields else f"record{len(records) + 1}", labels.get(label_key), number), []
+            header, parts = fasta_header(line, first_index + len(records), number, label_key), []
         elif header is None:
             raise ConfigError(f"line {number}: sequence data before the first '>' header", file=str(path),
                               key="problem.path", hint="A FASTA record starts with a '>identifier' line")
@@ -122,9 +136,15 @@ def token_ids(records: list[Record], path: Path, max_length: int) -> torch.Tenso
     ProteinSequences reads raw sequences, at training and in the predictor alike."""
     ids = torch.zeros(len(records), max_length, dtype=torch.long)
     for row, record in enumerate(records):
-        tokens = encode(record, path, max_length)
-        ids[row, :len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        tokens = encode_array(record, path, max_length)
+        ids[row, :len(tokens)] = torch.from_numpy(tokens)
     return ids
+
+
+# byte -> token id (0: not an amino-acid letter), both cases
+CODES = np.zeros(256, dtype=np.int64)
+for _letter, _index in TOKEN.items():
+    CODES[ord(_letter)] = CODES[ord(_letter.lower())] = _index
 
 
 def encode(record: Record, path: Path, max_length: int) -> list[int]:
@@ -137,6 +157,17 @@ def encode(record: Record, path: Path, max_length: int) -> list[int]:
                               hint=f"Sequences may hold {AMINO_ACIDS} and the ambiguous letters {AMBIGUOUS}")
         ids.append(TOKEN[letter])
     return ids[:max_length]
+
+
+def encode_array(record: Record, path: Path, max_length: int) -> np.ndarray:
+    """encode() as an int64 array, by table look-up for ASCII sequences (encode() itself for the rest and
+    for refusals, so both give the same ids and the same messages)."""
+    sequence = record.sequence
+    if sequence.isascii():
+        ids = CODES[np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)]
+        if ids.all():
+            return ids[:max_length]
+    return np.array(encode(record, path, max_length), dtype=np.int64)
 
 
 def label_place(record: Record, label_column: str) -> str:
@@ -241,6 +272,8 @@ def multilabel_targets(records: list[Record], training: np.ndarray, path: Path,
 class ProteinSequences(FileProblem):
     """Classify or regress a property of protein sequences read from FASTA, CSV or TSV."""
 
+    path_params = ("path", "index_folder")
+
     @staticmethod
     def get_params() -> dict:
         return {**FileProblem.get_params(),                 # FASTA (.fasta/.fa), CSV or TSV; relative to its YAML file
@@ -253,8 +286,11 @@ class ProteinSequences(FileProblem):
                 "max_length": 512,            # longer sequences (and their residue labels) are truncated
                 "standardize": True,          # regression targets standardised with training statistics
                 "classes": None,              # the labels a classification may hold, in order; null: those found
-                "batching": None}             # null: batch_size rows padded to the data's longest; or
+                "batching": None,             # null: batch_size rows padded to the data's longest; or
                                               # {by: length, max_tokens: N} (docs/proteins.md, "Batching")
+                "in_memory": True,            # false: FASTA read through an on-disk index, a batch at a time
+                                              # (files larger than memory; docs/proteins.md, "Large files")
+                "index_folder": None}         # in_memory false: where the index lives; null: <file>.pyrosys-index
 
     @staticmethod
     def constraints() -> dict:
@@ -265,7 +301,8 @@ class ProteinSequences(FileProblem):
                 "split_column": OptionalOf(Text(), "seeded fractions"), "fractions": FRACTIONS,
                 "max_length": Integer(low=1), "standardize": Boolean(),
                 "classes": OptionalOf(ListOf(Label(), min_length=2), "the labels found in the file, sorted"),
-                "batching": BATCHING}
+                "batching": BATCHING, "in_memory": Boolean(),
+                "index_folder": OptionalOf(Text(), "<file>.pyrosys-index beside the file")}
 
     @property
     def task(self) -> str:  # type: ignore[override]
@@ -279,13 +316,7 @@ class ProteinSequences(FileProblem):
 
     def read(self) -> list[Record]:
         """Every record of the file, checked."""
-        params = self.params
-        if not params["path"]:
-            raise ConfigError("no sequence file is named", key="problem.path",
-                              hint="Set problem.path to a FASTA, CSV or TSV file")
-        path = Path(params["path"])
-        if not path.is_file():
-            raise ConfigError("the sequence file does not exist", file=str(path), key="problem.path")
+        params, path = self.read_checked().params, Path(self.params["path"])
         records = read_sequence_file(path, params["sequence_column"], params["label_column"], params["split_column"])
         if not records:
             raise ConfigError("the file holds no sequences", file=str(path), key="problem.path")
@@ -301,6 +332,35 @@ class ProteinSequences(FileProblem):
                                   file=str(path), key="problem.split_column")
         return records
 
+    def setup(self, stage: str | None = None) -> None:
+        if self.params.get("in_memory", True):     # ProteinBenchmark: in memory always
+            return super().setup(stage)
+        if getattr(self, "splits", None) is None:
+            from pyrosys.problems.protein_streaming import open_streamed
+            self.splits, self.streamed_definitions = open_streamed(self.read_checked())
+            self.check_data({})
+
+    def define_data(self) -> dict:
+        if self.params.get("in_memory", True):
+            return super().define_data()
+        self.setup()
+        return {field: dict(definition) for field, definition in self.streamed_definitions.items()}
+
+    def loader(self, phase: str) -> Any:
+        if self.params.get("in_memory", True):
+            return super().loader(phase)
+        from pyrosys.problems.protein_streaming import streamed_loader
+        return streamed_loader(self, phase)
+
+    def read_checked(self) -> ProteinSequences:
+        """This problem, its sequence file named and present (refused otherwise)."""
+        if not self.params["path"]:
+            raise ConfigError("no sequence file is named", key="problem.path",
+                              hint="Set problem.path to a FASTA, CSV or TSV file")
+        if not Path(self.params["path"]).is_file():
+            raise ConfigError("the sequence file does not exist", file=str(self.params["path"]), key="problem.path")
+        return self
+
     def prepare(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
         """Token ids, masks and targets of every split, and the data definitions."""
         params, path = self.params, Path(self.params["path"] or ".")
@@ -308,7 +368,7 @@ class ProteinSequences(FileProblem):
         inputs = token_ids(records, path, int(params["max_length"]))
         length = int((inputs != 0).sum(dim=1).max())
         inputs = inputs[:, :length].contiguous()          # padded only to the longest sequence
-        self.check_batching(records, inputs)
+        self.check_budget((inputs != 0).sum(dim=1).numpy(), records.__getitem__)
         masks = inputs != 0
         if params["split_column"]:
             parts = [np.array([i for i, r in enumerate(records) if r.split == name], dtype=int) for name in SPLITS]
@@ -374,17 +434,16 @@ class ProteinSequences(FileProblem):
         definition["dtype"] = "float32"
         return torch.tensor(flat, dtype=torch.float32).reshape(masks.shape if per_residue else (-1,)), definition
 
-    def check_batching(self, records: list[Record], inputs: torch.Tensor) -> None:
+    def check_budget(self, lengths: np.ndarray, record_of: Callable[[int], Record]) -> None:
         """Refuse a `batching` that cannot cut the data: max_tokens with `by: order`, or a token budget
-        smaller than the longest sequence (after max_length), which no batch could hold."""
-        lengths = (inputs != 0).sum(dim=1)
-        longest = int(lengths.argmax())
+        smaller than the longest sequence (`lengths`: after max_length), which no batch could hold."""
+        longest = int(np.argmax(lengths))
         for phase, params in [("problem", self.params)] + [(f"{p}.problem", v) for p, v in self.phases.items()]:
             batching, key = params.get("batching") or {}, f"{phase}.batching"
             if batching.get("max_tokens") is not None and batching.get("by", "length") == "order":
                 raise ConfigError("batching by order cuts batch_size rows: it takes no max_tokens",
                                   key=f"{key}.max_tokens", hint="Remove max_tokens, or batch by: length")
-            budget, size, record = batching.get("max_tokens"), int(lengths[longest]), records[longest]
+            budget, size, record = batching.get("max_tokens"), int(lengths[longest]), record_of(longest)
             if budget is not None and budget < size:
                 cut = " (after truncation to max_length)" if len(record.sequence) > size else ""
                 raise ConfigError(f"line {record.line}: {record.identifier} holds {size} residues{cut}, more than a "

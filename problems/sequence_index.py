@@ -1,0 +1,253 @@
+"""SequenceIndex: where every record of a FASTA file lies, so that a file larger than memory is read a record at a time.
+
+One streaming pass over the file writes, into an index folder (by default `<file>.pyrosys-index/` beside it),
+numpy arrays of each record's byte offset and size, residue count and header line, and the records' labels (one
+UTF-8 blob and the end of each label in it). The arrays are memory-mapped when read and a record is read with
+`os.pread` and parsed by ProteinSequences' own FASTA parser, so resident memory does not grow with the file.
+
+`meta.json` holds the file's size and mtime_ns, the label key and the index's format: an index that no longer
+matches its file is rebuilt (said once in the log, by the process that rebuilds it). The build runs under an
+exclusive `flock` on the sequence file itself (no lock file is written), so concurrent DDP processes or grid runs
+build it once; it is written into a temporary folder renamed into place, and a write that fails (a full disk)
+removes the temporary folder and is refused as a ConfigError: no partial index is ever left.
+"""
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import logging
+import os
+import shutil
+from array import array
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from pyrosys.errors import ConfigError
+
+VERSION = 1
+COLUMNS = ("offsets", "sizes", "lengths", "lines", "label_ends")
+BOM = b"\xef\xbb\xbf"
+# the bytes of amino-acid letters (either case); a line holding any other byte is checked by the parser
+LETTERS = b"ACDEFGHIKLMNPQRSTVWYXBZUOacdefghiklmnpqrstvwyxbzuo"
+INDEX_KEY = "problem.index_folder"
+
+log = logging.getLogger(__name__)
+
+
+def default_folder(path: Path) -> Path:
+    """The index folder of a sequence file when none is named: `<file>.pyrosys-index` beside it."""
+    return path.with_name(path.name + ".pyrosys-index")
+
+
+def signature(path: Path, label_key: str) -> dict:
+    """What an index must match to be current: the file's size and mtime_ns, the label key, the format."""
+    status = path.stat()
+    return {"version": VERSION, "size": status.st_size, "mtime_ns": status.st_mtime_ns, "label_key": label_key}
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive flock on the sequence file (read-only: nothing is written to it) while the block runs."""
+    with path.open("rb") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def write_array(target: Path, values: np.ndarray) -> None:
+    """One column of an index (the one place an index's arrays are written)."""
+    with target.open("wb") as handle:
+        np.save(handle, values)
+
+
+def utf8(raw: bytes, path: Path, number: int) -> str:
+    """A line's text, refused (line and column of the first bad byte) unless it is UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"line {number}, column {error.start + 1}: byte {raw[error.start]:#04x} is not UTF-8 text",
+                          file=str(path), key="problem.path",
+                          hint="Save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8 OLD > NEW)") from None
+
+
+class Scan:
+    """The columns of an index gathered in one pass over a FASTA file (compact arrays, not Python objects)."""
+
+    def __init__(self, path: Path, label_key: str) -> None:
+        self.path, self.label_key = path, label_key
+        self.columns = {name: array("q") for name in COLUMNS}
+        self.labels = bytearray()
+        self.start: int | None = None       # the byte offset of the open record's header
+        self.residues, self.checked = 0, True
+
+    def header(self, text: str, offset: int, number: int) -> None:
+        """A record starts at `offset`: its header line (stripped) read at line `number`."""
+        from pyrosys.problems.protein import fasta_header
+        _, label, _ = fasta_header(text, len(self.columns["offsets"]), number, self.label_key)
+        self.labels += (label or "").encode("utf-8")
+        self.columns["offsets"].append(offset)
+        self.columns["lines"].append(number)
+        self.columns["label_ends"].append(len(self.labels))
+        self.start, self.residues, self.checked = offset, 0, True
+
+    def close(self, end: int) -> None:
+        """The open record ends at byte `end`; a record with other bytes than letters is parsed and encoded
+        by ProteinSequences' functions, which refuse a bad letter with its line and column."""
+        if self.start is None:
+            return
+        self.columns["sizes"].append(end - self.start)
+        if not self.checked:
+            from pyrosys.problems.protein import encode
+            record = read_record(self.path, self.start, end - self.start, self.columns["lines"][-1],
+                                 len(self.columns["offsets"]) - 1, self.label_key)
+            self.residues = len(encode(record, self.path, len(record.sequence)))
+        self.columns["lengths"].append(self.residues)
+        self.start = None
+
+
+def scan(path: Path, label_key: str) -> Scan:
+    """Every record's offset, size, residue count, line and label: one streaming pass over the file."""
+    found = Scan(path, label_key)
+    offset = 0
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            start = offset + (len(BOM) if number == 1 and raw.startswith(BOM) else 0)
+            line = raw[start - offset:].strip()
+            if line.startswith(b">"):
+                found.close(start)
+                found.header(utf8(line, path, number), start, number)
+            elif line and found.start is None:
+                from pyrosys.problems.protein import parse_fasta
+                parse_fasta([utf8(line, path, number)], path, label_key, first_line=number)   # refuses it
+            elif line:
+                found.residues += len(line)
+                found.checked = found.checked and not line.translate(None, LETTERS)
+            offset += len(raw)
+    found.close(offset)
+    return found
+
+
+def read_record(path: Path, offset: int, size: int, line: int, index: int, label_key: str,
+                descriptor: int | None = None) -> object:
+    """Record `index` of a FASTA file (its bytes at `offset`), parsed by ProteinSequences' FASTA parser."""
+    from pyrosys.problems.protein import parse_fasta
+    if descriptor is None:
+        with path.open("rb") as handle:
+            data = os.pread(handle.fileno(), size, offset)
+    else:
+        data = os.pread(descriptor, size, offset)
+    text = "\n".join(utf8(raw, path, line + number) for number, raw in enumerate(data.split(b"\n")))
+    (record,) = parse_fasta(io.StringIO(text, newline=None), path, label_key, first_line=line, first_index=index)
+    return record
+
+
+def build(path: Path, folder: Path, label_key: str) -> None:
+    """Write the index of `path` into `folder`: built in a temporary folder, renamed into place; on a failed
+    write (a full disk) the temporary folder is removed and the failure refused as a ConfigError."""
+    temporary = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir()
+        found = scan(path, label_key)
+        for name, values in found.columns.items():
+            write_array(temporary / f"{name}.npy", np.frombuffer(values, dtype=np.int64))
+        write_array(temporary / "labels.npy", np.frombuffer(bytes(found.labels), dtype=np.uint8))
+        meta = {**signature(path, label_key), "source": str(path.resolve()), "count": len(found.columns["offsets"])}
+        (temporary / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        if folder.exists():
+            shutil.rmtree(folder)
+        temporary.rename(folder)
+    except OSError as error:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise ConfigError(f"the index of the sequence file could not be written into {folder} "
+                          f"({error.strerror or error}); nothing of it was left", file=str(path), key=INDEX_KEY,
+                          hint="Free space on that disk (or let this user write there), or name a folder "
+                               "elsewhere in problem.index_folder (about 40 bytes a sequence plus its label)") from None
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+
+
+def mapped(target: Path) -> np.ndarray:
+    """An index column memory-mapped (read whole where it is empty: an empty array cannot be mapped)."""
+    try:
+        return np.load(target, mmap_mode="r")
+    except ValueError:
+        return np.load(target)
+
+
+class SequenceIndex:
+    """The records of one FASTA file through its index: lengths, lines and labels in memory-mapped arrays,
+    a record's text read with os.pread when asked for. Picklable into DataLoader workers (arrays re-mapped)."""
+
+    def __init__(self, path: Path, folder: Path, label_key: str) -> None:
+        self.path, self.folder, self.label_key = Path(path), Path(folder), label_key
+        self.meta = json.loads((self.folder / "meta.json").read_text())
+        self.columns = {name: mapped(self.folder / f"{name}.npy") for name in COLUMNS}
+        self.labels = mapped(self.folder / "labels.npy")
+        if any(len(values) != self.meta["count"] for values in self.columns.values()):
+            raise ValueError(f"the index {self.folder} is incomplete")
+        self.descriptor: tuple[int, int] | None = None     # (process id, file descriptor) of the open file
+
+    @classmethod
+    def open(cls, path: Path, folder: Path | None, label_key: str) -> SequenceIndex:
+        """The index of `path`: built if there is none, rebuilt (said in the log) if its file has changed."""
+        folder = Path(folder) if folder else default_folder(path)
+        with locked(path):
+            try:
+                index = cls(path, folder, label_key)
+                if {key: index.meta.get(key) for key in signature(path, label_key)} == signature(path, label_key):
+                    return index
+                log.warning("%s: its index %s no longer matches it (the file changed, or other parse settings): "
+                            "rebuilding the index", path, folder)
+            except (OSError, ValueError, KeyError):
+                pass
+            build(path, folder, label_key)
+            return cls(path, folder, label_key)
+
+    def __len__(self) -> int:
+        return int(self.meta["count"])
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "folder": self.folder, "label_key": self.label_key}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"], state["folder"], state["label_key"])
+
+    def label(self, index: int) -> str:
+        """Record `index`'s label as read from its header ('' where it has none)."""
+        ends = self.columns["label_ends"]
+        return bytes(self.labels[int(ends[index - 1]) if index else 0:int(ends[index])]).decode("utf-8")
+
+    def all_labels(self) -> list[str]:
+        """Every record's label, in file order."""
+        text, ends = bytes(self.labels).decode("utf-8"), np.asarray(self.columns["label_ends"])
+        if text.isascii():
+            return [text[start:end] for start, end in zip(np.concatenate([[0], ends[:-1]]).tolist(), ends.tolist())]
+        return [self.label(index) for index in range(len(self))]
+
+    def open_file(self) -> int:
+        """This process's descriptor of the sequence file, refused if the file changed since it was indexed."""
+        if self.descriptor is None or self.descriptor[0] != os.getpid():
+            descriptor = os.open(self.path, os.O_RDONLY)
+            status = os.fstat(descriptor)
+            if (status.st_size, status.st_mtime_ns) != (self.meta["size"], self.meta["mtime_ns"]):
+                os.close(descriptor)
+                raise ConfigError("the sequence file changed while it was being read through its index",
+                                  file=str(self.path), key="problem.path",
+                                  hint="Leave the file unchanged while a run reads it; the next run rebuilds the index")
+            self.descriptor = (os.getpid(), descriptor)
+        return self.descriptor[1]
+
+    def record(self, index: int) -> object:
+        """Record `index` (a protein.Record), read from the file and parsed."""
+        columns = self.columns
+        return read_record(self.path, int(columns["offsets"][index]), int(columns["sizes"][index]),
+                           int(columns["lines"][index]), index, self.label_key, self.open_file())

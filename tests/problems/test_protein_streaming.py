@@ -1,0 +1,159 @@
+"""pyrosys.problems.protein_streaming: ProteinSequences with in_memory: false reads its FASTA file through the on-disk
+index and gives the in-memory path's definitions and batches, shared out under DDP, resumed mid-epoch with
+DataLoader workers, and trains to the same statistics."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from pyrosys.errors import ConfigError
+from pyrosys.problems.batching import Batching
+from pyrosys.problems.protein import ProteinSequences
+from pyrosys.problems.protein_demo import write_demo
+from pyrosys.problems.protein_streaming import StreamedBatches
+
+TASKS = [("classification", "charge_class"), ("regression", "gravy")]
+
+
+@pytest.fixture
+def demo(tmp_path):
+    return write_demo(tmp_path / "seqs.fasta", 300, 0)
+
+
+def problem(path, **params) -> ProteinSequences:
+    p = ProteinSequences.create({"path": str(path), "seed": 3, "label_column": "charge_class", **params})
+    p.setup()
+    return p
+
+
+def batches(p: ProteinSequences, phase: str) -> list[dict]:
+    return [dict(batch) for batch in p.loader(phase)]
+
+
+@pytest.mark.parametrize("task, column", TASKS)
+def test_on_disk_and_in_memory_give_the_same_definitions_and_batches(demo, task, column):
+    params = {"task": task, "label_column": column, "max_length": 90, "batching": {"by": "length", "max_tokens": 400}}
+    memory, disk = problem(demo, **params), problem(demo, in_memory=False, **params)
+    assert disk.data_definitions == memory.data_definitions
+    assert {name: len(split) for name, split in disk.splits.items()} == {"train": 240, "val": 30, "test": 30}
+    for phase in ("train", "val"):
+        expected, streamed = batches(memory, phase), batches(disk, phase)
+        assert len(expected) == len(streamed) == len(disk.loader(phase))
+        for a, b in zip(expected, streamed):
+            assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_without_batching_rows_come_in_a_seeded_order_padded_to_each_batch_s_longest(demo):
+    loader = problem(demo, in_memory=False, batch_size=32).loader("train")
+    first, second = [dict(b) for b in loader], [dict(b) for b in loader]
+    again = batches(problem(demo, in_memory=False, batch_size=32), "train")
+    assert [len(b["targets"]) for b in first] == [32] * 7 + [16]
+    assert all(b["inputs"].shape[1] == int(b["masks"].sum(1).max()) for b in first)
+    assert all(torch.equal(a["inputs"], b["inputs"]) for a, b in zip(first, again))
+    assert not all(torch.equal(a["inputs"], b["inputs"]) for a, b in zip(first, second))
+
+
+def test_ddp_processes_read_disjoint_shares_of_the_split(demo):
+    split = problem(demo, in_memory=False).splits["train"]
+    shares = [StreamedBatches(split, Batching(16, max_tokens=500, seed=3), True, rank=rank, world=2)
+              for rank in (0, 1)]
+    seen = [[tuple(b["inputs"][i][b["masks"][i]].tolist()) for b in share for i in range(len(b["inputs"]))]
+            for share in shares]
+    assert len(shares[0]) == len(shares[1]) and not set(seen[0]) & set(seen[1])
+    assert len(seen[0]) + len(seen[1]) == len(split)
+
+
+class Recorder(pl.LightningModule):
+    """A tiny model that records each training batch's sequences (and can stop a run after some batches)."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        super().__init__()
+        self.layer, self.seen, self.stop_after = torch.nn.Embedding(26, 2), [], stop_after
+
+    def training_step(self, batch, index):
+        self.seen.append(batch["inputs"].sum(dim=1).tolist())
+        return self.layer(batch["inputs"]).sum()
+
+    def on_train_batch_end(self, outputs, batch, index) -> None:
+        if self.stop_after is not None and len(self.seen) == self.stop_after:      # as a checkpoint callback saves
+            self.trainer.save_checkpoint(self.trainer.default_root_dir + "/mid.ckpt")
+            self.trainer.should_stop = True
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def test_loader_workers_resume_mid_epoch_with_the_uninterrupted_run_s_batches(demo, tmp_path):
+    def fit(model, ckpt=None):
+        trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, limit_val_batches=0, default_root_dir=str(tmp_path))
+        data = problem(demo, in_memory=False, num_workers=2, batching={"max_tokens": 1200})
+        trainer.fit(model, datamodule=data, ckpt_path=ckpt)
+        assert isinstance(trainer.train_dataloader, StreamedBatches)       # neither wrapped nor replaced
+        return model.seen
+
+    straight = fit(Recorder())
+    count = len(straight) // 2
+    assert sorted(sum(straight[:count], [])) == sorted(sum(straight[count:], [])) and straight[:count] != \
+        straight[count:]
+    first = fit(Recorder(stop_after=count + 3))                    # stopped 3 batches into the second epoch
+    assert first == straight[:count + 3]
+    assert first + fit(Recorder(), str(tmp_path / "mid.ckpt")) == straight
+
+
+def test_a_trainer_run_gives_the_same_training_statistics_on_disk_and_in_memory(demo, write, tmp_path, cli):
+    def train(in_memory: bool) -> list[dict]:
+        config = write(f"exp_{in_memory}.yaml", f"""
+            problem: {{name: ProteinSequences, path: seqs.fasta, label_column: charge_class, in_memory: {in_memory},
+                       batching: {{by: length, max_tokens: 800}}}}
+            model: {{name: ProteinCNN, channels: [8]}}
+            training: {{seed: 5, terminal_conditions: {{epoch_limit: 3}}}}
+            logging: {{mlflow: null, tensorboard: null}}
+            """)
+        result = cli("pyrosys-trainer", "--c", config, "--outdir", tmp_path / f"out_{in_memory}", *cli.FAST,
+                     cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        rows = []
+        for name in ("training_statistics.csv", "validation_statistics.csv"):
+            (table,) = (tmp_path / f"out_{in_memory}").glob(f"*/*/*/{name}")
+            with table.open(newline="") as lines:
+                rows += [{k: v for k, v in row.items() if "time" not in k and "second" not in k}
+                         for row in csv.DictReader(lines)]
+        return rows
+
+    memory, disk = train(True), train(False)
+    assert len(memory) >= 4 and memory == disk
+
+
+def test_what_the_on_disk_path_cannot_read_is_refused_naming_in_memory(tmp_path, demo):
+    table = write_demo(tmp_path / "seqs.csv", 20, 0)
+    with pytest.raises(ConfigError, match="in_memory: false reads FASTA files") as caught:
+        problem(table, in_memory=False)
+    assert caught.value.key == "problem.in_memory"
+    with pytest.raises(ConfigError, match="reads the tasks classification, regression, not multilabel"):
+        problem(demo, in_memory=False, task="multilabel")
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"classes": ["negative", "positive"]}, "is labelled 'neutral', not one of the declared classes"),
+    ({"task": "regression"}, "header key 'charge_class=': the regression label 'neutral' of demo"
+                             ),
+    ({"batching": {"max_tokens": 20}}, "holds 120 residues"),
+])
+def test_bad_labels_and_budgets_are_refused_as_the_in_memory_path_refuses_them(demo, params, message):
+    errors = []
+    for in_memory in (True, False):
+        with pytest.raises(ConfigError) as caught:
+            problem(demo, in_memory=in_memory, **params)
+        errors.append(caught.value.paragraph())
+    assert errors[0] == errors[1] and message in errors[0], errors
+
+
+def test_the_index_holds_lengths_not_sequences(demo):
+    disk = problem(demo, in_memory=False)
+    index = disk.splits["train"].index
+    assert isinstance(index.columns["lengths"], np.memmap) and len(index) == 300

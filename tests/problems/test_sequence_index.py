@@ -1,0 +1,115 @@
+"""pyrosys.problems.sequence_index: a FASTA file's records found on disk by offset, read back exactly as the
+in-memory parser reads them, rebuilt when the file changes, built once under concurrency, never left half written."""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from pyrosys.errors import ConfigError
+from pyrosys.problems import sequence_index
+from pyrosys.problems.protein import read_fasta
+from pyrosys.problems.sequence_index import SequenceIndex, default_folder
+
+# a byte-order mark, CRLF line ends, wrapped sequences, blank lines, a header without a label, lower case
+FASTA = (b"\xef\xbb\xbf>P1 label=membrane other=x\r\nMKTLLV\r\nILAG\r\n\r\n>P2 label=soluble\nmkdeer\n"
+         b">P3\nXBZUOAC\n\n>  \nWW\n")
+
+
+def fasta(tmp_path: Path, data: bytes = FASTA) -> Path:
+    path = tmp_path / "seqs.fasta"
+    path.write_bytes(data)
+    return path
+
+
+def test_every_record_is_read_back_through_the_index_as_the_in_memory_parser_reads_it(tmp_path):
+    path = fasta(tmp_path)
+    index = SequenceIndex.open(path, None, "label")
+    whole = read_fasta(path, "label")
+    assert len(index) == len(whole) == 4 and default_folder(path).is_dir()
+    for row, expected in enumerate(whole):
+        record = index.record(row)
+        assert (record.identifier, record.label, record.line, record.parts) == \
+            (expected.identifier, expected.label, expected.line, expected.parts)
+        assert index.label(row) == (expected.label or "") and int(index.columns["lengths"][row]) == len(
+            expected.sequence)
+    assert index.all_labels() == ["membrane", "soluble", "", ""]
+
+
+def test_a_changed_file_rebuilds_its_index_once_and_says_so(tmp_path, caplog):
+    path = fasta(tmp_path)
+    assert len(SequenceIndex.open(path, None, "label")) == 4
+    path.write_bytes(FASTA + b">P5 label=soluble\nMKV\n")
+    with caplog.at_level(logging.WARNING, logger=sequence_index.__name__):
+        index = SequenceIndex.open(path, None, "label")
+        again = SequenceIndex.open(path, None, "label")
+    assert len(index) == len(again) == 5 and index.record(4).sequence == "MKV"
+    assert [r.getMessage() for r in caplog.records if "no longer matches" in r.getMessage()] == [
+        f"{path}: its index {default_folder(path)} no longer matches it (the file changed, or other parse settings): "
+        "rebuilding the index"]
+
+
+def test_a_file_changed_while_a_run_reads_it_is_refused(tmp_path):
+    path = fasta(tmp_path)
+    index = SequenceIndex.open(path, None, "label")
+    path.write_bytes(FASTA.replace(b"MKTLLV", b"MKTLLVA"))
+    with pytest.raises(ConfigError, match="the sequence file changed while it was being read"):
+        index.record(0)
+
+
+def test_a_full_disk_while_writing_the_index_leaves_nothing_and_says_what_to_do(tmp_path, monkeypatch):
+    """A real full disk needs a small filesystem mounted (root); the failure is injected at the one writer."""
+    path, folder = fasta(tmp_path), tmp_path / "elsewhere" / "index"
+    written = []
+
+    def full(target: Path, values) -> None:
+        if written:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written.append(target)
+        target.write_bytes(b"partial")
+
+    monkeypatch.setattr(sequence_index, "write_array", full)
+    with pytest.raises(ConfigError) as caught:
+        SequenceIndex.open(path, folder, "label")
+    error = caught.value
+    assert error.file == str(path) and error.key == "problem.index_folder" and str(folder) in error.message
+    assert "No space left on device" in error.message and "nothing of it was left" in error.message
+    assert "Free space" in error.hint and written and not any(folder.parent.iterdir())
+
+
+def test_a_bad_letter_is_refused_with_its_line_and_column_and_no_index_is_left(tmp_path):
+    path = fasta(tmp_path, b">P1 label=a\nMKTL\nMKJV\n")
+    with pytest.raises(ConfigError, match="line 3, column 3: 'J' in P1 is not an amino-acid letter"):
+        SequenceIndex.open(path, None, "label")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seqs.fasta"]
+
+
+def test_bytes_that_are_not_utf8_are_refused_with_their_line_and_column(tmp_path):
+    path = fasta(tmp_path, b">P1 label=\xe9\nMKTL\n")
+    with pytest.raises(ConfigError, match=r"line 1, column 11: byte 0xe9 is not UTF-8 text"):
+        SequenceIndex.open(path, None, "label")
+
+
+def test_concurrent_openers_build_the_index_once(tmp_path, monkeypatch):
+    path, builds = fasta(tmp_path), []
+    real = sequence_index.scan
+    monkeypatch.setattr(sequence_index, "scan", lambda *args: builds.append(1) or real(*args))
+    found: list[int] = []
+    threads = [threading.Thread(target=lambda: found.append(len(SequenceIndex.open(path, None, "label"))))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert found == [4] * 4 and builds == [1]
+
+
+def test_an_index_travels_to_worker_processes_by_its_folder(tmp_path):
+    import pickle
+    index = SequenceIndex.open(fasta(tmp_path), None, "label")
+    copy = pickle.loads(pickle.dumps(index))
+    assert len(pickle.dumps(index)) < 500 and copy.record(2).sequence == "XBZUOAC"
