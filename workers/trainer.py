@@ -18,6 +18,7 @@ from pyrosys.configuration.project import find_project
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
 from pyrosys.folders import shown
+from pyrosys.workers.pipeline import ray_train
 from pyrosys.workers.pipeline.resolve import resolve
 from pyrosys.workers.worker import Worker, add_configuration_flags, add_run_flags, show_progress_lines
 
@@ -36,6 +37,8 @@ class Trainer(Worker):
         if args.print_config:
             print(alias_comments(plan.loaded.aliases) + dump_yaml(plan.configuration), end="")
             return 0
+        if plan.backend == "ray" and not ray_train.on_workers():      # the driver of a run on Ray Train's workers
+            return ray_train.launch(args, plan)
         from pyrosys.workers.pipeline import build, console, fit, record, test  # torch and Lightning from here on
 
         console.step(f"building the problem {plan.problem.name} and the model {plan.model.name}")
@@ -43,7 +46,7 @@ class Trainer(Worker):
         if args.dry_run:
             return fit.dry_run(parts.model, parts.problem)
         if fit.is_other_rank():                         # a DDP process other than the first
-            return fit.fit_other_rank(plan, parts)
+            return fit.fit_other_rank(plan, parts, args.resume)
         with record.opened(args, plan) as (experiment, resume):   # nothing was written before; one writer
             show_progress_lines(not parts.arguments["enable_progress_bar"])
             run = build.run(plan, parts, experiment, Path(args.outdir or "experiments"), resume)
@@ -89,6 +92,11 @@ class Trainer(Worker):
         parser.add_argument("--li", dest="logging_interval", metavar="INTERVAL", type=int, default=None,
                             help="episodes between statistics rows (logging.interval)")
         parser.add_argument("--seed", type=int, default=None, help="the seed (training.seed); -1 draws one")
+        parser.add_argument("--backend", choices=("local", "ray"), default=None,
+                            help="training.backend: ray runs this one experiment on Ray Train's workers "
+                                 "(training.ray: num_workers, use_gpu, resources_per_worker, max_failures)")
+        parser.add_argument("--address", metavar="HOST:PORT", default=None,
+                            help="training.ray.address: the Ray cluster to run on (default: a local Ray instance)")
         parser.add_argument("--dry-run", action="store_true",
                             help="resolve, build, one batch forward and backward, print the model summary; "
                                  "no training")

@@ -16,7 +16,8 @@ from pyrosys.callbacks.checkpoint import read_checkpoint
 from pyrosys.callbacks.statistics import StatisticsCollector
 from pyrosys.callbacks.terminal_conditions import stop_reason
 from pyrosys.data_dict import batch_size
-from pyrosys.folders.experiment import HANDOVER_ENV
+from pyrosys.folders.experiment import HANDOVER_ENV, Experiment
+from pyrosys.folders.resume import resume_point
 from pyrosys.workers.pipeline.build import Resume, Run, Setup, problem_statistics, trainer
 from pyrosys.workers.pipeline.resolve import TrainingPlan
 
@@ -61,11 +62,14 @@ def is_other_rank() -> bool:
     return bool(os.environ.get(HANDOVER_ENV)) and int(os.environ.get("LOCAL_RANK", "0")) > 0
 
 
-def fit_other_rank(plan: TrainingPlan, parts: Setup) -> int:
-    """A DDP process other than the first: the same fit into the first process's folder, writing nothing."""
+def fit_other_rank(plan: TrainingPlan, parts: Setup, resumed: str | None = None) -> int:
+    """A DDP process other than the first: the same fit into the first process's folder, writing nothing; a
+    resumed run's from the checkpoint the first process resumes (`resumed`: the --resume folder)."""
     folder = Path(os.environ[HANDOVER_ENV])
     collector = StatisticsCollector([], plan.logging_interval, problem_statistics(parts.problem))
-    trainer(plan, parts, folder, collector, parts.callbacks).fit(parts.model, datamodule=parts.problem)
+    checkpoint = resume_point(Experiment(resumed)).checkpoint if resumed else None
+    trainer(plan, parts, folder, collector, parts.callbacks).fit(parts.model, datamodule=parts.problem,
+                                                                 ckpt_path=str(checkpoint) if checkpoint else None)
     return 0
 
 
