@@ -33,6 +33,8 @@ class Trainer(Worker):
         """resolve -> build -> fit -> test -> record."""
         if args.list:
             return list_choices(args)
+        if args.backend == "ray":              # Ray installed and --address answering, before torch is imported
+            ray_train.check_ray(args.address)
         plan = resolve(args)                                            # configuration -> checked plan
         if args.print_config:
             print(alias_comments(plan.loaded.aliases) + dump_yaml(plan.configuration), end="")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pyrosys.errors import ConfigError
+from pyrosys.execution.tune_backend import check_ray
 from pyrosys.folders import shown
 from pyrosys.folders.experiment import HANDOVER_ENV, RAY_TRAIN_ENV, Experiment
 from pyrosys.tracking.tables import SPREAD
@@ -26,14 +27,12 @@ from pyrosys.workers.pipeline.resolve import TrainingPlan
 
 STORAGE = ".ray_train"         # Ray's storage in --outdir: a folder per launch (its checkpoints name the run)
 FOLDER_FILE = "experiment"     # in that folder: the experiment folder the first worker opened
-RESOURCE_WAIT_SECONDS = 10     # how long a cluster's missing resources may take to appear (nodes joining)
+RESOURCE_WAIT_SECONDS = 5      # how long a cluster's missing resources may take to appear (nodes joining)
 
 
 def launch(args: argparse.Namespace, plan: TrainingPlan) -> int:
     """The driver: Ray checked and started (or joined), the run fitted on its workers, its outcome told; the exit
     status is the run's (0 completed, 1 failed)."""
-    from pyrosys.execution.tune_backend import check_ray
-
     settings = plan.ray
     check_ray(settings["address"])                 # installed, and an address answers within seconds
     import ray
@@ -118,7 +117,8 @@ def outcome(folder_file: Path, failure: str | None) -> int:
         print(f"[pyrosys] {state} on Ray Train: {status.get('reason')}, epoch {status.get('epoch')}, "
               f"episode {status.get('episode')}")
         print("[pyrosys] test " + "  test ".join(f"{name}: {value:.6f}" for name, value in testing.items()
-                                                 if name not in ("batches", "samples") and not name.endswith(SPREAD)))
+                                                 if isinstance(value, float) and name not in ("batches", "samples")
+                                                 and not name.endswith(SPREAD)))
         print(f"[pyrosys] results: {shown(folder)}")
         return 0
     reason = failure or status.get("reason") or "its workers ended without a word (see their output above)"
