@@ -139,7 +139,8 @@ def train_worker(config: dict) -> None:
 
     os.chdir(config["cwd"])
     args = argparse.Namespace(**config["args"])
-    folder = checkpointed_folder()
+    told = Path(config["folder_file"])          # the folder the first worker opened, before a restart
+    folder = checkpointed_folder() or (told.read_text() if told.is_file() else None)
     if folder is not None and any(path.is_file() for path in (Experiment(folder).last_checkpoint,
                                                               Experiment(folder).best_checkpoint)):
         args.resume = folder                       # a restart: every worker goes on from the folder's checkpoint
