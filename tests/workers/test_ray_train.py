@@ -7,10 +7,12 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,9 +42,11 @@ def free_port() -> int:
 def cluster() -> Iterator[str]:
     """HOST:PORT of a Ray instance with 2 CPUs for this module's tests, its processes stopped at the end."""
     port = free_port()
+    files = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))     # its own (so /tmp/ray names no cluster killed here)
     head = subprocess.Popen([BIN / "ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
-                             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
+                             f"--temp-dir={files}"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -55,6 +59,7 @@ def cluster() -> Iterator[str]:
     finally:
         os.killpg(head.pid, signal.SIGKILL)      # the instance's processes, all in the group started here
         head.wait(10)
+        shutil.rmtree(files, ignore_errors=True)
 
 
 def start(command: str, *args: object, env: dict | None = None) -> subprocess.Popen:

@@ -39,7 +39,8 @@ def launch(args: argparse.Namespace, plan: TrainingPlan) -> int:
 
     started_here = not ray.is_initialized()
     if started_here:
-        options = {"address": settings["address"]} if settings["address"] else {"num_cpus": os.cpu_count() or 1}
+        options = {"address": settings["address"]} if settings["address"] else \
+            {"address": "local", "num_cpus": os.cpu_count() or 1}      # a new instance, whatever ran before
         ray.init(include_dashboard=False, configure_logging=False, **options)
     try:
         check_resources(settings)
@@ -84,9 +85,8 @@ def check_resources(settings: dict) -> None:
 
 def fit_on_workers(args: argparse.Namespace, plan: TrainingPlan, storage: Path, name: str) -> str | None:
     """TorchTrainer's fit, each worker running `train_worker`; Ray's reason when it gave up, else None."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, TrainingFailedError
     from ray.train.torch import TorchTrainer
-    from ray.train.v2.api.exceptions import TrainingFailedError
 
     settings = plan.ray
     arguments = {**vars(args), "overrides": [*args.overrides, f"training.seed_torch={plan.seed_torch}",
@@ -121,7 +121,8 @@ def outcome(folder_file: Path, failure: str | None) -> int:
                                                  and not name.endswith(SPREAD)))
         print(f"[pyrosys] results: {shown(folder)}")
         return 0
-    reason = failure or status.get("reason") or "its workers ended without a word (see their output above)"
+    reason = (status.get("reason") if state in ("failed", "interrupted") else failure) or \
+        "its workers ended without a word (see their output above)"
     where = f" (experiment folder {shown(folder)})" if folder else ""
     print(f"[pyrosys] the run failed on Ray Train: {reason}{where}", flush=True)
     return 1
@@ -129,8 +130,8 @@ def outcome(folder_file: Path, failure: str | None) -> int:
 
 def train_worker(config: dict) -> None:
     """Inside a Ray Train worker: the trainer command, with the driver's flags and seeds, in the driver's folder;
-    after a restart, resuming the folder Ray's latest checkpoint names. A run that fails (a diverged loss) ends
-    here with its status written: only a worker's death is Ray's to retry."""
+    after a restart, resuming the folder Ray's latest checkpoint names. A run that fails (a diverged loss) raises,
+    its status written, so that Ray ends its other workers."""
     import ray.train
 
     from pyrosys.callbacks.ray_train_report import checkpointed_folder
@@ -148,7 +149,9 @@ def train_worker(config: dict) -> None:
     os.environ[RAY_TRAIN_ENV] = json.dumps({"folder_file": config["folder_file"], "use_gpu": config["use_gpu"]})
     if not first:
         os.environ[HANDOVER_ENV] = args.resume or str(Path(config["folder_file"]).parent)
-    run_outcome(resolve({"name": "trainer"}, "worker")().run, args)
+    code, reason = run_outcome(resolve({"name": "trainer"}, "worker")().run, args)
+    if code != 0:               # Ray ends the other workers (which would wait for this one without end)
+        raise RuntimeError(f"the trainer ended with status {code}: {reason}")
 
 
 def on_workers() -> bool:
