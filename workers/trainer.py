@@ -33,13 +33,13 @@ class Trainer(Worker):
         """resolve -> build -> fit -> test -> record."""
         if args.list:
             return list_choices(args)
-        if args.backend == "ray":              # Ray installed and --address answering, before torch is imported
+        if getattr(args, "backend", None) == "ray":     # Ray installed, --address answering, before torch's import
             ray_train.check_ray(args.address)
         plan = resolve(args)                                            # configuration -> checked plan
         if args.print_config:
             print(alias_comments(plan.loaded.aliases) + dump_yaml(plan.configuration), end="")
             return 0
-        if plan.backend == "ray" and not ray_train.on_workers():      # the driver of a run on Ray Train's workers
+        if plan.backend == "ray" and not (args.dry_run or ray_train.on_workers()):   # the driver of a run on Ray Train
             return ray_train.launch(args, plan)
         from pyrosys.workers.pipeline import build, console, fit, record, test  # torch and Lightning from here on
 
