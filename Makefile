@@ -19,15 +19,11 @@ $(VENV)/.installed: setup.cfg setup.py constraints.txt | $(BIN)/python
 	touch $@
 
 # one run of the installer for the package, the test tools, the protein language model extras (the tests
-# build tiny random ESM models) and Optuna for searches; it stands for `make install` too
+# build tiny random ESM models), Optuna for searches and Ray (Train and Tune: `make test` trains one run on a local
+# Ray instance); it stands for `make install` too
 $(VENV)/.installed-dev: setup.cfg setup.py constraints.txt | $(BIN)/python
-	$(INSTALL) -e ".[dev,plm,lora,search]"
-	touch $(VENV)/.installed $@
-
-# Ray (the grid's --backend ray) only for the targets that start a local Ray instance
-$(VENV)/.installed-ray: $(VENV)/.installed-dev
 	$(INSTALL) -e ".[dev,plm,lora,search,ray]"
-	touch $@
+	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
 
@@ -48,7 +44,7 @@ accuracy: $(VENV)/.installed-dev
 reliability: $(VENV)/.installed-dev
 	$(BIN)/pytest -q tests/reliability -m "not accuracy"
 
-integration: $(VENV)/.installed-ray
+integration: $(VENV)/.installed-dev
 	$(BIN)/pytest -q -m integration
 
 # large_fasta.py: one epoch on a generated FASTA of 2 M sequences (about 800 MB) read through its on-disk index

@@ -18,6 +18,7 @@ from pyrosys.configuration.project import find_project
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
 from pyrosys.folders import shown
+from pyrosys.workers.pipeline import ray_train
 from pyrosys.workers.pipeline.resolve import resolve
 from pyrosys.workers.worker import Worker, add_configuration_flags, add_run_flags, show_progress_lines
 
@@ -32,10 +33,14 @@ class Trainer(Worker):
         """resolve -> build -> fit -> test -> record."""
         if args.list:
             return list_choices(args)
+        if getattr(args, "backend", None) == "ray":     # Ray installed, --address answering, before torch's import
+            ray_train.check_ray(args.address)
         plan = resolve(args)                                            # configuration -> checked plan
         if args.print_config:
             print(alias_comments(plan.loaded.aliases) + dump_yaml(plan.configuration), end="")
             return 0
+        if plan.backend == "ray" and not (args.dry_run or ray_train.on_workers()):   # the driver of a run on Ray Train
+            return ray_train.launch(args, plan)
         from pyrosys.workers.pipeline import build, console, fit, record, test  # torch and Lightning from here on
 
         console.step(f"building the problem {plan.problem.name} and the model {plan.model.name}")
@@ -89,6 +94,11 @@ class Trainer(Worker):
         parser.add_argument("--li", dest="logging_interval", metavar="INTERVAL", type=int, default=None,
                             help="episodes between statistics rows (logging.interval)")
         parser.add_argument("--seed", type=int, default=None, help="the seed (training.seed); -1 draws one")
+        parser.add_argument("--backend", choices=("local", "ray"), default=None,
+                            help="training.backend: ray runs this one experiment on Ray Train's workers "
+                                 "(training.ray: num_workers, use_gpu, resources_per_worker, max_failures)")
+        parser.add_argument("--address", metavar="HOST:PORT", default=None,
+                            help="training.ray.address: the Ray cluster to run on (default: a local Ray instance)")
         parser.add_argument("--dry-run", action="store_true",
                             help="resolve, build, one batch forward and backward, print the model summary; "
                                  "no training")

@@ -33,6 +33,8 @@ HANDOVER_ENV = "PYROSYS_EXPERIMENT_DIR"
 TRIAL_ENV = "PYROSYS_TRIAL"
 # a search trial run by Ray Tune (set by the trainable): JSON {folder}; its validations are reported to Tune
 TUNE_ENV = "PYROSYS_TUNE"
+# a run on Ray Train's workers (set by its worker function): JSON {folder_file, use_gpu}; validations reported to Ray
+RAY_TRAIN_ENV = "PYROSYS_RAY_TRAIN"
 TUNE_METRIC = "objective"        # the name under which that run reports its monitored validation statistic
 
 

@@ -12,7 +12,7 @@ from pyrosys.errors import ConfigError
 from pyrosys.folders.experiment import Experiment
 from pyrosys.folders.grid import Grid
 
-RESUMABLE_CHANGES = ("training.terminal_conditions.",)
+RESUMABLE_CHANGES = ("training.terminal_conditions.", "training.backend", "training.ray.")   # what, not where
 ABSENT = "(absent)"
 
 

@@ -23,6 +23,7 @@ from pyrosys.callbacks.interruption import DeferInterruptions
 from pyrosys.callbacks.profiling import NoProfiler
 from pyrosys.callbacks.pruning import TrialPruning
 from pyrosys.callbacks.progress import TrainingBar
+from pyrosys.callbacks.ray_train_report import RayTrainReport
 from pyrosys.callbacks.statistics import CsvSink, LogSink, StatisticsCollector
 from pyrosys.callbacks.tensorboard import TensorBoardHistograms, TensorBoardSink
 from pyrosys.callbacks.terminal_conditions import LossStop
@@ -39,6 +40,7 @@ from pyrosys.models.model import BUNDLE_FILE, Model
 from pyrosys.objectives import Objective, check_task
 from pyrosys.problems.problem import Problem
 from pyrosys.tracking.mlflow_sink import MLflowSink, default_tracking_uri
+from pyrosys.workers.pipeline import ray_train
 from pyrosys.workers.pipeline.resolve import PHASE_SECTIONS, ComponentPlan, TrainingPlan
 
 log = logging.getLogger("pyrosys.adapter")
@@ -296,11 +298,14 @@ def trainer(plan: TrainingPlan, parts: Setup, folder: Path, collector: Statistic
     """The pl.Trainer of a run: statistics first, then checkpoints, then the configured callbacks; a
     signal stops it at the end of a batch, after writing the last checkpoint."""
     experiment = Experiment(folder)
-    return pl.Trainer(**parts.arguments, default_root_dir=str(folder), plugins=[AtomicCheckpointIO()],
-                      callbacks=[collector, checkpointing(plan, experiment.models_dir), *callbacks,
-                                 *TrialPruning.from_environment(plan.monitor),
-                                 *TuneReport.from_environment(plan.monitor),
-                                 DeferInterruptions(experiment.last_checkpoint), *bar(parts.arguments, callbacks)])
+    arguments = ray_train.worker_arguments(parts.arguments) if ray_train.on_workers() else dict(parts.arguments)
+    plugins = [*arguments.pop("plugins", []), AtomicCheckpointIO()]       # (Ray's cluster environment on its workers)
+    trainer_ = pl.Trainer(**arguments, default_root_dir=str(folder), plugins=plugins,
+                          callbacks=[collector, checkpointing(plan, experiment.models_dir), *callbacks,
+                                     *TrialPruning.from_environment(plan.monitor),
+                                     *TuneReport.from_environment(plan.monitor), *RayTrainReport.from_environment(),
+                                     DeferInterruptions(experiment.last_checkpoint), *bar(parts.arguments, callbacks)])
+    return ray_train.prepared(trainer_) if ray_train.on_workers() else trainer_
 
 
 def bar(arguments: dict, callbacks: list) -> list:

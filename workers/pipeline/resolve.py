@@ -24,7 +24,7 @@ from pyrosys.configuration.loading import COMMAND_LINE, Configuration, load_conf
 from pyrosys.configuration.param_registry import ParamInterface, ParamRegistry, fill_defaults, unknown_keys_error
 from pyrosys.configuration.project import split_choices
 from pyrosys.configuration.seeds import resolve_seed
-from pyrosys.errors import ConfigError, nearest
+from pyrosys.errors import ConfigError, did_you_mean, nearest
 from pyrosys.factory import check_name, indexed_names
 from pyrosys.factory import resolve as resolve_class
 from pyrosys.folders.experiment import Experiment, safe_name
@@ -34,7 +34,10 @@ from pyrosys.workers.pipeline.console import say_loading
 PHASE_SECTIONS = {"train": "training", "val": "validation", "test": "testing"}
 CLASS_KEYS = ("name", "_target_")
 # sections whose keys the trainer knows in full (get_params); others belong to components
-CLOSED_SECTIONS = ("training", "training.terminal_conditions", "validation", "testing", "logging")
+CLOSED_SECTIONS = ("training", "training.terminal_conditions", "training.ray", "validation", "testing", "logging")
+BACKENDS = ("local", "ray")         # training.backend: this machine's processes, or Ray Train's workers
+# pl.Trainer arguments that Ray Train's workers set themselves (one process per worker)
+RAY_TRAINER_KEYS = ("strategy", "devices", "num_nodes", "accelerator", "plugins")
 # keys of pl.Trainer that PyroSys sets from its own sections
 DERIVED_TRAINER_KEYS = {
     "max_epochs": "training.terminal_conditions.epoch_limit",
@@ -63,6 +66,9 @@ def get_params() -> dict:
             "curriculum_learning": None,  # problems that grow their difficulty: {interval: ..., must_finish: ...}
             "trainer": {},              # more pl.Trainer arguments (precision, devices, strategy...)
             "callbacks": [],            # Lightning callbacks as {_target_: ..., arg: ...}
+            "backend": "local",         # local | ray: one run on Ray Train's workers (pyrosys-trainer --backend ray)
+            "ray": {"num_workers": 2, "use_gpu": False, "resources_per_worker": {"CPU": 1}, "max_failures": 0,
+                    "address": None},   # address: HOST:PORT of a Ray cluster; null: a local Ray instance
         },
         "validation": {"problem": {"split": "val"}, "interval": 1.0, "monitor": "val_loss", "mode": "min"},
         "testing": {"problem": {"split": "test"}},
@@ -116,6 +122,8 @@ class TrainingPlan:
     curriculum: dict | None
     trainer: dict
     callbacks: list
+    backend: str
+    ray: dict
     validation_interval: float | int
     monitor: str
     mode: str
@@ -157,8 +165,9 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
     """`--set` items, then the flags that stand for configuration keys (--seed, --li, --m...)."""
     overrides = list(args.overrides)
     for flag, key in (("seed", "training.seed"), ("logging_interval", "logging.interval"),
-                      ("tensorboard", "logging.tensorboard"), ("mlflow", "logging.mlflow.tracking_uri")):
-        if getattr(args, flag) is not None:
+                      ("tensorboard", "logging.tensorboard"), ("mlflow", "logging.mlflow.tracking_uri"),
+                      ("backend", "training.backend"), ("address", "training.ray.address")):
+        if getattr(args, flag, None) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
     if args.model_weights is not None:
         overrides.append(f"model.load={{from: {json.dumps(str(Path(args.model_weights).resolve()))}}}")
@@ -581,6 +590,41 @@ def _trainer(training: ParamInterface) -> dict:
     return trainer
 
 
+def _backend(training: ParamInterface) -> str:
+    """training.backend: local, or ray (then pl.Trainer's processes are Ray Train's workers, not its own)."""
+    backend = training["backend"]
+    if backend not in BACKENDS:
+        raise ConfigError(f"the backend is 'local' or 'ray', not {backend!r}", file=training.source("backend"),
+                          key="training.backend", hint=did_you_mean(str(backend), list(BACKENDS)))
+    given = [key for key in RAY_TRAINER_KEYS if key in plain(training["trainer"])]
+    if backend == "ray" and given:
+        raise ConfigError(f"on Ray Train the workers are the processes, so pl.Trainer's '{given[0]}' is Ray's to set",
+                          file=training.source("trainer"), key=f"training.trainer.{given[0]}",
+                          hint="Set training.ray.num_workers (and use_gpu) instead, or use training.backend: local")
+    return backend
+
+
+def _ray(training: ParamInterface) -> dict:
+    """training.ray: Ray Train's workers (how many, on GPUs or not, the resources of each) and restarts."""
+    section = training["ray"]
+    settings = {"num_workers": _number(section, "num_workers", int, minimum=1, allow_off=False),
+                "max_failures": _number(section, "max_failures", int, minimum=-1, allow_off=False),
+                "use_gpu": section["use_gpu"], "resources_per_worker": plain(section["resources_per_worker"]),
+                "address": section["address"]}
+    if not isinstance(settings["use_gpu"], bool):
+        raise ConfigError(f"must be true or false, not {settings['use_gpu']!r}", file=section.source("use_gpu"),
+                          key="training.ray.use_gpu")
+    resources = settings["resources_per_worker"]
+    if not isinstance(resources, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                                                  for v in resources.values()):
+        raise ConfigError(f"must map resource names to amounts, such as {{CPU: 1}}, not {resources!r}",
+                          file=section.source("resources_per_worker"), key="training.ray.resources_per_worker")
+    if settings["address"] is not None and not isinstance(settings["address"], str):
+        raise ConfigError(f"must be HOST:PORT or null, not {settings['address']!r}", file=section.source("address"),
+                          key="training.ray.address")
+    return settings
+
+
 def _callbacks(training: ParamInterface) -> list:
     callbacks = plain(training["callbacks"])
     if not isinstance(callbacks, list):
@@ -640,7 +684,7 @@ def own_sections(registry: ParamRegistry) -> dict:
         loss_stop=_number(limits, "loss_stop", float, minimum=0, allow_off=True),
         early_stopping=plain(limits.get("early_stopping")),
         gradient_clipping=_number(training, "gradient_clipping", float, minimum=0, allow_off=True),
-        trainer=_trainer(training), callbacks=_callbacks(training),
+        trainer=_trainer(training), callbacks=_callbacks(training), backend=_backend(training), ray=_ray(training),
         validation_interval=_validation_interval(validation), monitor=str(validation["monitor"]),
         mode=_mode(validation), logging_interval=_number(logging_section, "interval", int, minimum=1, allow_off=False),
         tensorboard=_tensorboard(logging_section), mlflow=_mlflow(logging_section))

@@ -1,0 +1,180 @@
+"""Ray Train as the engine of one run (`--backend ray`): on one local Ray instance shared by this module's tests
+(`ray start --head` on 127.0.0.1 with 2 CPUs, stopped at the end), two workers train a two-epoch Digits MLP into an
+ordinary experiment folder, with the validation statistics of Lightning DDP over gloo on two processes."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray.train")
+
+BIN = Path(sys.executable).parent
+# a test cluster without tokens, whose Ray Train controller polls its workers (and takes their reports) every 0.2 s
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "RAY_AUTH_MODE": "disabled",
+       "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
+QUIET = ["training.trainer.enable_progress_bar=false"]
+DDP = "training.trainer={strategy: ddp, devices: 2, accelerator: cpu, enable_progress_bar: false}"
+TOLERANCE = 1e-6          # relative, between Ray Train's and Lightning DDP's validation statistics (measured: 0)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on (the OS's choice)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """HOST:PORT of a Ray instance with 2 CPUs for this module's tests, its processes stopped at the end."""
+    port = free_port()
+    files = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))     # its own (so /tmp/ray names no cluster killed here)
+    head = subprocess.Popen([BIN / "ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+                             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
+                             f"--temp-dir={files}"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)      # the instance's processes, all in the group started here
+        head.wait(10)
+        shutil.rmtree(files, ignore_errors=True)
+
+
+def start(command: str, *args: object, env: dict | None = None) -> subprocess.Popen:
+    """A console command started as a user would, its output captured."""
+    return subprocess.Popen([str(BIN / command), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env or ENV)
+
+
+def finish(process: subprocess.Popen, timeout: int = 240) -> tuple[int, str, str]:
+    """A started command's exit status, stdout and stderr."""
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+
+def results_folder(out: str) -> Path:
+    """The experiment folder the trainer names last on its `[pyrosys] results:` line."""
+    return Path([line for line in out.splitlines() if line.startswith("[pyrosys] results: ")][-1].split(": ", 1)[1])
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def status(run: Path) -> dict:
+    return json.loads((run / "status.json").read_text())
+
+
+@pytest.fixture
+def digits(tmp_path: Path, two_epoch_digits: str) -> Path:
+    path = tmp_path / "digits.yaml"
+    path.write_text(two_epoch_digits)
+    return path
+
+
+@pytest.mark.slow
+def test_two_ray_workers_train_an_ordinary_folder_with_the_validation_statistics_of_lightning_ddp(
+        tmp_path, digits, cluster):
+    ddp = start("pyrosys-trainer", "--c", digits, "--outdir", tmp_path / "ddp", "--set", DDP)
+    code, out, err = finish(start("pyrosys-trainer", "--c", digits, "--outdir", tmp_path / "ray", "--backend", "ray",
+                                  "--address", cluster, "--set", *QUIET))
+    assert code == 0, err[-3000:]
+    run = results_folder(out)
+    assert status(run)["status"] == "completed" and status(run)["epoch"] == 2
+    for name in ("training_statistics.csv", "validation_statistics.csv", "models/best.ckpt", "models/last.ckpt",
+                 "models/best/model.yaml", "training_configuration.yaml", "description.json"):
+        assert (run / name).exists(), name
+    code, ddp_out, err = finish(ddp)
+    assert code == 0, err[-3000:]
+    on_ray = rows(run / "validation_statistics.csv")
+    on_ddp = rows(results_folder(ddp_out) / "validation_statistics.csv")
+    assert [row["episode"] for row in on_ray] == [row["episode"] for row in on_ddp] == ["5", "10"]
+    for ray_row, ddp_row in zip(on_ray, on_ddp):
+        for name in ("loss", "accuracy"):
+            assert math.isclose(float(ray_row[name]), float(ddp_row[name]), rel_tol=TOLERANCE), (name, ray_row, ddp_row)
+    np.save(tmp_path / "rows.npy", np.zeros((3, 1, 8, 8), dtype=np.float32))
+    tester = start("pyrosys-tester", "--m", run / "models" / "best.ckpt", "--outdir", tmp_path / "tests")
+    code, out, err = finish(start("pyrosys-predictor", "--m", run / "models" / "best.ckpt", "--input",
+                                  tmp_path / "rows.npy", "--output", tmp_path / "predictions.csv"))
+    assert code == 0 and len(rows(tmp_path / "predictions.csv")) == 3, err[-3000:]
+    assert finish(tester)[0] == 0
+
+
+@pytest.mark.slow
+def test_ray_missing_an_address_that_does_not_answer_and_too_many_workers_are_refused_writing_nothing(
+        tmp_path, digits, cluster):
+    stub = tmp_path / "no_ray" / "ray"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("raise ImportError('No module named ray (hidden by the test)')\n")
+    cases = {
+        "missing": ([], {**ENV, "PYTHONPATH": str(stub.parent)}, 'pip install "pyrosys[ray]"'),
+        "closed port": (["--address", f"127.0.0.1:{free_port()}"], ENV, "no Ray cluster answers at 127.0.0.1:"),
+        "too many": (["--address", cluster, "--set", "training.ray.num_workers=64"], ENV,
+                     "64 workers need 64 CPU in all, but the Ray cluster at"),
+        "misspelt": (["--set", "training.ray.num_worker=2"], ENV, "num_workers"),
+    }
+    started = time.monotonic()
+    running = {name: start("pyrosys-trainer", "--c", digits, "--outdir", tmp_path / name, "--backend", "ray", *flags,
+                           env=env) for name, (flags, env, _) in cases.items()}
+    for name, process in running.items():
+        code, out, err = finish(process, timeout=60)
+        assert code == 2 and cases[name][2] in err and "Traceback" not in err, (name, err[-2000:])
+        assert not (tmp_path / name).exists(), name
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.integration
+def test_a_killed_worker_is_restarted_from_the_last_checkpoint_and_the_run_then_resumes_with_resume(
+        tmp_path, digits, cluster):
+    run = start("pyrosys-trainer", "--c", digits, "--outdir", tmp_path, "--backend", "ray", "--address", cluster,
+                "--set", *QUIET, "training.terminal_conditions.epoch_limit=8", "training.ray.max_failures=1")
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("*/*/*/models/last.ckpt")) and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.1)
+    assert os.kill(ray_train_worker(), signal.SIGKILL) is None
+    code, out, err = finish(run)
+    assert code == 0, err[-3000:]
+    folder = results_folder(out)
+    record = status(folder)
+    assert record["status"] == "completed" and record["epoch"] == 8 and len(record["resumed"]) == 1
+    episodes = [int(row["episode"]) for row in rows(folder / "validation_statistics.csv")]
+    assert episodes == list(range(5, 45, 5))           # every validation once, none lost or repeated
+    code, out, err = finish(start("pyrosys-trainer", "--resume", folder, "--backend", "ray", "--address", cluster,
+                                  "--set", *QUIET, "training.terminal_conditions.epoch_limit=10"))
+    assert code == 0, err[-3000:]
+    assert [int(row["episode"]) for row in rows(folder / "validation_statistics.csv")][-3:] == [40, 45, 50]
+    assert len(status(folder)["resumed"]) == 2
+
+
+def ray_train_worker() -> int:
+    """The process id of a Ray Train worker (the module's cluster runs one run at a time)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"RayTrainWorker" in (entry / "cmdline").read_bytes():
+                return int(entry.name)
+        except OSError:
+            continue
+    raise AssertionError("no Ray Train worker is running")
