@@ -47,7 +47,7 @@ class Trainer(Worker):
         parts = build.setup(plan, gpu=args.gpu)         # problem, model, objective, optimizer, callbacks
         if args.dry_run:
             return fit.dry_run(parts.model, parts.problem)
-        if fit.is_other_rank():                         # a DDP process other than the first, on any node
+        if fit.is_other_rank(parts.arguments):                         # a DDP process other than the first, on any node
             return fit.fit_other_rank(plan, parts, args.resume)
         with record.opened(args, plan) as (experiment, resume):   # nothing was written before; one writer
             show_progress_lines(not parts.arguments["enable_progress_bar"])

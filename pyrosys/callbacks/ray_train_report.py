@@ -34,8 +34,8 @@ class RayTrainReport(pl.Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         import ray.train      # only a run on Ray Train's workers has this callback
 
-        if trainer.sanity_checking:
-            return
+        if trainer.sanity_checking or trainer.state.fn != "fit":    # the first worker's validation after the fit
+            return                                                   # is its own: the others have left
         metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("val")}
         metrics["episode"] = trainer.global_step
         if not trainer.is_global_zero:

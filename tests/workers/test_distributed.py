@@ -88,3 +88,23 @@ def test_a_resumed_ddp_run_goes_on_from_the_checkpoint_in_every_process(one_node
     assert [int(r["episode"]) for r in rows(run / "validation_statistics.csv")] == [20, 40, 60]
     assert json.loads((run / "status.json").read_text())["resumed"][0]["episode"] == 40
     assert "Traceback" not in result.stderr          # the other process ended as the first one did
+
+
+@pytest.mark.parametrize("environment, arguments, other", [
+    ({"RANK": "1", "WORLD_SIZE": "2"}, {"devices": 1, "num_nodes": 2}, True),        # torchrun's second node
+    ({"SLURM_PROCID": "3", "SLURM_NTASKS": "4"}, {"devices": 2, "num_nodes": 2}, True),   # srun's fourth task
+    ({"LOCAL_RANK": "1", "PYROSYS_EXPERIMENT_DIR": "/runs/a"}, {"devices": 2}, True),   # Lightning's own child
+    ({"RANK": "0", "WORLD_SIZE": "2"}, {"devices": 1, "num_nodes": 2}, False),       # the first process
+    ({"SLURM_PROCID": "3", "SLURM_NTASKS": "4"}, {"devices": 1}, False),             # srun -n 4 of four runs
+    ({"NODE_RANK": "1"}, {}, False),                                                   # a one-process run
+    ({"RANK": "1", "WORLD_SIZE": "2"}, {"devices": "auto"}, True),                   # devices the launcher counts
+])
+def test_only_a_multi_process_run_s_later_ranks_leave_the_folder_to_the_first(environment, arguments, other,
+                                                                              monkeypatch):
+    from pyrosys.workers.pipeline import fit
+
+    for name in (*fit.RANK_VARIABLES, "WORLD_SIZE", "SLURM_NTASKS", "PYROSYS_EXPERIMENT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert fit.is_other_rank(arguments) is other

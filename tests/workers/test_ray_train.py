@@ -178,3 +178,16 @@ def ray_train_worker() -> int:
         except OSError:
             continue
     raise AssertionError("no Ray Train worker is running")
+
+
+@pytest.mark.integration
+def test_a_run_that_fails_on_its_own_is_not_restarted_and_exits_1_with_its_reason(tmp_path, digits, cluster):
+    """A diverged loss fails again after any restart: with max_failures 2 the workers end at the first failure."""
+    started = time.monotonic()
+    code, out, err = finish(start("pyrosys-trainer", "--c", digits, "--outdir", tmp_path, "--backend", "ray",
+                                  "--address", cluster, "--set", *QUIET, "training.ray.max_failures=2",
+                                  "training.optimizer={name: SGD, lr: 1.0e12}", "logging.interval=2"))
+    assert code == 1 and "the training loss is nan" in out, out[-2000:] + err[-2000:]
+    (folder,) = [path.parent for path in tmp_path.glob("*/*/*/status.json")]
+    assert status(folder)["status"] == "failed" and "resumed" not in status(folder)
+    assert time.monotonic() - started < 120

@@ -7,6 +7,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,14 +61,28 @@ def fit(run: Run, parts: Setup, plan: TrainingPlan, resume: Resume | None) -> Fi
 
 
 # where a launcher says which process this is: torchrun (RANK, and LOCAL_RANK, GROUP_RANK per node), SLURM's
-# srun (SLURM_PROCID), Lightning's own launcher for its devices and nodes (LOCAL_RANK, NODE_RANK)
+# srun (SLURM_PROCID), Lightning's own launcher for its devices and nodes (LOCAL_RANK, NODE_RANK), Ray Train
 RANK_VARIABLES = ("RANK", "SLURM_PROCID", "GROUP_RANK", "NODE_RANK", "LOCAL_RANK")
 
 
-def is_other_rank() -> bool:
-    """Whether this process is one of a multi-process run's others, on this node or another: any rank a
-    launcher gave it is above 0. Only the first process writes the experiment folder."""
-    return any(int(os.environ.get(name) or 0) > 0 for name in RANK_VARIABLES)
+def is_other_rank(arguments: Mapping[str, Any]) -> bool:
+    """Whether this process is one of a multi-process run's others, on this node or another: the run is one of
+    several processes (pl.Trainer's `num_nodes` x `devices`, or a first process that handed its folder over) and
+    a rank a launcher gave this process is above 0. Only the first process writes the experiment folder; a
+    process of a launcher's many that runs a one-process experiment (`srun -n 4` of four runs) writes its own."""
+    several = bool(os.environ.get(HANDOVER_ENV)) or configured_processes(arguments) > 1
+    return several and any(int(os.environ.get(name) or 0) > 0 for name in RANK_VARIABLES)
+
+
+def configured_processes(arguments: Mapping[str, Any]) -> int:
+    """How many processes pl.Trainer's arguments ask for: nodes x devices; `devices` that depend on the machine
+    ('auto', -1) count as what the launcher says (WORLD_SIZE)."""
+    devices, nodes = arguments.get("devices", 1), int(arguments.get("num_nodes") or 1)
+    if isinstance(devices, (list, tuple)):
+        return nodes * len(devices)
+    if isinstance(devices, int) and devices > 0 or isinstance(devices, str) and devices.strip().isdigit():
+        return nodes * int(devices)
+    return max(nodes, int(os.environ.get("WORLD_SIZE") or 1))
 
 
 def fit_other_rank(plan: TrainingPlan, parts: Setup, resume: str | None = None) -> int:

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pyrosys.errors import ConfigError
+from pyrosys.atomic import write_text_atomic
+from pyrosys.errors import ConfigError, RunFailed
 from pyrosys.execution.tune_backend import check_ray
 from pyrosys.folders import shown
 from pyrosys.folders.experiment import HANDOVER_ENV, RAY_TRAIN_ENV, Experiment
@@ -27,6 +28,7 @@ from pyrosys.workers.pipeline.resolve import TrainingPlan
 
 STORAGE = ".ray_train"         # Ray's storage in --outdir: a folder per launch (its checkpoints name the run)
 FOLDER_FILE = "experiment"     # in that folder: the experiment folder the first worker opened
+ENDED_FILE = "ended.json"      # and how a worker's run ended when it did not complete: {code, reason}
 RESOURCE_WAIT_SECONDS = 5      # how long a cluster's missing resources may take to appear (nodes joining)
 
 
@@ -121,11 +123,13 @@ def outcome(folder_file: Path, failure: str | None) -> int:
                                                  and not name.endswith(SPREAD)))
         print(f"[pyrosys] results: {shown(folder)}")
         return 0
-    reason = (status.get("reason") if state in ("failed", "interrupted") else failure) or \
+    ended = folder_file.with_name(ENDED_FILE)
+    told = json.loads(ended.read_text()) if ended.is_file() else {}
+    reason = told.get("reason") or (status.get("reason") if state in ("failed", "interrupted") else failure) or \
         "its workers ended without a word (see their output above)"
     where = f" (experiment folder {shown(folder)})" if folder else ""
     print(f"[pyrosys] the run failed on Ray Train: {reason}{where}", flush=True)
-    return 1
+    return 2 if told.get("code") == 2 else 1          # bad input that only a worker could find is still status 2
 
 
 def train_worker(config: dict) -> None:
@@ -141,6 +145,9 @@ def train_worker(config: dict) -> None:
     os.chdir(config["cwd"])
     args = argparse.Namespace(**config["args"])
     told = Path(config["folder_file"])          # the folder the first worker opened, before a restart
+    ended = told.with_name(ENDED_FILE)
+    if ended.is_file():            # a restart after a run that failed on its own (bad input, a diverged loss):
+        return                     # the same failure again; the workers end and the driver says it
     folder = checkpointed_folder() or (told.read_text() if told.is_file() else None)
     if folder is not None and any(path.is_file() for path in (Experiment(folder).last_checkpoint,
                                                               Experiment(folder).best_checkpoint)):
@@ -149,7 +156,19 @@ def train_worker(config: dict) -> None:
     os.environ[RAY_TRAIN_ENV] = json.dumps({"folder_file": config["folder_file"], "use_gpu": config["use_gpu"]})
     if not first:
         os.environ[HANDOVER_ENV] = args.resume or str(Path(config["folder_file"]).parent)
-    code, reason = run_outcome(resolve({"name": "trainer"}, "worker")().run, args)
+    failed_itself: list[str] = []
+
+    def run(arguments: argparse.Namespace) -> int:
+        try:
+            return resolve({"name": "trainer"}, "worker")().run(arguments)
+        except RunFailed as error:          # the run's own failure (a diverged loss), not a lost worker's
+            failed_itself.append(str(error))
+            raise
+
+    code, reason = run_outcome(run, args)
+    if code == 2 or failed_itself:      # would fail again after a restart: told, so that restarts end at once
+        ended.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(ended, json.dumps({"code": code, "reason": reason.strip()}))
     if code != 0:               # Ray ends the other workers (which would wait for this one without end)
         raise RuntimeError(f"the trainer ended with status {code}: {reason}")
 
