@@ -190,11 +190,17 @@ def number(text: str, record: Record, path: Path, label_column: str, what: str) 
     return value
 
 
+def residue_parts(text: str, residues: int) -> list[str]:
+    """A per-residue label's parts: comma-separated (0,0,1,0), else its letters (0010); one residue's label whole."""
+    text = text.strip()
+    return [part.strip() for part in text.split(",")] if "," in text or residues == 1 else list(text)
+
+
 def residue_labels(record: Record, path: Path, label_column: str) -> list[str]:
     """One label per residue, comma-separated (0,0,1,0) or a string as long as the sequence (0010); a count
     that differs from the sequence length is refused naming both lengths."""
-    text, residues = str(record.label).strip(), len(record.sequence)
-    labels = [part.strip() for part in text.split(",")] if "," in text or residues == 1 else list(text)
+    residues = len(record.sequence)
+    labels = residue_parts(str(record.label), residues)
     if len(labels) != residues:
         raise ConfigError(f"{label_place(record, label_column)}: {record.identifier} has {len(labels)} residue "
                           f"labels but its sequence is {residues} residues long", file=str(path),

@@ -1,10 +1,11 @@
 """ProteinSequences with `in_memory: false`: a FASTA file read through its on-disk SequenceIndex, batch by batch.
 
 The splits, labels, classes, class counts and standardisation are those of the in-memory path (computed from the
-index's labels, which are small); the sequences stay on disk: a batch's records are read with os.pread, parsed and
-encoded by protein.py's own functions (in DataLoader worker processes with `num_workers`) and padded to the batch's
-longest. Batches follow a Batching plan over the index's lengths (`batching`, or `batch_size` rows in a seeded order
-when it is null), shared out between DDP processes and resumable mid-epoch as the in-memory plans are.
+index's labels; per-residue ones a record at a time, and read again with their batch); the sequences stay on disk:
+a batch's records are read with os.pread, parsed and encoded by protein.py's own functions (in DataLoader worker
+processes with `num_workers`) and padded to the batch's longest. Batches follow a Batching plan over the index's
+lengths (`batching`, or `batch_size` rows in a seeded order when it is null),
+shared out between DDP processes and resumable mid-epoch as the in-memory plans are.
 """
 from __future__ import annotations
 
@@ -22,17 +23,38 @@ from pyrosys.data_dict import DataDict
 from pyrosys.errors import ConfigError
 from pyrosys.problems.batching import Batching, EpochPlan
 from pyrosys.problems.problem import keep_batch
-from pyrosys.problems.protein import (FASTA_SUFFIXES, SPLITS, VOCABULARY, class_labels, encode_array, number)
+from pyrosys.problems.protein import (FASTA_SUFFIXES, SPLITS, VOCABULARY, class_labels, encode_array, number,
+                                      residue_labels, residue_parts)
 from pyrosys.problems.scikit_learn import split_indices, standardise
 from pyrosys.problems.sequence_index import SequenceIndex
 
-STREAMED_TASKS = ("classification", "regression")
+STREAMED_TASKS = ("classification", "regression", "residue_classification", "residue_regression")
+
+
+class ResidueTargets:
+    """Per-residue targets read from the records' labels when their batch is read: class indices (`place`), or
+    values standardised with the training split's (mean, std); padding 0, truncated to max_length as the inputs."""
+
+    def __init__(self, place: dict[str, int] | None, mean: float = 0.0, std: float = 1.0) -> None:
+        self.place, self.mean, self.std = place, mean, std
+
+    def batch(self, index: SequenceIndex, rows: np.ndarray, width: int) -> torch.Tensor:
+        """The targets [len(rows), width] of records `rows`."""
+        values = np.zeros((len(rows), width), dtype=np.int64 if self.place is not None else np.float64)
+        for slot, row in enumerate(rows.tolist()):
+            labels = residue_parts(index.label(row), int(index.columns["lengths"][row]))[:width]
+            if self.place is not None:
+                values[slot, :len(labels)] = [self.place[label] for label in labels]
+            else:
+                values[slot, :len(labels)] = (np.array([float(label) for label in labels]) - self.mean) / self.std
+        return torch.from_numpy(values if self.place is not None else values.astype(np.float32))
 
 
 class StreamedSplit(Dataset):
     """One split of an indexed FASTA file: its records' indices; a batch read, encoded and padded on request."""
 
-    def __init__(self, index: SequenceIndex, rows: np.ndarray, targets: torch.Tensor, max_length: int) -> None:
+    def __init__(self, index: SequenceIndex, rows: np.ndarray, targets: torch.Tensor | ResidueTargets,
+                 max_length: int) -> None:
         self.index, self.rows, self.targets, self.max_length = index, rows, targets, max_length
         self.lengths = np.minimum(np.asarray(index.columns["lengths"])[rows], max_length)
 
@@ -46,7 +68,11 @@ class StreamedSplit(Dataset):
         padded = np.zeros((len(ids), max(len(tokens) for tokens in ids)), dtype=np.int64)
         for place, tokens in enumerate(ids):
             padded[place, :len(tokens)] = tokens
-        return DataDict({"inputs": torch.from_numpy(padded), "targets": self.targets[torch.from_numpy(rows)],
+        if isinstance(self.targets, ResidueTargets):
+            targets = self.targets.batch(self.index, rows, padded.shape[1])
+        else:
+            targets = self.targets[torch.from_numpy(rows)]
+        return DataDict({"inputs": torch.from_numpy(padded), "targets": targets,
                          "masks": torch.from_numpy(padded != 0)})
 
     def __getitem__(self, position: int) -> DataDict:
@@ -133,6 +159,79 @@ def regression_targets(index: SequenceIndex, labels: list[str], train: np.ndarra
     return torch.tensor(values, dtype=torch.float32), definition
 
 
+def record_residues(index: SequenceIndex, row: int, label_column: str) -> list[str]:
+    """Record `row`'s per-residue labels from the index (refused as in memory where their count is not its length)."""
+    residues = int(index.columns["lengths"][row])
+    labels = residue_parts(index.label(row), residues)
+    if len(labels) != residues:
+        residue_labels(index.record(row), index.path, label_column)        # refuses it with its line
+    return labels
+
+
+def residue_class_targets(index: SequenceIndex, train: np.ndarray, params: dict,
+                          width: int) -> tuple[ResidueTargets, dict]:
+    """Per-residue classes (declared, else those found) and the training split's residue counts (of the residues
+    kept by max_length): passes over the index's labels, a record at a time."""
+    label_column, declared = params["label_column"], params["classes"]
+    found: set[str] = set()
+    for row in range(len(index)):
+        found.update(record_residues(index, row, label_column))
+    classes = [str(c) for c in declared] if declared else sorted(found)
+    place = {label: i for i, label in enumerate(classes)}
+    if not found <= place.keys():
+        for row in range(len(index)):                     # the first unknown label, refused as in memory
+            labels = record_residues(index, row, label_column)
+            class_labels([labels], [index.record(row)], declared, index.path, label_column, True)
+    counts = np.zeros(len(classes), dtype=np.int64)
+    for row in np.sort(train).tolist():
+        labels = record_residues(index, row, label_column)[:int(params["max_length"])]
+        counts += np.bincount([place[label] for label in labels], minlength=len(classes))
+    return ResidueTargets(place), {"shape": [width], "per_position": True, "dtype": "int64",
+                                   "num_classes": len(classes), "classes": classes, "class_counts": counts.tolist()}
+
+
+def as_float(text: str) -> float:
+    """A label's number (NaN where it is none)."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def residue_values(index: SequenceIndex, row: int, label_column: str) -> np.ndarray:
+    """Record `row`'s per-residue values (a label that is not a finite number refused as in memory)."""
+    labels = record_residues(index, row, label_column)
+    values = np.array([as_float(label) for label in labels], dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        number(labels[bad[0]], index.record(row), index.path, label_column, f"at residue {bad[0] + 1} ")
+    return values
+
+
+def residue_regression_targets(index: SequenceIndex, train: np.ndarray, params: dict,
+                               width: int) -> tuple[ResidueTargets, dict]:
+    """Per-residue values, standardised (where asked) with the mean and std of the training split's residues kept
+    by max_length: two passes over the index's labels, a record at a time (sums, not the values, held)."""
+    label_column, cut = params["label_column"], int(params["max_length"])
+    for row in range(len(index)):
+        record_residues(index, row, label_column)         # counts first, as in memory
+    count, total, training = 0, 0.0, np.isin(np.arange(len(index)), train)
+    for row in range(len(index)):
+        values = residue_values(index, row, label_column)
+        if training[row]:
+            count, total = count + len(values[:cut]), total + float(values[:cut].sum())
+    definition: dict = {"shape": [width], "per_position": True}
+    mean, std = 0.0, 1.0
+    if params["standardize"]:
+        mean = total / count
+        squares = sum(float(((residue_values(index, row, label_column)[:cut] - mean) ** 2).sum())
+                      for row in np.sort(train).tolist())
+        std = math.sqrt(squares / count) or 1.0
+        definition["standardize"] = {"mean": [mean], "std": [std]}
+    definition["dtype"] = "float32"
+    return ResidueTargets(None, mean, std), definition
+
+
 def checked_index(params: dict, task: str) -> SequenceIndex:
     """The index of the problem's FASTA file, refused where the streamed path cannot read what is asked."""
     path = Path(params["path"])
@@ -153,18 +252,21 @@ def open_streamed(problem: Any) -> tuple[dict[str, StreamedSplit], dict]:
     """The splits of a ProteinSequences read through its index, and its data definitions (as the in-memory path's)."""
     params, task = problem.params, problem.task
     index = checked_index(params, task)
-    lengths, labels = np.asarray(index.columns["lengths"]), index.all_labels()
+    lengths, ends = np.asarray(index.columns["lengths"]), np.asarray(index.columns["label_ends"])
     refuse_first(np.flatnonzero(lengths == 0), index, "has an empty sequence", "problem.path")
-    missing = [row for row, label in enumerate(labels) if not label]
-    refuse_first(np.array(missing[:1], dtype=np.int64), index, "has no label", "problem.label_column",
+    refuse_first(np.flatnonzero(np.diff(ends, prepend=0) == 0)[:1], index, "has no label", "problem.label_column",
                  "Every sequence needs a label")
     parts = split_indices(len(index), params["fractions"], params["seed"])
-    make = classification_targets if task == "classification" else regression_targets
-    targets, targets_definition = make(index, labels, parts[0], params)
     max_length = int(params["max_length"])
     truncated = np.minimum(lengths, max_length)
     problem.check_budget(truncated, lambda row: index.record(row))
     length = int(truncated.max())
+    if task in STREAMED_TASKS[2:]:                        # per residue: labels read a record at a time
+        make = residue_class_targets if task == "residue_classification" else residue_regression_targets
+        targets, targets_definition = make(index, parts[0], params, length)
+    else:
+        make = classification_targets if task == "classification" else regression_targets
+        targets, targets_definition = make(index, index.all_labels(), parts[0], params)
     definitions = {"inputs": {"kind": "tokens", "shape": [length], "dtype": "int64", "vocabulary": VOCABULARY,
                               "per_position": True},
                    "targets": targets_definition,

@@ -134,7 +134,7 @@ def test_what_the_on_disk_path_cannot_read_is_refused_naming_in_memory(tmp_path,
     with pytest.raises(ConfigError, match="in_memory: false reads FASTA files") as caught:
         problem(table, in_memory=False)
     assert caught.value.key == "problem.in_memory"
-    with pytest.raises(ConfigError, match="reads the tasks classification, regression, not multilabel"):
+    with pytest.raises(ConfigError, match="reads the tasks classification, regression, .*, not multilabel"):
         problem(demo, in_memory=False, task="multilabel")
 
 
@@ -157,3 +157,52 @@ def test_the_index_holds_lengths_not_sequences(demo):
     disk = problem(demo, in_memory=False)
     index = disk.splits["train"].index
     assert isinstance(index.columns["lengths"], np.memmap) and len(index) == 300
+
+
+@pytest.fixture
+def residues(tmp_path):
+    """60 records with per-residue classes (`ss=HEC...`) and values (`acc=0.5,1.25,...`), some longer than 30."""
+    rng, lines = np.random.default_rng(1), []
+    for i in range(60):
+        length = int(rng.integers(1, 50))
+        sequence = "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), length))
+        ss = "".join(rng.choice(list("HEC"), length))
+        acc = ",".join(f"{value:.2f}" for value in rng.normal(3.0, 2.0, length))
+        lines += [f">r{i} ss={ss} acc={acc}", sequence[:25], sequence[25:]]
+    path = tmp_path / "residues.fasta"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("task, column", [("residue_classification", "ss"), ("residue_regression", "acc")])
+def test_residue_tasks_on_disk_give_the_in_memory_definitions_and_batches(residues, task, column):
+    params = {"task": task, "label_column": column, "max_length": 30, "batching": {"by": "length", "max_tokens": 120}}
+    memory, disk = problem(residues, **params), problem(residues, in_memory=False, **params)
+    expected, found = memory.data_definitions, disk.data_definitions
+    if task == "residue_regression":          # streamed sums: equal to rounding
+        statistics = [found["targets"].pop("standardize"), expected["targets"].pop("standardize")]
+        assert statistics[0] == {key: pytest.approx(value, rel=1e-12) for key, value in statistics[1].items()}
+    assert found == expected and found["targets"]["per_position"]
+    for phase in ("train", "val", "test"):
+        for a, b in zip(batches(memory, phase), batches(disk, phase), strict=True):
+            assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in ("inputs", "masks"))
+            assert torch.allclose(a["targets"], b["targets"], rtol=1e-6, atol=1e-6)
+            assert a["targets"].dtype == b["targets"].dtype and not b["targets"][~b["masks"]].any()
+
+
+@pytest.mark.parametrize("params, label, message", [
+    ({"task": "residue_classification", "classes": ["H", "E"]}, "ss=HEC", "residue 3 of bad is labelled 'C'"),
+    ({"task": "residue_classification"}, "ss=HE", "bad has 2 residue labels but its sequence is 3 residues long"),
+    ({"task": "residue_regression"}, "ss=1,x,2", "'x' at residue 2 of bad is not a finite number"),
+])
+def test_bad_residue_labels_are_refused_on_disk_as_in_memory(tmp_path, params, label, message):
+    path = tmp_path / "bad.fasta"
+    path.write_text(f">good ss=HHH\nMKV\n>bad {label}\nMKV\n>other ss=EEE\nMKV\n"
+                    if "regression" not in params["task"] else
+                    f">good ss=1,2,3\nMKV\n>bad {label}\nMKV\n>other ss=1,1,1\nMKV\n")
+    errors = []
+    for in_memory in (True, False):
+        with pytest.raises(ConfigError) as caught:
+            problem(path, in_memory=in_memory, label_column="ss", **params)
+        errors.append(caught.value.paragraph())
+    assert errors[0] == errors[1] and message in errors[0], errors
