@@ -263,15 +263,20 @@ def multilabel_targets(records: list[Record], training: np.ndarray, path: Path,
                               hint="Drop the row, or put a protein annotated with those terms into the training split")
         targets[row, known] = 1.0
         unseen[row] = len(names) - len(known)
-    outside = sorted({term for names in terms_of for term in names if term not in index})
+    return targets, unseen, terms_definition(terms_of, counts, int(unseen.sum()), path)
+
+
+def terms_definition(terms_of: list[list[str]], counts: Counter, unseen: int, path: Path) -> dict:
+    """The multilabel targets' definition (terms of the training split, their counts, the unseen ones), the terms
+    outside the training split said in the log."""
+    terms = sorted(counts)
+    outside = sorted({term for names in terms_of for term in names if term not in counts})
     if outside:
         log.warning("%s: %d terms (%d annotations) of the validation/test splits do not occur in the training "
                     "split: the model cannot predict them; fmax counts them as missed in its recall", path,
-                    len(outside), int(unseen.sum()))
-    definition = {"shape": [len(terms)], "dtype": "float32", "terms": terms,
-                  "term_counts": [counts[term] for term in terms],
-                  "unseen": {"terms": len(outside), "annotations": int(unseen.sum())}}
-    return targets, unseen, definition
+                    len(outside), unseen)
+    return {"shape": [len(terms)], "dtype": "float32", "terms": terms, "term_counts": [counts[term] for term in terms],
+            "unseen": {"terms": len(outside), "annotations": unseen}}
 
 
 @register("problem")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import math
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,13 @@ from pyrosys.data_dict import DataDict
 from pyrosys.errors import ConfigError
 from pyrosys.problems.batching import Batching, EpochPlan
 from pyrosys.problems.problem import keep_batch
-from pyrosys.problems.protein import (FASTA_SUFFIXES, SPLITS, VOCABULARY, class_labels, encode_array, number,
-                                      residue_labels, residue_parts)
+from pyrosys.objectives import UNSEEN_FIELD
+from pyrosys.problems.protein import (FASTA_SUFFIXES, SPLITS, VOCABULARY, class_labels, encode_array, label_terms,
+                                      multilabel_targets, number, residue_labels, residue_parts, terms_definition)
 from pyrosys.problems.scikit_learn import split_indices, standardise
 from pyrosys.problems.sequence_index import SequenceIndex
 
-STREAMED_TASKS = ("classification", "regression", "residue_classification", "residue_regression")
+STREAMED_TASKS = ("classification", "regression", "residue_classification", "residue_regression", "multilabel")
 
 
 class ResidueTargets:
@@ -50,12 +52,27 @@ class ResidueTargets:
         return torch.from_numpy(values if self.place is not None else values.astype(np.float32))
 
 
+class TermTargets:
+    """Multilabel targets made when a batch is read: 0/1 over the training split's terms, from the records' labels."""
+
+    def __init__(self, place: dict[str, int]) -> None:
+        self.place = place
+
+    def batch(self, index: SequenceIndex, rows: np.ndarray, width: int) -> torch.Tensor:
+        """The targets [len(rows), terms] of records `rows` (`width`, the inputs', unused)."""
+        values = torch.zeros(len(rows), len(self.place))
+        for slot, row in enumerate(rows.tolist()):
+            values[slot, [self.place[term] for term in label_terms(index.label(row)) if term in self.place]] = 1.0
+        return values
+
+
 class StreamedSplit(Dataset):
     """One split of an indexed FASTA file: its records' indices; a batch read, encoded and padded on request."""
 
-    def __init__(self, index: SequenceIndex, rows: np.ndarray, targets: torch.Tensor | ResidueTargets,
-                 max_length: int) -> None:
+    def __init__(self, index: SequenceIndex, rows: np.ndarray, targets: torch.Tensor | ResidueTargets | TermTargets,
+                 max_length: int, extra: dict[str, torch.Tensor] | None = None) -> None:
         self.index, self.rows, self.targets, self.max_length = index, rows, targets, max_length
+        self.extra = extra or {}          # per-record fields a task adds (multilabel: unseen_terms)
         self.lengths = np.minimum(np.asarray(index.columns["lengths"])[rows], max_length)
 
     def __len__(self) -> int:
@@ -68,12 +85,12 @@ class StreamedSplit(Dataset):
         padded = np.zeros((len(ids), max(len(tokens) for tokens in ids)), dtype=np.int64)
         for place, tokens in enumerate(ids):
             padded[place, :len(tokens)] = tokens
-        if isinstance(self.targets, ResidueTargets):
-            targets = self.targets.batch(self.index, rows, padded.shape[1])
-        else:
+        if isinstance(self.targets, torch.Tensor):
             targets = self.targets[torch.from_numpy(rows)]
-        return DataDict({"inputs": torch.from_numpy(padded), "targets": targets,
-                         "masks": torch.from_numpy(padded != 0)})
+        else:
+            targets = self.targets.batch(self.index, rows, padded.shape[1])
+        return DataDict({"inputs": torch.from_numpy(padded), "targets": targets, "masks": torch.from_numpy(padded != 0),
+                         **{name: values[torch.from_numpy(rows)] for name, values in self.extra.items()}})
 
     def __getitem__(self, position: int) -> DataDict:
         batch = self.__getitems__([position])
@@ -232,6 +249,19 @@ def residue_regression_targets(index: SequenceIndex, train: np.ndarray, params: 
     return ResidueTargets(None, mean, std), definition
 
 
+def term_targets(index: SequenceIndex, labels: list[str], train: np.ndarray,
+                 params: dict) -> tuple[TermTargets, torch.Tensor, dict]:
+    """Multilabel targets over the training split's terms, every record's count of terms outside them, and the
+    definition (as multilabel_targets' in memory; the 0/1 rows made with their batch, not held)."""
+    terms_of = [label_terms(label) for label in labels]
+    counts = Counter(term for row in train.tolist() for term in terms_of[row])
+    place = {term: column for column, term in enumerate(sorted(counts))}
+    unseen = torch.tensor([sum(term not in place for term in names) for names in terms_of], dtype=torch.long)
+    for row in np.flatnonzero(unseen.numpy() == np.array([len(names) for names in terms_of]))[:1]:
+        multilabel_targets([index.record(int(row))], np.zeros(0, dtype=np.int64), index.path, params["label_column"])
+    return TermTargets(place), unseen, terms_definition(terms_of, counts, int(unseen.sum()), index.path)
+
+
 def checked_index(params: dict, task: str) -> SequenceIndex:
     """The index of the problem's FASTA file, refused where the streamed path cannot read what is asked."""
     path = Path(params["path"])
@@ -254,24 +284,33 @@ def open_streamed(problem: Any) -> tuple[dict[str, StreamedSplit], dict]:
     index = checked_index(params, task)
     lengths, ends = np.asarray(index.columns["lengths"]), np.asarray(index.columns["label_ends"])
     refuse_first(np.flatnonzero(lengths == 0), index, "has an empty sequence", "problem.path")
-    refuse_first(np.flatnonzero(np.diff(ends, prepend=0) == 0)[:1], index, "has no label", "problem.label_column",
-                 "Every sequence needs a label")
+    labels = index.all_labels() if task in ("classification", "regression", "multilabel") else None
+    if task == "multilabel":
+        missing = np.array([row for row, label in enumerate(labels) if not label_terms(label)][:1], dtype=np.int64)
+    else:
+        missing = np.flatnonzero(np.diff(ends, prepend=0) == 0)[:1]
+    refuse_first(missing, index, "has no label", "problem.label_column", "Every sequence needs a label")
     parts = split_indices(len(index), params["fractions"], params["seed"])
     max_length = int(params["max_length"])
     truncated = np.minimum(lengths, max_length)
     problem.check_budget(truncated, lambda row: index.record(row))
     length = int(truncated.max())
-    if task in STREAMED_TASKS[2:]:                        # per residue: labels read a record at a time
+    extra: dict[str, torch.Tensor] = {}
+    if labels is None:                                    # per residue: labels read a record at a time
         make = residue_class_targets if task == "residue_classification" else residue_regression_targets
         targets, targets_definition = make(index, parts[0], params, length)
+    elif task == "multilabel":
+        targets, extra[UNSEEN_FIELD], targets_definition = term_targets(index, labels, parts[0], params)
     else:
         make = classification_targets if task == "classification" else regression_targets
-        targets, targets_definition = make(index, index.all_labels(), parts[0], params)
+        targets, targets_definition = make(index, labels, parts[0], params)
     definitions = {"inputs": {"kind": "tokens", "shape": [length], "dtype": "int64", "vocabulary": VOCABULARY,
                               "per_position": True},
                    "targets": targets_definition,
-                   "masks": {"shape": [length], "dtype": "bool", "per_position": True}}
-    return {name: StreamedSplit(index, rows, targets, max_length) for name, rows in zip(SPLITS, parts)}, definitions
+                   "masks": {"shape": [length], "dtype": "bool", "per_position": True},
+                   **{name: {"shape": [], "dtype": "int64"} for name in extra}}
+    return {name: StreamedSplit(index, rows, targets, max_length, extra) for name, rows in zip(SPLITS, parts)}, \
+        definitions
 
 
 def streamed_loader(problem: Any, phase: str) -> StreamedBatches:

@@ -134,8 +134,6 @@ def test_what_the_on_disk_path_cannot_read_is_refused_naming_in_memory(tmp_path,
     with pytest.raises(ConfigError, match="in_memory: false reads FASTA files") as caught:
         problem(table, in_memory=False)
     assert caught.value.key == "problem.in_memory"
-    with pytest.raises(ConfigError, match="reads the tasks classification, regression, .*, not multilabel"):
-        problem(demo, in_memory=False, task="multilabel")
 
 
 @pytest.mark.parametrize("params, message", [
@@ -204,5 +202,34 @@ def test_bad_residue_labels_are_refused_on_disk_as_in_memory(tmp_path, params, l
     for in_memory in (True, False):
         with pytest.raises(ConfigError) as caught:
             problem(path, in_memory=in_memory, label_column="ss", **params)
+        errors.append(caught.value.paragraph())
+    assert errors[0] == errors[1] and message in errors[0], errors
+
+
+def test_multilabel_on_disk_gives_the_in_memory_terms_targets_and_unseen_counts(tmp_path, caplog):
+    rng, lines = np.random.default_rng(2), []
+    for i in range(80):
+        terms = rng.choice([f"GO:{n:07d}" for n in range(12)], int(rng.integers(1, 4)), replace=False).tolist()
+        lines += [f">m{i} go={';'.join(terms + (['GO:rare' + str(i)] if i % 9 == 0 else []))}",
+                  "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), int(rng.integers(5, 40))))]
+    path = tmp_path / "terms.fasta"
+    path.write_text("\n".join(lines) + "\n")
+    params = {"task": "multilabel", "label_column": "go", "batching": {"by": "length", "max_tokens": 200}}
+    memory, disk = problem(path, **params), problem(path, in_memory=False, **params)
+    assert disk.data_definitions == memory.data_definitions and disk.data_definitions["targets"]["unseen"]["terms"]
+    for phase in ("train", "val", "test"):
+        for a, b in zip(batches(memory, phase), batches(disk, phase), strict=True):
+            assert a.keys() == b.keys() == {"inputs", "targets", "masks", "unseen_terms"}
+            assert all(torch.equal(a[name], b[name]) and a[name].dtype == b[name].dtype for name in a)
+
+
+@pytest.mark.parametrize("label, message", [(";", "has no label"), ("GO:only", "none of the terms of m1 (GO:only)")])
+def test_bad_multilabel_labels_are_refused_on_disk_as_in_memory(tmp_path, label, message):
+    path = tmp_path / "terms.fasta"
+    path.write_text("".join(f">m{i} go={label if i == 1 else 'GO:1'}\nMKV\n" for i in range(12)))
+    errors = []
+    for in_memory in (True, False):
+        with pytest.raises(ConfigError) as caught:
+            problem(path, in_memory=in_memory, task="multilabel", label_column="go", seed=0)
         errors.append(caught.value.paragraph())
     assert errors[0] == errors[1] and message in errors[0], errors
