@@ -106,18 +106,34 @@ def parse_fasta(lines: Iterable[str], path: Path, label_key: str, first_line: in
     return records
 
 
-def read_table(path: Path, sequence_column: str, label_column: str | None, split_column: str | None) -> list[Record]:
-    """Records of a CSV or TSV table with a sequence column (and label and split columns)."""
-    columns, rows = read_rows(path, delimiter="\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
+def table_delimiter(path: Path) -> str:
+    """The delimiter of a table: tab for .tsv and .tab files, else comma."""
+    return "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+
+
+def check_columns(columns: list[str], path: Path, sequence_column: str, label_column: str | None,
+                  split_column: str | None) -> None:
+    """Refuse a table lacking a named column (naming the columns it has)."""
     for wanted, key in ((sequence_column, "sequence_column"), (label_column, "label_column"),
                         (split_column, "split_column")):
         if wanted is not None and wanted not in columns:
             raise ConfigError(f"the table has no column '{wanted}' (columns: {', '.join(columns) or 'none'})",
                               file=str(path), key=f"problem.{key}", hint="Name an existing column")
-    return [Record(row.get("id") or f"row {number}", row[label_column] if label_column else None,
-                   row[split_column] if split_column else None, number,
-                   [((row[sequence_column] or "").strip(), number)], sequence_column)
-            for number, row in rows]
+
+
+def table_record(row: dict, number: int, sequence_column: str, label_column: str | None,
+                 split_column: str | None) -> Record:
+    """The record of a table row (a csv.DictReader row) ending on line `number`."""
+    return Record(row.get("id") or f"row {number}", row[label_column] if label_column else None,
+                  row[split_column] if split_column else None, number,
+                  [((row[sequence_column] or "").strip(), number)], sequence_column)
+
+
+def read_table(path: Path, sequence_column: str, label_column: str | None, split_column: str | None) -> list[Record]:
+    """Records of a CSV or TSV table with a sequence column (and label and split columns)."""
+    columns, rows = read_rows(path, delimiter=table_delimiter(path))
+    check_columns(columns, path, sequence_column, label_column, split_column)
+    return [table_record(row, number, sequence_column, label_column, split_column) for number, row in rows]
 
 
 FASTA_SUFFIXES = (".fasta", ".fa", ".faa", ".fas")

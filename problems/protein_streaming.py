@@ -28,7 +28,7 @@ from pyrosys.objectives import UNSEEN_FIELD
 from pyrosys.problems.protein import (FASTA_SUFFIXES, SPLITS, VOCABULARY, class_labels, encode_array, label_terms,
                                       multilabel_targets, number, residue_labels, residue_parts, terms_definition)
 from pyrosys.problems.scikit_learn import split_indices, standardise
-from pyrosys.problems.sequence_index import SequenceIndex
+from pyrosys.problems.sequence_index import SequenceIndex, table_layout
 
 STREAMED_TASKS = ("classification", "regression", "residue_classification", "residue_regression", "multilabel")
 
@@ -265,17 +265,29 @@ def term_targets(index: SequenceIndex, labels: list[str], train: np.ndarray,
 def checked_index(params: dict, task: str) -> SequenceIndex:
     """The index of the problem's FASTA file, refused where the streamed path cannot read what is asked."""
     path = Path(params["path"])
-    if path.suffix.lower() not in FASTA_SUFFIXES or params["split_column"]:
-        raise ConfigError("in_memory: false reads FASTA files (splits by seeded fractions)", file=str(path),
-                          key="problem.in_memory", hint="Convert the table to FASTA (>id label=...), or set "
-                                                        "in_memory: true")
     if task not in STREAMED_TASKS:
         raise ConfigError(f"in_memory: false reads the tasks {', '.join(STREAMED_TASKS)}, not {task}", file=str(path),
                           key="problem.in_memory", hint="Set in_memory: true for this task")
-    index = SequenceIndex.open(path, params["index_folder"], params["label_column"])
+    fasta = path.suffix.lower() in FASTA_SUFFIXES
+    layout = params["label_column"] if fasta else table_layout(params["sequence_column"], params["label_column"],
+                                                                params["split_column"])
+    index = SequenceIndex.open(path, params["index_folder"], layout)
     if not len(index):
         raise ConfigError("the file holds no sequences", file=str(path), key="problem.path")
     return index
+
+
+def split_parts(index: SequenceIndex, params: dict) -> list[np.ndarray]:
+    """The rows of each split: from the table's split column (a value not train, val or test refused as in memory),
+    else seeded fractions."""
+    if not params["split_column"]:
+        return split_indices(len(index), params["fractions"], params["seed"])
+    splits = np.asarray(index.columns["splits"])
+    for row in np.flatnonzero(splits < 0)[:1].tolist():
+        record = index.record(row)
+        raise ConfigError(f"line {record.line}: split value {record.split!r} is not train, val or test",
+                          file=str(index.path), key="problem.split_column")
+    return [np.flatnonzero(splits == place) for place in range(len(SPLITS))]
 
 
 def open_streamed(problem: Any) -> tuple[dict[str, StreamedSplit], dict]:
@@ -290,7 +302,7 @@ def open_streamed(problem: Any) -> tuple[dict[str, StreamedSplit], dict]:
     else:
         missing = np.flatnonzero(np.diff(ends, prepend=0) == 0)[:1]
     refuse_first(missing, index, "has no label", "problem.label_column", "Every sequence needs a label")
-    parts = split_indices(len(index), params["fractions"], params["seed"])
+    parts = split_parts(index, params)
     max_length = int(params["max_length"])
     truncated = np.minimum(lengths, max_length)
     problem.check_budget(truncated, lambda row: index.record(row))

@@ -129,11 +129,43 @@ def test_a_trainer_run_gives_the_same_training_statistics_on_disk_and_in_memory(
     assert len(memory) >= 4 and memory == disk
 
 
-def test_what_the_on_disk_path_cannot_read_is_refused_naming_in_memory(tmp_path, demo):
-    table = write_demo(tmp_path / "seqs.csv", 20, 0)
-    with pytest.raises(ConfigError, match="in_memory: false reads FASTA files") as caught:
-        problem(table, in_memory=False)
-    assert caught.value.key == "problem.in_memory"
+def test_tables_on_disk_give_the_in_memory_definitions_and_batches(tmp_path):
+    """CSV (a byte-order mark, CRLF, blank lines, quoted fields holding line ends, a split column) and TSV."""
+    rng, rows = np.random.default_rng(4), []
+    for i in range(90):
+        sequence = "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), int(rng.integers(5, 40))))
+        rows.append([f"t{i}", sequence, ["a", "b", "c"][i % 3], "train" if i % 5 else ["val", "test"][i % 2],
+                     "two\nlines" if i % 4 == 0 else "x", f"{rng.normal():.3f}"])
+    for name, delimiter in (("rows.csv", ","), ("rows.tsv", "\t")):
+        path = tmp_path / name
+        with path.open("w", newline="", encoding="utf-8-sig") as stream:
+            writer = csv.writer(stream, delimiter=delimiter, lineterminator="\r\n")
+            writer.writerows([["id", "sequence", "family", "split", "note", "value"], *rows[:40], [], *rows[40:]])
+        for params in ({"split_column": "split", "label_column": "family"},
+                       {"task": "regression", "label_column": "value"}):
+            params = {**params, "batching": {"by": "length", "max_tokens": 150}}
+            memory, disk = problem(path, **params), problem(path, in_memory=False, **params)
+            assert disk.data_definitions == memory.data_definitions
+            for phase in ("train", "val", "test"):
+                for a, b in zip(batches(memory, phase), batches(disk, phase), strict=True):
+                    assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+    record = disk.splits["train"].index.record(0)
+    assert (record.identifier, record.line, record.sequence) == ("t0", 3, rows[0][1])
+
+
+def test_a_table_s_bad_rows_are_refused_on_disk_as_in_memory(tmp_path):
+    path = tmp_path / "bad.csv"
+    for text, message in (("id,sequence,label,split\na,MKV,x,train\nb,MKV,y,later\n", "split value 'later'"),
+                          ("id,sequence,label\na,MKV,x\nb,MK1,y\n", "'1' in b is not an amino-acid letter"),
+                          ("id,sequence,label\na,MKV,x\nb,,y\n", "b has an empty sequence")):
+        path.write_text(text)
+        errors = []
+        for in_memory in (True, False):
+            with pytest.raises(ConfigError) as caught:
+                problem(path, in_memory=in_memory, label_column="label",
+                        split_column="split" if "split" in text else None)
+            errors.append(caught.value.paragraph())
+        assert errors[0] == errors[1] and message in errors[0], errors
 
 
 @pytest.mark.parametrize("params, message", [
