@@ -265,3 +265,25 @@ def test_bad_multilabel_labels_are_refused_on_disk_as_in_memory(tmp_path, label,
             problem(path, in_memory=in_memory, task="multilabel", label_column="go", seed=0)
         errors.append(caught.value.paragraph())
     assert errors[0] == errors[1] and message in errors[0], errors
+
+
+def test_a_residue_classification_run_gives_the_same_training_statistics_on_disk_and_in_memory(residues, write,
+                                                                                                  tmp_path, cli):
+    def train(in_memory: bool) -> list[dict]:
+        config = write(f"res_{in_memory}.yaml", f"""
+            problem: {{name: ProteinSequences, path: residues.fasta, task: residue_classification, label_column: ss,
+                       max_length: 30, in_memory: {in_memory}, batching: {{by: length, max_tokens: 200}}}}
+            model: {{name: ProteinCNN, channels: [8], kernel_size: 3}}
+            training: {{seed: 5, terminal_conditions: {{epoch_limit: 2}}}}
+            logging: {{mlflow: null, tensorboard: null}}
+            """)
+        result = cli("pyrosys-trainer", "--c", config, "--outdir", tmp_path / f"res_{in_memory}", *cli.FAST,
+                     cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        (table,) = (tmp_path / f"res_{in_memory}").glob("*/*/*/validation_statistics.csv")
+        with table.open(newline="") as lines:
+            return [{k: v for k, v in row.items() if "time" not in k and "second" not in k}
+                    for row in csv.DictReader(lines)]
+
+    memory = train(True)
+    assert len(memory) >= 2 and memory == train(False)
