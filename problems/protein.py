@@ -106,18 +106,34 @@ def parse_fasta(lines: Iterable[str], path: Path, label_key: str, first_line: in
     return records
 
 
-def read_table(path: Path, sequence_column: str, label_column: str | None, split_column: str | None) -> list[Record]:
-    """Records of a CSV or TSV table with a sequence column (and label and split columns)."""
-    columns, rows = read_rows(path, delimiter="\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
+def table_delimiter(path: Path) -> str:
+    """The delimiter of a table: tab for .tsv and .tab files, else comma."""
+    return "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+
+
+def check_columns(columns: list[str], path: Path, sequence_column: str, label_column: str | None,
+                  split_column: str | None) -> None:
+    """Refuse a table lacking a named column (naming the columns it has)."""
     for wanted, key in ((sequence_column, "sequence_column"), (label_column, "label_column"),
                         (split_column, "split_column")):
         if wanted is not None and wanted not in columns:
             raise ConfigError(f"the table has no column '{wanted}' (columns: {', '.join(columns) or 'none'})",
                               file=str(path), key=f"problem.{key}", hint="Name an existing column")
-    return [Record(row.get("id") or f"row {number}", row[label_column] if label_column else None,
-                   row[split_column] if split_column else None, number,
-                   [((row[sequence_column] or "").strip(), number)], sequence_column)
-            for number, row in rows]
+
+
+def table_record(row: dict, number: int, sequence_column: str, label_column: str | None,
+                 split_column: str | None) -> Record:
+    """The record of a table row (a csv.DictReader row) ending on line `number`."""
+    return Record(row.get("id") or f"row {number}", row[label_column] if label_column else None,
+                  row[split_column] if split_column else None, number,
+                  [((row[sequence_column] or "").strip(), number)], sequence_column)
+
+
+def read_table(path: Path, sequence_column: str, label_column: str | None, split_column: str | None) -> list[Record]:
+    """Records of a CSV or TSV table with a sequence column (and label and split columns)."""
+    columns, rows = read_rows(path, delimiter=table_delimiter(path))
+    check_columns(columns, path, sequence_column, label_column, split_column)
+    return [table_record(row, number, sequence_column, label_column, split_column) for number, row in rows]
 
 
 FASTA_SUFFIXES = (".fasta", ".fa", ".faa", ".fas")
@@ -190,11 +206,17 @@ def number(text: str, record: Record, path: Path, label_column: str, what: str) 
     return value
 
 
+def residue_parts(text: str, residues: int) -> list[str]:
+    """A per-residue label's parts: comma-separated (0,0,1,0), else its letters (0010); one residue's label whole."""
+    text = text.strip()
+    return [part.strip() for part in text.split(",")] if "," in text or residues == 1 else list(text)
+
+
 def residue_labels(record: Record, path: Path, label_column: str) -> list[str]:
     """One label per residue, comma-separated (0,0,1,0) or a string as long as the sequence (0010); a count
     that differs from the sequence length is refused naming both lengths."""
-    text, residues = str(record.label).strip(), len(record.sequence)
-    labels = [part.strip() for part in text.split(",")] if "," in text or residues == 1 else list(text)
+    residues = len(record.sequence)
+    labels = residue_parts(str(record.label), residues)
     if len(labels) != residues:
         raise ConfigError(f"{label_place(record, label_column)}: {record.identifier} has {len(labels)} residue "
                           f"labels but its sequence is {residues} residues long", file=str(path),
@@ -257,15 +279,20 @@ def multilabel_targets(records: list[Record], training: np.ndarray, path: Path,
                               hint="Drop the row, or put a protein annotated with those terms into the training split")
         targets[row, known] = 1.0
         unseen[row] = len(names) - len(known)
-    outside = sorted({term for names in terms_of for term in names if term not in index})
+    return targets, unseen, terms_definition(terms_of, counts, int(unseen.sum()), path)
+
+
+def terms_definition(terms_of: list[list[str]], counts: Counter, unseen: int, path: Path) -> dict:
+    """The multilabel targets' definition (terms of the training split, their counts, the unseen ones), the terms
+    outside the training split said in the log."""
+    terms = sorted(counts)
+    outside = sorted({term for names in terms_of for term in names if term not in counts})
     if outside:
         log.warning("%s: %d terms (%d annotations) of the validation/test splits do not occur in the training "
                     "split: the model cannot predict them; fmax counts them as missed in its recall", path,
-                    len(outside), int(unseen.sum()))
-    definition = {"shape": [len(terms)], "dtype": "float32", "terms": terms,
-                  "term_counts": [counts[term] for term in terms],
-                  "unseen": {"terms": len(outside), "annotations": int(unseen.sum())}}
-    return targets, unseen, definition
+                    len(outside), unseen)
+    return {"shape": [len(terms)], "dtype": "float32", "terms": terms, "term_counts": [counts[term] for term in terms],
+            "unseen": {"terms": len(outside), "annotations": unseen}}
 
 
 @register("problem")

@@ -4,6 +4,9 @@ One streaming pass over the file writes, into an index folder (by default `<file
 numpy arrays of each record's byte offset and size, residue count and header line, and the records' labels (one
 UTF-8 blob and the end of each label in it). The arrays are memory-mapped when read and a record is read with
 `os.pread` and parsed by ProteinSequences' own FASTA parser, so resident memory does not grow with the file.
+A CSV/TSV table is indexed alike, a row at a time (its split column too), read with the csv module through a
+line-counting reader so that quoted fields holding line ends stay in their row; its layout (the columns read)
+stands where a FASTA file's label key does.
 
 `meta.json` holds the file's size and mtime_ns, the label key and the index's format: an index that no longer
 matches its file is rebuilt (said once in the log, by the process that rebuilds it). The build runs under an
@@ -13,6 +16,7 @@ removes the temporary folder and is refused as a ConfigError: no partial index i
 """
 from __future__ import annotations
 
+import csv
 import fcntl
 import io
 import json
@@ -28,8 +32,9 @@ import numpy as np
 
 from pyrosys.errors import ConfigError
 
-VERSION = 1
-COLUMNS = ("offsets", "sizes", "lengths", "lines", "label_ends")
+VERSION = 2
+COLUMNS = ("offsets", "sizes", "lengths", "lines", "label_ends", "splits")
+TABLE = "table:"        # the start of a table's layout (its columns) where a FASTA file has its label key
 BOM = b"\xef\xbb\xbf"
 # the bytes of amino-acid letters (either case); a line holding any other byte is checked by the parser
 LETTERS = b"ACDEFGHIKLMNPQRSTVWYXBZUOacdefghiklmnpqrstvwyxbzuo"
@@ -94,6 +99,7 @@ class Scan:
         self.columns["offsets"].append(offset)
         self.columns["lines"].append(number)
         self.columns["label_ends"].append(len(self.labels))
+        self.columns["splits"].append(-1)
         self.start, self.residues, self.checked = offset, 0, True
 
     def close(self, end: int) -> None:
@@ -111,8 +117,58 @@ class Scan:
         self.start = None
 
 
+def table_layout(sequence_column: str, label_column: str, split_column: str | None) -> str:
+    """What an index of a table is keyed on (where a FASTA file's is its label key): the columns it reads."""
+    return TABLE + json.dumps([sequence_column, label_column, split_column])
+
+
+def table_lines(path: Path, position: list[int]) -> Iterator[str]:
+    """A table's lines as text (byte-order mark dropped), `position[0]` kept at the byte offset after the last."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            position[0] += len(raw)
+            yield utf8(raw[len(BOM):] if number == 1 and raw.startswith(BOM) else raw, path, number)
+
+
+def table_row(columns: list[str], fields: list[str]) -> dict:
+    """A row's fields by column, as csv.DictReader gives them (missing ones None)."""
+    return {**dict.fromkeys(columns), **dict(zip(columns, fields))}
+
+
+def scan_table(path: Path, layout: str) -> Scan:
+    """Every row's offset, size, residue count, line, label and split: one pass of the csv module over the table
+    (quoted fields may hold line ends: a row's bytes run from the end of the row before to the end of its last)."""
+    from pyrosys.problems.protein import SPLITS, check_columns, encode_array, table_delimiter, table_record
+    found, position, (sequence_column, label_column, split_column) = Scan(path, layout), [0], json.loads(
+        layout[len(TABLE):])
+    reader = csv.reader(table_lines(path, position), delimiter=table_delimiter(path))
+    try:
+        found.table_columns = next(reader, [])
+        check_columns(found.table_columns, path, sequence_column, label_column, split_column)
+        start = position[0]
+        for fields in reader:
+            if fields:
+                record = table_record(table_row(found.table_columns, fields), reader.line_num, sequence_column,
+                                      label_column, split_column)
+                found.labels += (record.label or "").encode("utf-8")
+                for name, value in (("offsets", start), ("sizes", position[0] - start), ("lines", reader.line_num),
+                                    ("lengths", len(encode_array(record, path, len(record.sequence)))),
+                                    ("label_ends", len(found.labels)),
+                                    ("splits", SPLITS.index(record.split) if record.split in SPLITS else -1)):
+                    found.columns[name].append(value)
+            start = position[0]
+    except csv.Error as error:
+        raise ConfigError(f"line {reader.line_num + 1}: the row that starts here cannot be read ({error})",
+                          file=str(path), key="problem.path",
+                          hint="Look for an unclosed quote (\") at or before this line: it runs one field on over "
+                               "the lines after it") from None
+    return found
+
+
 def scan(path: Path, label_key: str) -> Scan:
     """Every record's offset, size, residue count, line and label: one streaming pass over the file."""
+    if label_key.startswith(TABLE):
+        return scan_table(path, label_key)
     found = Scan(path, label_key)
     offset = 0
     with path.open("rb") as handle:
@@ -159,7 +215,8 @@ def build(path: Path, folder: Path, label_key: str) -> None:
         for name, values in found.columns.items():
             write_array(temporary / f"{name}.npy", np.frombuffer(values, dtype=np.int64))
         write_array(temporary / "labels.npy", np.frombuffer(bytes(found.labels), dtype=np.uint8))
-        meta = {**signature(path, label_key), "source": str(path.resolve()), "count": len(found.columns["offsets"])}
+        meta = {**signature(path, label_key), "source": str(path.resolve()), "count": len(found.columns["offsets"]),
+                "columns": getattr(found, "table_columns", None)}
         (temporary / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         if folder.exists():
             shutil.rmtree(folder)
@@ -212,6 +269,15 @@ class SequenceIndex:
             build(path, folder, label_key)
             return cls(path, folder, label_key)
 
+    def table_record(self, index: int) -> object:
+        """Row `index` of a table (a protein.Record): its bytes read and parsed by the csv module."""
+        from pyrosys.problems.protein import table_delimiter, table_record
+        offset, size, line = (int(self.columns[name][index]) for name in ("offsets", "sizes", "lines"))
+        data = os.pread(self.open_file(), size, offset)
+        text = "\n".join(utf8(raw, self.path, line) for raw in data.split(b"\n"))
+        fields = next(csv.reader(io.StringIO(text, newline=""), delimiter=table_delimiter(self.path)))
+        return table_record(table_row(self.meta["columns"], fields), line, *json.loads(self.label_key[len(TABLE):]))
+
     def __len__(self) -> int:
         return int(self.meta["count"])
 
@@ -249,5 +315,7 @@ class SequenceIndex:
     def record(self, index: int) -> object:
         """Record `index` (a protein.Record), read from the file and parsed."""
         columns = self.columns
+        if self.label_key.startswith(TABLE):
+            return self.table_record(index)
         return read_record(self.path, int(columns["offsets"][index]), int(columns["sizes"][index]),
                            int(columns["lines"][index]), index, self.label_key, self.open_file())

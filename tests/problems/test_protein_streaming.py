@@ -129,13 +129,43 @@ def test_a_trainer_run_gives_the_same_training_statistics_on_disk_and_in_memory(
     assert len(memory) >= 4 and memory == disk
 
 
-def test_what_the_on_disk_path_cannot_read_is_refused_naming_in_memory(tmp_path, demo):
-    table = write_demo(tmp_path / "seqs.csv", 20, 0)
-    with pytest.raises(ConfigError, match="in_memory: false reads FASTA files") as caught:
-        problem(table, in_memory=False)
-    assert caught.value.key == "problem.in_memory"
-    with pytest.raises(ConfigError, match="reads the tasks classification, regression, not multilabel"):
-        problem(demo, in_memory=False, task="multilabel")
+def test_tables_on_disk_give_the_in_memory_definitions_and_batches(tmp_path):
+    """CSV (a byte-order mark, CRLF, blank lines, quoted fields holding line ends, a split column) and TSV."""
+    rng, rows = np.random.default_rng(4), []
+    for i in range(90):
+        sequence = "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), int(rng.integers(5, 40))))
+        rows.append([f"t{i}", sequence, ["a", "b", "c"][i % 3], "train" if i % 5 else ["val", "test"][i % 2],
+                     "two\nlines" if i % 4 == 0 else "x", f"{rng.normal():.3f}"])
+    for name, delimiter in (("rows.csv", ","), ("rows.tsv", "\t")):
+        path = tmp_path / name
+        with path.open("w", newline="", encoding="utf-8-sig") as stream:
+            writer = csv.writer(stream, delimiter=delimiter, lineterminator="\r\n")
+            writer.writerows([["id", "sequence", "family", "split", "note", "value"], *rows[:40], [], *rows[40:]])
+        for params in ({"split_column": "split", "label_column": "family"},
+                       {"task": "regression", "label_column": "value"}):
+            params = {**params, "batching": {"by": "length", "max_tokens": 150}}
+            memory, disk = problem(path, **params), problem(path, in_memory=False, **params)
+            assert disk.data_definitions == memory.data_definitions
+            for phase in ("train", "val", "test"):
+                for a, b in zip(batches(memory, phase), batches(disk, phase), strict=True):
+                    assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+    record = disk.splits["train"].index.record(0)
+    assert (record.identifier, record.line, record.sequence) == ("t0", 3, rows[0][1])
+
+
+def test_a_table_s_bad_rows_are_refused_on_disk_as_in_memory(tmp_path):
+    path = tmp_path / "bad.csv"
+    for text, message in (("id,sequence,label,split\na,MKV,x,train\nb,MKV,y,later\n", "split value 'later'"),
+                          ("id,sequence,label\na,MKV,x\nb,MK1,y\n", "'1' in b is not an amino-acid letter"),
+                          ("id,sequence,label\na,MKV,x\nb,,y\n", "b has an empty sequence")):
+        path.write_text(text)
+        errors = []
+        for in_memory in (True, False):
+            with pytest.raises(ConfigError) as caught:
+                problem(path, in_memory=in_memory, label_column="label",
+                        split_column="split" if "split" in text else None)
+            errors.append(caught.value.paragraph())
+        assert errors[0] == errors[1] and message in errors[0], errors
 
 
 @pytest.mark.parametrize("params, message", [
@@ -157,3 +187,103 @@ def test_the_index_holds_lengths_not_sequences(demo):
     disk = problem(demo, in_memory=False)
     index = disk.splits["train"].index
     assert isinstance(index.columns["lengths"], np.memmap) and len(index) == 300
+
+
+@pytest.fixture
+def residues(tmp_path):
+    """60 records with per-residue classes (`ss=HEC...`) and values (`acc=0.5,1.25,...`), some longer than 30."""
+    rng, lines = np.random.default_rng(1), []
+    for i in range(60):
+        length = int(rng.integers(1, 50))
+        sequence = "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), length))
+        ss = "".join(rng.choice(list("HEC"), length))
+        acc = ",".join(f"{value:.2f}" for value in rng.normal(3.0, 2.0, length))
+        lines += [f">r{i} ss={ss} acc={acc}", sequence[:25], sequence[25:]]
+    path = tmp_path / "residues.fasta"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("task, column", [("residue_classification", "ss"), ("residue_regression", "acc")])
+def test_residue_tasks_on_disk_give_the_in_memory_definitions_and_batches(residues, task, column):
+    params = {"task": task, "label_column": column, "max_length": 30, "batching": {"by": "length", "max_tokens": 120}}
+    memory, disk = problem(residues, **params), problem(residues, in_memory=False, **params)
+    expected, found = memory.data_definitions, disk.data_definitions
+    if task == "residue_regression":          # streamed sums: equal to rounding
+        statistics = [found["targets"].pop("standardize"), expected["targets"].pop("standardize")]
+        assert statistics[0] == {key: pytest.approx(value, rel=1e-12) for key, value in statistics[1].items()}
+    assert found == expected and found["targets"]["per_position"]
+    for phase in ("train", "val", "test"):
+        for a, b in zip(batches(memory, phase), batches(disk, phase), strict=True):
+            assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in ("inputs", "masks"))
+            assert torch.allclose(a["targets"], b["targets"], rtol=1e-6, atol=1e-6)
+            assert a["targets"].dtype == b["targets"].dtype and not b["targets"][~b["masks"]].any()
+
+
+@pytest.mark.parametrize("params, label, message", [
+    ({"task": "residue_classification", "classes": ["H", "E"]}, "ss=HEC", "residue 3 of bad is labelled 'C'"),
+    ({"task": "residue_classification"}, "ss=HE", "bad has 2 residue labels but its sequence is 3 residues long"),
+    ({"task": "residue_regression"}, "ss=1,x,2", "'x' at residue 2 of bad is not a finite number"),
+])
+def test_bad_residue_labels_are_refused_on_disk_as_in_memory(tmp_path, params, label, message):
+    path = tmp_path / "bad.fasta"
+    path.write_text(f">good ss=HHH\nMKV\n>bad {label}\nMKV\n>other ss=EEE\nMKV\n"
+                    if "regression" not in params["task"] else
+                    f">good ss=1,2,3\nMKV\n>bad {label}\nMKV\n>other ss=1,1,1\nMKV\n")
+    errors = []
+    for in_memory in (True, False):
+        with pytest.raises(ConfigError) as caught:
+            problem(path, in_memory=in_memory, label_column="ss", **params)
+        errors.append(caught.value.paragraph())
+    assert errors[0] == errors[1] and message in errors[0], errors
+
+
+def test_multilabel_on_disk_gives_the_in_memory_terms_targets_and_unseen_counts(tmp_path, caplog):
+    rng, lines = np.random.default_rng(2), []
+    for i in range(80):
+        terms = rng.choice([f"GO:{n:07d}" for n in range(12)], int(rng.integers(1, 4)), replace=False).tolist()
+        lines += [f">m{i} go={';'.join(terms + (['GO:rare' + str(i)] if i % 9 == 0 else []))}",
+                  "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), int(rng.integers(5, 40))))]
+    path = tmp_path / "terms.fasta"
+    path.write_text("\n".join(lines) + "\n")
+    params = {"task": "multilabel", "label_column": "go", "batching": {"by": "length", "max_tokens": 200}}
+    memory, disk = problem(path, **params), problem(path, in_memory=False, **params)
+    assert disk.data_definitions == memory.data_definitions and disk.data_definitions["targets"]["unseen"]["terms"]
+    for phase in ("train", "val", "test"):
+        for a, b in zip(batches(memory, phase), batches(disk, phase), strict=True):
+            assert a.keys() == b.keys() == {"inputs", "targets", "masks", "unseen_terms"}
+            assert all(torch.equal(a[name], b[name]) and a[name].dtype == b[name].dtype for name in a)
+
+
+@pytest.mark.parametrize("label, message", [(";", "has no label"), ("GO:only", "none of the terms of m1 (GO:only)")])
+def test_bad_multilabel_labels_are_refused_on_disk_as_in_memory(tmp_path, label, message):
+    path = tmp_path / "terms.fasta"
+    path.write_text("".join(f">m{i} go={label if i == 1 else 'GO:1'}\nMKV\n" for i in range(12)))
+    errors = []
+    for in_memory in (True, False):
+        with pytest.raises(ConfigError) as caught:
+            problem(path, in_memory=in_memory, task="multilabel", label_column="go", seed=0)
+        errors.append(caught.value.paragraph())
+    assert errors[0] == errors[1] and message in errors[0], errors
+
+
+def test_a_residue_classification_run_gives_the_same_training_statistics_on_disk_and_in_memory(residues, write,
+                                                                                                  tmp_path, cli):
+    def train(in_memory: bool) -> list[dict]:
+        config = write(f"res_{in_memory}.yaml", f"""
+            problem: {{name: ProteinSequences, path: residues.fasta, task: residue_classification, label_column: ss,
+                       max_length: 30, in_memory: {in_memory}, batching: {{by: length, max_tokens: 200}}}}
+            model: {{name: ProteinCNN, channels: [8], kernel_size: 3}}
+            training: {{seed: 5, terminal_conditions: {{epoch_limit: 2}}}}
+            logging: {{mlflow: null, tensorboard: null}}
+            """)
+        result = cli("pyrosys-trainer", "--c", config, "--outdir", tmp_path / f"res_{in_memory}", *cli.FAST,
+                     cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        (table,) = (tmp_path / f"res_{in_memory}").glob("*/*/*/validation_statistics.csv")
+        with table.open(newline="") as lines:
+            return [{k: v for k, v in row.items() if "time" not in k and "second" not in k}
+                    for row in csv.DictReader(lines)]
+
+    memory = train(True)
+    assert len(memory) >= 2 and memory == train(False)
