@@ -133,7 +133,7 @@ def test_ray_missing_an_address_that_does_not_answer_and_too_many_workers_are_re
         "missing": ([], {**ENV, "PYTHONPATH": str(stub.parent)}, 'pip install "pyrosys[ray]"'),
         "closed port": (["--address", f"127.0.0.1:{free_port()}"], ENV, "no Ray cluster answers at 127.0.0.1:"),
         "too many": (["--address", cluster, "--set", "training.ray.num_workers=64"], ENV,
-                     "64 workers need 64 CPU in all, but the Ray cluster at"),
+                     "64 workers of 1 CPU each need room on the nodes of the Ray cluster at"),
         "misspelt": (["--set", "training.ray.num_worker=2"], ENV, "num_workers"),
     }
     started = time.monotonic()
@@ -191,3 +191,12 @@ def test_a_run_that_fails_on_its_own_is_not_restarted_and_exits_1_with_its_reaso
     (folder,) = [path.parent for path in tmp_path.glob("*/*/*/status.json")]
     assert status(folder)["status"] == "failed" and "resumed" not in status(folder)
     assert time.monotonic() - started < 120
+
+
+def test_a_worker_is_placed_whole_on_one_node():
+    from pyrosys.workers.pipeline.ray_train import workers_placed
+
+    four_nodes = [{"CPU": 4.0}] * 4
+    assert workers_placed(four_nodes, {"CPU": 8.0}) == 0           # 16 CPUs in all, but no node holds 8
+    assert workers_placed(four_nodes, {"CPU": 2.0}) == 8
+    assert workers_placed([{"CPU": 4.0, "GPU": 1.0}, {"CPU": 4.0}], {"CPU": 1.0, "GPU": 1.0}) == 1

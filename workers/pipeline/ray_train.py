@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -55,34 +56,45 @@ def launch(args: argparse.Namespace, plan: TrainingPlan) -> int:
     return outcome(storage / name / FOLDER_FILE, failure)
 
 
-def needed_resources(settings: dict) -> dict[str, float]:
-    """What the run's workers take of the cluster, all together."""
-    each = dict(settings["resources_per_worker"])
+def worker_resources(settings: dict) -> dict[str, float]:
+    """What one of the run's workers takes of a node."""
+    each = {name: float(amount) for name, amount in settings["resources_per_worker"].items()}
     if settings["use_gpu"]:
-        each.setdefault("GPU", 1)
-    return {name: amount * settings["num_workers"] for name, amount in each.items()}
+        each.setdefault("GPU", 1.0)
+    return each
+
+
+def workers_placed(nodes: list[dict], each: dict[str, float]) -> int:
+    """How many workers the nodes hold, each worker whole on one node (Ray places a worker's bundle so)."""
+    return sum(int(min((node.get(name, 0.0) / amount if amount else math.inf) for name, amount in each.items()))
+               if each else 1 << 30 for node in nodes)
 
 
 def check_resources(settings: dict) -> None:
-    """Refuse a run the cluster cannot hold (Ray would wait for it without end); a cluster's nodes may still be
-    joining, so an address gets RESOURCE_WAIT_SECONDS."""
+    """Refuse a run the cluster cannot hold, each worker whole on one node (Ray would wait for it without end);
+    a cluster's nodes may still be joining, so an address gets RESOURCE_WAIT_SECONDS."""
     import ray
 
+    each, wanted = worker_resources(settings), settings["num_workers"]
     deadline = time.monotonic() + (RESOURCE_WAIT_SECONDS if settings["address"] else 0)
     while True:
-        total = ray.cluster_resources()
-        missing = {name: (amount, total.get(name, 0)) for name, amount in needed_resources(settings).items()
-                   if total.get(name, 0) < amount}
-        if not missing or time.monotonic() >= deadline:
+        nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+        placed = workers_placed(nodes, each)
+        if placed >= wanted or time.monotonic() >= deadline:
             break
         time.sleep(1)
-    if missing:
-        name, (wanted, has) = next(iter(missing.items()))
+    if placed < wanted:
         where = f"the Ray cluster at {settings['address']}" if settings["address"] else "the local Ray instance"
-        raise ConfigError(f"{settings['num_workers']} workers need {wanted:g} {name} in all, but {where} has "
-                          f"{has:g}", file="the command line", key="training.ray.num_workers",
+        largest = {name: max((node.get(name, 0.0) for node in nodes), default=0.0) for name in each}
+        raise ConfigError(f"{wanted} workers of {_shown(each)} each need room on the nodes of {where}, which hold "
+                          f"{placed} (its nodes: {len(nodes)}; the largest has {_shown(largest)})",
+                          file="the command line", key="training.ray.num_workers",
                           hint="Ask for fewer workers (or fewer resources_per_worker), or give --address of a "
                                "larger cluster")
+
+
+def _shown(resources: dict[str, float]) -> str:
+    return ", ".join(f"{amount:g} {name}" for name, amount in resources.items()) or "no resources"
 
 
 def fit_on_workers(args: argparse.Namespace, plan: TrainingPlan, storage: Path, name: str) -> str | None:
