@@ -96,31 +96,47 @@ def digits(tmp_path: Path, two_epoch_digits: str) -> Path:
 
 
 @pytest.mark.slow
-def test_two_ray_workers_train_an_ordinary_folder_with_the_validation_statistics_of_lightning_ddp(
-        tmp_path, digits, cluster):
-    ddp = start("pyrosys-trainer", "--c", digits, "--outdir", tmp_path / "ddp", "--set", DDP)
-    code, out, err = finish(start("pyrosys-trainer", "--c", digits, "--outdir", tmp_path / "ray", "--backend", "ray",
-                                  "--address", cluster, "--set", *QUIET))
+def test_two_ray_workers_killed_once_and_resumed_train_the_statistics_of_lightning_ddp(tmp_path, digits, cluster):
+    """Two Ray Train workers, one of them killed (SIGKILL) once the first checkpoint exists: Ray restarts them
+    (max_failures 1) from it, the run completes in an ordinary folder with the validation statistics of Lightning
+    DDP on two gloo processes, the tester and predictor take its checkpoint, and --resume goes on from it."""
+    epochs = "training.terminal_conditions.epoch_limit=8"
+    ddp = start("pyrosys-trainer", "--c", digits, "--outdir", tmp_path / "ddp", "--set", DDP, epochs)
+    run = start("pyrosys-trainer", "--c", digits, "--outdir", tmp_path / "ray", "--backend", "ray", "--address",
+                cluster, "--set", *QUIET, epochs, "training.ray.max_failures=1")
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "ray").glob("*/*/*/models/last.ckpt")) and time.monotonic() < deadline \
+            and run.poll() is None:
+        time.sleep(0.1)
+    assert os.kill(ray_train_worker(), signal.SIGKILL) is None
+    code, out, err = finish(run)
     assert code == 0, err[-3000:]
-    run = results_folder(out)
-    assert status(run)["status"] == "completed" and status(run)["epoch"] == 2
+    folder = results_folder(out)
+    record = status(folder)
+    assert record["status"] == "completed" and record["epoch"] == 8 and len(record["resumed"]) == 1
     for name in ("training_statistics.csv", "validation_statistics.csv", "models/best.ckpt", "models/last.ckpt",
                  "models/best/model.yaml", "training_configuration.yaml", "description.json"):
-        assert (run / name).exists(), name
+        assert (folder / name).exists(), name
     code, ddp_out, err = finish(ddp)
     assert code == 0, err[-3000:]
-    on_ray = rows(run / "validation_statistics.csv")
+    on_ray = rows(folder / "validation_statistics.csv")
     on_ddp = rows(results_folder(ddp_out) / "validation_statistics.csv")
-    assert [row["episode"] for row in on_ray] == [row["episode"] for row in on_ddp] == ["5", "10"]
-    for ray_row, ddp_row in zip(on_ray, on_ddp):
+    assert [row["episode"] for row in on_ray] == [row["episode"] for row in on_ddp] == [str(e) for e in range(5, 45, 5)]
+    for ray_row, ddp_row in zip(on_ray, on_ddp):     # every validation once, none lost or repeated, and equal
         for name in ("loss", "accuracy"):
             assert math.isclose(float(ray_row[name]), float(ddp_row[name]), rel_tol=TOLERANCE), (name, ray_row, ddp_row)
     np.save(tmp_path / "rows.npy", np.zeros((3, 1, 8, 8), dtype=np.float32))
-    tester = start("pyrosys-tester", "--m", run / "models" / "best.ckpt", "--outdir", tmp_path / "tests")
-    code, out, err = finish(start("pyrosys-predictor", "--m", run / "models" / "best.ckpt", "--input",
+    tester = start("pyrosys-tester", "--m", folder / "models" / "best.ckpt", "--outdir", tmp_path / "tests")
+    resumed = start("pyrosys-trainer", "--resume", folder, "--backend", "ray", "--address", cluster, "--set", *QUIET,
+                    "training.terminal_conditions.epoch_limit=10")
+    code, out, err = finish(start("pyrosys-predictor", "--m", folder / "models" / "best.ckpt", "--input",
                                   tmp_path / "rows.npy", "--output", tmp_path / "predictions.csv"))
     assert code == 0 and len(rows(tmp_path / "predictions.csv")) == 3, err[-3000:]
     assert finish(tester)[0] == 0
+    code, out, err = finish(resumed)
+    assert code == 0, err[-3000:]
+    assert [int(row["episode"]) for row in rows(folder / "validation_statistics.csv")][-3:] == [40, 45, 50]
+    assert len(status(folder)["resumed"]) == 2
 
 
 @pytest.mark.slow
@@ -144,29 +160,6 @@ def test_ray_missing_an_address_that_does_not_answer_and_too_many_workers_are_re
         assert code == 2 and cases[name][2] in err and "Traceback" not in err, (name, err[-2000:])
         assert not (tmp_path / name).exists(), name
     assert time.monotonic() - started < 30
-
-
-@pytest.mark.integration
-def test_a_killed_worker_is_restarted_from_the_last_checkpoint_and_the_run_then_resumes_with_resume(
-        tmp_path, digits, cluster):
-    run = start("pyrosys-trainer", "--c", digits, "--outdir", tmp_path, "--backend", "ray", "--address", cluster,
-                "--set", *QUIET, "training.terminal_conditions.epoch_limit=8", "training.ray.max_failures=1")
-    deadline = time.monotonic() + 120
-    while not list(tmp_path.glob("*/*/*/models/last.ckpt")) and time.monotonic() < deadline and run.poll() is None:
-        time.sleep(0.1)
-    assert os.kill(ray_train_worker(), signal.SIGKILL) is None
-    code, out, err = finish(run)
-    assert code == 0, err[-3000:]
-    folder = results_folder(out)
-    record = status(folder)
-    assert record["status"] == "completed" and record["epoch"] == 8 and len(record["resumed"]) == 1
-    episodes = [int(row["episode"]) for row in rows(folder / "validation_statistics.csv")]
-    assert episodes == list(range(5, 45, 5))           # every validation once, none lost or repeated
-    code, out, err = finish(start("pyrosys-trainer", "--resume", folder, "--backend", "ray", "--address", cluster,
-                                  "--set", *QUIET, "training.terminal_conditions.epoch_limit=10"))
-    assert code == 0, err[-3000:]
-    assert [int(row["episode"]) for row in rows(folder / "validation_statistics.csv")][-3:] == [40, 45, 50]
-    assert len(status(folder)["resumed"]) == 2
 
 
 def ray_train_worker() -> int:
