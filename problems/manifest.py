@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -335,14 +335,34 @@ def open_files(manifest: Path, rows: list[dict], loaders: Mapping,
     return splits, definitions
 
 
+WORKER_ERROR = re.compile(r"ConfigError: Configuration error in (.*?), at key '([^']*)': (.*?)\.?\s*$", re.S)
+
+
+def worker_error(error: ConfigError) -> ConfigError:
+    """A ConfigError a DataLoader worker raised (which torch raises again as one long message holding the worker's
+    traceback) as the worker's own: its file, key and message."""
+    found = WORKER_ERROR.search(str(error.message)) if error.file is None else None
+    return ConfigError(found[3], file=found[1], key=found[2]) if found else error
+
+
 def files_loader(problem: Manifest, phase: str) -> Any:
     """A phase's batches of a manifest read from disk: `batch_size` rows (in a seeded order where shuffled), read
     by a DataLoader with `num_workers`; under DDP this process's share, for training resumable mid-epoch."""
     from pyrosys.problems.protein_streaming import StreamedBatches
+
+    class FileBatches(StreamedBatches):
+        """StreamedBatches whose workers' ConfigErrors come back as the worker raised them."""
+
+        def __iter__(self) -> Iterator[DataDict]:
+            try:
+                yield from super().__iter__()
+            except ConfigError as error:
+                raise worker_error(error) from None
+
     split, params, trainer = problem.phase_split(phase), problem.phases[phase], problem.trainer
     shuffle = params["shuffle"] if params["shuffle"] is not None else phase == "train"
     training = phase == "train" and trainer is not None
-    return StreamedBatches(split, Batching.from_params({"by": "order"}, params), bool(shuffle),
+    return FileBatches(split, Batching.from_params({"by": "order"}, params), bool(shuffle),
                            rank=trainer.global_rank if trainer is not None else 0,
                            world=trainer.world_size if trainer is not None else 1,
                            processed=problem.batches_processed if training else None,

@@ -53,8 +53,9 @@ def test_worker_processes_read_the_same_batches(images):
         batches(problem(images, False).loader("val"))
 
 
-def test_files_are_not_read_before_their_batch(images, tmp_path):
-    disk = problem(images, False)
+@pytest.mark.parametrize("workers", [0, 1])
+def test_files_are_not_read_before_their_batch(images, tmp_path, workers):
+    disk = problem(images, False, num_workers=workers)        # a worker's ConfigError comes back as raised
     disk.phases["val"]["split"] = "val"
     disk.setup()
     (tmp_path / "img3.npy").write_bytes(b"not an array")       # row s3, line 5: the train split
