@@ -189,17 +189,18 @@ def scan(path: Path, label_key: str) -> Scan:
     return found
 
 
-def read_record(path: Path, offset: int, size: int, line: int, index: int, label_key: str,
-                descriptor: int | None = None) -> object:
-    """Record `index` of a FASTA file (its bytes at `offset`), parsed by ProteinSequences' FASTA parser."""
+def parse_record(data: bytes, path: Path, line: int, index: int, label_key: str) -> list:
+    """The records in `data` (a record's bytes, from line `line`), parsed by ProteinSequences' FASTA parser."""
     from pyrosys.problems.protein import parse_fasta
-    if descriptor is None:
-        with path.open("rb") as handle:
-            data = os.pread(handle.fileno(), size, offset)
-    else:
-        data = os.pread(descriptor, size, offset)
     text = "\n".join(utf8(raw, path, line + number) for number, raw in enumerate(data.split(b"\n")))
-    (record,) = parse_fasta(io.StringIO(text, newline=None), path, label_key, first_line=line, first_index=index)
+    return list(parse_fasta(io.StringIO(text, newline=None), path, label_key, first_line=line, first_index=index))
+
+
+def read_record(path: Path, offset: int, size: int, line: int, index: int, label_key: str) -> object:
+    """Record `index` of a FASTA file (its bytes at `offset`), parsed by ProteinSequences' FASTA parser."""
+    with path.open("rb") as handle:
+        data = os.pread(handle.fileno(), size, offset)
+    (record,) = parse_record(data, path, line, index, label_key)
     return record
 
 
@@ -272,10 +273,13 @@ class SequenceIndex:
     def table_record(self, index: int) -> object:
         """Row `index` of a table (a protein.Record): its bytes read and parsed by the csv module."""
         from pyrosys.problems.protein import table_delimiter, table_record
-        offset, size, line = (int(self.columns[name][index]) for name in ("offsets", "sizes", "lines"))
-        data = os.pread(self.open_file(), size, offset)
+        data, line = self.read_bytes(index)
         text = "\n".join(utf8(raw, self.path, line) for raw in data.split(b"\n"))
-        fields = next(csv.reader(io.StringIO(text, newline=""), delimiter=table_delimiter(self.path)))
+        rows = [fields for fields in csv.reader(io.StringIO(text, newline=""), delimiter=table_delimiter(self.path))
+                if fields]
+        if len(rows) != 1:
+            raise self.changed(f"row {index} at line {line} no longer reads as one row")
+        fields = rows[0]
         return table_record(table_row(self.meta["columns"], fields), line, *json.loads(self.label_key[len(TABLE):]))
 
     def __len__(self) -> int:
@@ -299,23 +303,36 @@ class SequenceIndex:
             return [text[start:end] for start, end in zip(np.concatenate([[0], ends[:-1]]).tolist(), ends.tolist())]
         return [self.label(index) for index in range(len(self))]
 
+    def changed(self, detail: str) -> ConfigError:
+        """The refusal of a sequence file that changed since it was indexed (`detail`: how it was seen)."""
+        return ConfigError(f"the sequence file changed while it was being read through its index ({detail})",
+                           file=str(self.path), key="problem.path",
+                           hint="Leave the file unchanged while a run reads it; the next run rebuilds the index")
+
     def open_file(self) -> int:
         """This process's descriptor of the sequence file, refused if the file changed since it was indexed."""
         if self.descriptor is None or self.descriptor[0] != os.getpid():
             descriptor = os.open(self.path, os.O_RDONLY)
-            status = os.fstat(descriptor)
-            if (status.st_size, status.st_mtime_ns) != (self.meta["size"], self.meta["mtime_ns"]):
-                os.close(descriptor)
-                raise ConfigError("the sequence file changed while it was being read through its index",
-                                  file=str(self.path), key="problem.path",
-                                  hint="Leave the file unchanged while a run reads it; the next run rebuilds the index")
             self.descriptor = (os.getpid(), descriptor)
+        status = os.fstat(self.descriptor[1])
+        if (status.st_size, status.st_mtime_ns) != (self.meta["size"], self.meta["mtime_ns"]):
+            raise self.changed("its size or modification time differs")
         return self.descriptor[1]
+
+    def read_bytes(self, index: int) -> tuple[bytes, int]:
+        """Record `index`'s bytes and line, checked against the index (the file unchanged, the read whole)."""
+        offset, size, line = (int(self.columns[name][index]) for name in ("offsets", "sizes", "lines"))
+        data = os.pread(self.open_file(), size, offset)
+        if len(data) != size:
+            raise self.changed(f"record {index} at byte {offset}: {len(data)} of its {size} bytes could be read")
+        return data, line
 
     def record(self, index: int) -> object:
         """Record `index` (a protein.Record), read from the file and parsed."""
-        columns = self.columns
         if self.label_key.startswith(TABLE):
             return self.table_record(index)
-        return read_record(self.path, int(columns["offsets"][index]), int(columns["sizes"][index]),
-                           int(columns["lines"][index]), index, self.label_key, self.open_file())
+        data, line = self.read_bytes(index)
+        records = parse_record(data, self.path, line, index, self.label_key)
+        if len(records) != 1:
+            raise self.changed(f"record {index} at line {line} no longer reads as one record")
+        return records[0]

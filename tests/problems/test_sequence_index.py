@@ -113,3 +113,31 @@ def test_an_index_travels_to_worker_processes_by_its_folder(tmp_path):
     index = SequenceIndex.open(fasta(tmp_path), None, "label")
     copy = pickle.loads(pickle.dumps(index))
     assert len(pickle.dumps(index)) < 500 and copy.record(2).sequence == "XBZUOAC"
+
+
+@pytest.mark.parametrize("change", ["rewrite", "truncate"])
+def test_a_file_rewritten_or_truncated_after_it_was_opened_is_refused_on_the_next_read(tmp_path, change):
+    path = fasta(tmp_path)
+    index = SequenceIndex.open(path, None, "label")
+    assert index.record(0).identifier == "P1"
+    status = path.stat()
+    if change == "rewrite":      # same size and mtime: only the parse shows the change
+        path.write_bytes(FASTA.replace(b">P2 label=soluble\nmkdeer\n", b">P2\nMK\n>X\nMKDEERMKDEERMK\n"))
+        os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
+        with pytest.raises(ConfigError, match="record 1 at line 5 no longer reads as one record") as caught:
+            index.record(1)
+    else:
+        os.truncate(path, 20)
+        with pytest.raises(ConfigError, match="changed while it was being read") as caught:
+            index.record(3)
+    assert caught.value.file == str(path) and "the next run rebuilds the index" in caught.value.hint
+
+
+def test_a_table_truncated_after_it_was_opened_is_refused_on_the_next_read(tmp_path):
+    path = tmp_path / "seqs.csv"
+    path.write_text("sequence,label\nMKTL,a\nMKVV,b\n")
+    index = SequenceIndex.open(path, None, sequence_index.table_layout("sequence", "label", None))
+    assert index.record(1).sequence == "MKVV"
+    os.truncate(path, 20)
+    with pytest.raises(ConfigError, match="changed while it was being read"):
+        index.record(1)
