@@ -319,6 +319,16 @@ class SequenceIndex:
             raise self.changed("its size or modification time differs")
         return self.descriptor[1]
 
+    def close(self) -> None:
+        """Close this process's descriptor of the sequence file (one inherited from another process is left to
+        it); a later read opens it again."""
+        descriptor, self.descriptor = getattr(self, "descriptor", None), None
+        if descriptor is not None and descriptor[0] == os.getpid():
+            os.close(descriptor[1])
+
+    def __del__(self) -> None:
+        self.close()
+
     def read_bytes(self, index: int) -> tuple[bytes, int]:
         """Record `index`'s bytes and line, checked against the index (the file unchanged, the read whole)."""
         offset, size, line = (int(self.columns[name][index]) for name in ("offsets", "sizes", "lines"))

@@ -287,3 +287,18 @@ def test_a_residue_classification_run_gives_the_same_training_statistics_on_disk
 
     memory = train(True)
     assert len(memory) >= 2 and memory == train(False)
+
+
+def test_lightning_s_teardown_closes_the_sequence_file(demo):
+    import os
+
+    def descriptors() -> list[str]:
+        return [name for name in os.listdir("/proc/self/fd")
+                if os.path.exists(f"/proc/self/fd/{name}") and os.readlink(f"/proc/self/fd/{name}") == str(demo)]
+
+    p = problem(demo, in_memory=False, batch_size=32)
+    assert batches(p, "val") and len(descriptors()) == 1
+    p.teardown("fit")
+    assert not descriptors() and batches(p, "val") and len(descriptors()) == 1
+    p.teardown("validate")
+    assert not descriptors()
