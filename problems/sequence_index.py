@@ -10,9 +10,11 @@ stands where a FASTA file's label key does.
 
 `meta.json` holds the file's size and mtime_ns, the label key and the index's format: an index that no longer
 matches its file is rebuilt (said once in the log, by the process that rebuilds it). The build runs under an
-exclusive `flock` on the sequence file itself (no lock file is written), so concurrent DDP processes or grid runs
-build it once; it is written into a temporary folder renamed into place, and a write that fails (a full disk)
-removes the temporary folder and is refused as a ConfigError: no partial index is ever left.
+exclusive `flock` on a lock file beside the index folder (`<folder>.lock`, opened read-write and left there),
+so concurrent DDP processes or grid runs build it once; it is written into a temporary folder renamed into place,
+and a write that fails (a full disk) removes the temporary folder and is refused as a ConfigError: no partial
+index is ever left. A folder that cannot be locked (NFS without lock support, Lustre without -o flock) is refused
+as a ConfigError too.
 """
 from __future__ import annotations
 
@@ -54,15 +56,36 @@ def signature(path: Path, label_key: str) -> dict:
     return {"version": VERSION, "size": status.st_size, "mtime_ns": status.st_mtime_ns, "label_key": label_key}
 
 
+def lock_path(folder: Path) -> Path:
+    """The lock file of an index folder: `<folder>.lock` beside it (left there; it holds nothing)."""
+    return folder.with_name(folder.name + ".lock")
+
+
 @contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive flock on the sequence file (read-only: nothing is written to it) while the block runs."""
-    with path.open("rb") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+def locked(path: Path, folder: Path) -> Iterator[None]:
+    """An exclusive flock on the index folder's lock file (opened read-write, as NFS's emulated flock needs) while
+    the block runs; a filesystem that cannot lock (Lustre without -o flock) is refused as a ConfigError."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(lock_path(folder), os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as error:
+        raise lock_refused(path, folder, error) from None
+    try:
         try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except OSError as error:
+            raise lock_refused(path, folder, error) from None
+        yield
+    finally:
+        os.close(descriptor)            # releases the lock
+
+
+def lock_refused(path: Path, folder: Path, error: OSError) -> ConfigError:
+    """The refusal of an index folder whose lock file cannot be opened or locked."""
+    return ConfigError(f"the index folder {folder} cannot be locked through {lock_path(folder)} "
+                       f"({error.strerror or error})", file=str(path), key=INDEX_KEY,
+                       hint="Name an index_folder on a local disk this user can write to (NFS without lock "
+                            "support, or Lustre mounted without -o flock, cannot lock)")
 
 
 def write_array(target: Path, values: np.ndarray) -> None:
@@ -258,7 +281,7 @@ class SequenceIndex:
     def open(cls, path: Path, folder: Path | None, label_key: str) -> SequenceIndex:
         """The index of `path`: built if there is none, rebuilt (said in the log) if its file has changed."""
         folder = Path(folder) if folder else default_folder(path)
-        with locked(path):
+        with locked(path, folder):
             try:
                 index = cls(path, folder, label_key)
                 if {key: index.meta.get(key) for key in signature(path, label_key)} == signature(path, label_key):

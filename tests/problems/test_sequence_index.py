@@ -78,14 +78,15 @@ def test_a_full_disk_while_writing_the_index_leaves_nothing_and_says_what_to_do(
     error = caught.value
     assert error.file == str(path) and error.key == "problem.index_folder" and str(folder) in error.message
     assert "No space left on device" in error.message and "nothing of it was left" in error.message
-    assert "Free space" in error.hint and written and not any(folder.parent.iterdir())
+    assert "Free space" in error.hint and written
+    assert [p.name for p in folder.parent.iterdir()] == ["index.lock"]      # the lock file alone
 
 
 def test_a_bad_letter_is_refused_with_its_line_and_column_and_no_index_is_left(tmp_path):
     path = fasta(tmp_path, b">P1 label=a\nMKTL\nMKJV\n")
     with pytest.raises(ConfigError, match="line 3, column 3: 'J' in P1 is not an amino-acid letter"):
         SequenceIndex.open(path, None, "label")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["seqs.fasta"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seqs.fasta", "seqs.fasta.pyrosys-index.lock"]
 
 
 def test_bytes_that_are_not_utf8_are_refused_with_their_line_and_column(tmp_path):
@@ -173,3 +174,24 @@ def test_open_read_close_cycles_leave_no_descriptor_open(tmp_path):
     assert index.record(2).sequence == "XBZUOAC" and len(open_descriptors(path)) == 1    # a read opens it again
     del index                                                 # and dropping the index closes it
     assert open_descriptors() == before
+
+
+def test_an_index_folder_that_cannot_be_locked_is_refused_and_nothing_is_left(tmp_path):
+    path, folder = fasta(tmp_path), tmp_path / "index"
+    sequence_index.lock_path(folder).mkdir()          # a lock file that cannot be opened read-write
+    with pytest.raises(ConfigError, match=r"the index folder .*index cannot be locked through .*index.lock") as caught:
+        SequenceIndex.open(path, folder, "label")
+    assert caught.value.key == "problem.index_folder" and "local disk" in caught.value.hint
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.lock", "seqs.fasta"]
+
+
+def test_a_filesystem_that_cannot_flock_is_refused_with_what_to_do(tmp_path, monkeypatch):
+    """Lustre without -o flock answers ENOSYS: no local filesystem here does, so the one flock call is replaced."""
+    def unsupported(descriptor: int, operation: int) -> None:
+        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
+
+    path = fasta(tmp_path)
+    monkeypatch.setattr(sequence_index.fcntl, "flock", unsupported)
+    with pytest.raises(ConfigError, match="cannot be locked .*Function not implemented") as caught:
+        SequenceIndex.open(path, None, "label")
+    assert "Lustre" in caught.value.hint and not default_folder(path).exists()
