@@ -41,6 +41,7 @@ BOM = b"\xef\xbb\xbf"
 # the bytes of amino-acid letters (either case); a line holding any other byte is checked by the parser
 LETTERS = b"ACDEFGHIKLMNPQRSTVWYXBZUOacdefghiklmnpqrstvwyxbzuo"
 INDEX_KEY = "problem.index_folder"
+SIGNED = ("version", "size", "mtime_ns", "label_key", "source", "count")   # what a worker checks
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +228,25 @@ def read_record(path: Path, offset: int, size: int, line: int, index: int, label
     return record
 
 
+def swap(temporary: Path, folder: Path) -> None:
+    """Put the index built in `temporary` in place of `folder`: the old one renamed aside first and removed after,
+    so that a reader finds either whole index (for the instant between the two renames, none)."""
+    if not folder.exists():
+        temporary.rename(folder)
+        return
+    old = folder.with_name(f"{folder.name}.old-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    folder.rename(old)
+    temporary.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def current(meta: dict, path: Path, label_key: str) -> bool:
+    """Whether an index's meta matches `path` as it is now: size, mtime_ns, label key, format and the file itself."""
+    expected = {**signature(path, label_key), "source": str(path.resolve())}
+    return {key: meta.get(key) for key in expected} == expected
+
+
 def build(path: Path, folder: Path, label_key: str) -> None:
     """Write the index of `path` into `folder`: built in a temporary folder, renamed into place; on a failed
     write (a full disk) the temporary folder is removed and the failure refused as a ConfigError."""
@@ -242,9 +262,7 @@ def build(path: Path, folder: Path, label_key: str) -> None:
         meta = {**signature(path, label_key), "source": str(path.resolve()), "count": len(found.columns["offsets"]),
                 "columns": getattr(found, "table_columns", None)}
         (temporary / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        temporary.rename(folder)
+        swap(temporary, folder)
     except OSError as error:
         shutil.rmtree(temporary, ignore_errors=True)
         raise ConfigError(f"the index of the sequence file could not be written into {folder} "
@@ -284,7 +302,7 @@ class SequenceIndex:
         with locked(path, folder):
             try:
                 index = cls(path, folder, label_key)
-                if {key: index.meta.get(key) for key in signature(path, label_key)} == signature(path, label_key):
+                if current(index.meta, path, label_key):
                     return index
                 log.warning("%s: its index %s no longer matches it (the file changed, or other parse settings): "
                             "rebuilding the index", path, folder)
@@ -309,10 +327,25 @@ class SequenceIndex:
         return int(self.meta["count"])
 
     def __getstate__(self) -> dict:
-        return {"path": self.path, "folder": self.folder, "label_key": self.label_key}
+        return {"path": self.path, "folder": self.folder, "label_key": self.label_key,
+                "signature": {key: self.meta.get(key) for key in SIGNED}}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"], state["folder"], state["label_key"])
+        """Map the index again in another process, refused if it is no longer the index that was sent."""
+        try:
+            self.__init__(state["path"], state["folder"], state["label_key"])
+        except (OSError, ValueError, KeyError) as error:
+            raise self.replaced(state, f"it cannot be read: {error}") from None
+        if {key: self.meta.get(key) for key in SIGNED} != state["signature"]:
+            raise self.replaced(state, "it was rebuilt for another version of the file")
+
+    @staticmethod
+    def replaced(state: dict, detail: str) -> ConfigError:
+        """The refusal of an index that changed between the process that opened it and a worker it was sent to."""
+        return ConfigError(f"the index {state['folder']} changed while the run read it ({detail})",
+                           file=str(state["path"]), key=INDEX_KEY,
+                           hint="Leave the sequence file and its index unchanged while a run reads them (another "
+                                "run with other settings rebuilds a shared index_folder); the next run rebuilds it")
 
     def label(self, index: int) -> str:
         """Record `index`'s label as read from its header ('' where it has none)."""

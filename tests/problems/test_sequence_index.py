@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -195,3 +196,50 @@ def test_a_filesystem_that_cannot_flock_is_refused_with_what_to_do(tmp_path, mon
     with pytest.raises(ConfigError, match="cannot be locked .*Function not implemented") as caught:
         SequenceIndex.open(path, None, "label")
     assert "Lustre" in caught.value.hint and not default_folder(path).exists()
+
+
+def test_a_rebuild_puts_the_new_index_in_place_before_the_old_is_removed(tmp_path, monkeypatch):
+    """The old folder is renamed aside, the new one renamed into place, then the old removed: what the folder holds
+    when the old one is removed is observed at that one call."""
+    path = fasta(tmp_path)
+    old = SequenceIndex.open(path, None, "label")
+    path.write_bytes(FASTA + b">P5\nMKV\n")
+    seen, real = [], sequence_index.shutil.rmtree
+
+    def observed(target, *args, **kwargs):
+        seen.append((Path(target).name, (default_folder(path) / "meta.json").exists()))
+        return real(target, *args, **kwargs)
+
+    monkeypatch.setattr(sequence_index.shutil, "rmtree", observed)
+    new = SequenceIndex.open(path, None, "label")
+    assert len(new) == 5 and len(old) == 4 and old.label(1) == "soluble"      # the old maps still read
+    assert (f"{default_folder(path).name}.old-{os.getpid()}", True) in seen
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seqs.fasta", "seqs.fasta.pyrosys-index",
+                                                          "seqs.fasta.pyrosys-index.lock"]
+
+
+def test_an_index_rebuilt_before_a_worker_maps_it_is_refused_there(tmp_path):
+    import pickle
+    path = fasta(tmp_path)
+    sent = pickle.dumps(SequenceIndex.open(path, None, "label"))
+    path.write_bytes(FASTA + b">P5\nMKV\n")
+    assert len(SequenceIndex.open(path, None, "label")) == 5
+    with pytest.raises(ConfigError, match="changed while the run read it .it was rebuilt for another") as caught:
+        pickle.loads(sent)
+    assert caught.value.key == "problem.index_folder" and "the next run rebuilds it" in caught.value.hint
+    shutil.rmtree(default_folder(path))
+    with pytest.raises(ConfigError, match="changed while the run read it .it cannot be read"):
+        pickle.loads(sent)
+
+
+def test_an_index_folder_shared_by_another_file_of_the_same_size_and_time_is_rebuilt(tmp_path, caplog):
+    first, folder = fasta(tmp_path), tmp_path / "index"
+    second = tmp_path / "other.fasta"
+    second.write_bytes(FASTA.replace(b"P1", b"Q1"))
+    status = first.stat()
+    os.utime(second, ns=(status.st_atime_ns, status.st_mtime_ns))
+    assert SequenceIndex.open(first, folder, "label").record(0).identifier == "P1"
+    with caplog.at_level(logging.WARNING, logger=sequence_index.__name__):
+        index = SequenceIndex.open(second, folder, "label")
+    assert index.record(0).identifier == "Q1" and index.meta["source"] == str(second.resolve())
+    assert any("no longer matches" in r.getMessage() for r in caplog.records)
