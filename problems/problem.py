@@ -38,6 +38,15 @@ DEFAULT_OBJECTIVES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+def refuse_dropped(phase: str, size: int, params: dict) -> None:
+    """Refuse a split of `size` samples, fewer than one batch, that drop_last (batches of batch_size) drops whole."""
+    if params["drop_last"] and size < int(params["batch_size"]):
+        raise ConfigError(f"the {phase} phase's split holds {size} samples, fewer than one batch of "
+                          f"{params['batch_size']}, and drop_last drops it: there is nothing to "
+                          f"{PHASE_WORK[phase]}", key="problem.drop_last",
+                          hint="Lower batch_size, or set drop_last: false")
+
+
 class Problem(pl.LightningDataModule):
     """Base of every problem: parameters, data definitions, task, default objective, loaders."""
 
@@ -306,11 +315,7 @@ class InMemoryProblem(Problem):
         shuffle = params["shuffle"] if params["shuffle"] is not None else phase == "train"
         if params.get("batching") is not None:
             return self.planned_batches(phase, split, bool(shuffle))
-        if params["drop_last"] and len(split) < int(params["batch_size"]):
-            raise ConfigError(f"the {phase} phase's split holds {len(split)} samples, fewer than one batch of "
-                              f"{params['batch_size']}, and drop_last drops it: there is nothing to "
-                              f"{PHASE_WORK[phase]}", key="problem.drop_last",
-                              hint="Lower batch_size, or set drop_last: false")
+        refuse_dropped(phase, len(split), params)
         workers = int(params["num_workers"])
         trainer = self.trainer                   # set by Lightning while it fits, validates or tests
         if workers == 0 and (trainer is None or trainer.world_size == 1):

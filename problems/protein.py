@@ -367,6 +367,15 @@ class ProteinSequences(FileProblem):
             self.splits, self.streamed_definitions = open_streamed(self.read_checked())
             self.check_data({})
 
+    def teardown(self, stage: str | None = None) -> None:
+        """Lightning's end of a stage: a streamed problem closes its descriptor of the sequence file (a later
+        stage's first read opens it again)."""
+        from pyrosys.problems.sequence_index import SequenceIndex
+        for split in (getattr(self, "splits", None) or {}).values():
+            if isinstance(getattr(split, "index", None), SequenceIndex):
+                split.index.close()
+        super().teardown(stage)
+
     def define_data(self) -> dict:
         if self.params.get("in_memory", True):
             return super().define_data()

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from pyrosys.data_dict import DataDict
 from pyrosys.errors import ConfigError
 from pyrosys.problems.batching import Batching, EpochPlan
-from pyrosys.problems.problem import keep_batch
+from pyrosys.problems.problem import keep_batch, refuse_dropped
 from pyrosys.objectives import UNSEEN_FIELD
 from pyrosys.problems.protein import (FASTA_SUFFIXES, SPLITS, VOCABULARY, class_labels, encode_array, label_terms,
                                       multilabel_targets, number, residue_labels, residue_parts, terms_definition)
@@ -331,6 +331,8 @@ def streamed_loader(problem: Any, phase: str) -> StreamedBatches:
     split, params, trainer = problem.phase_split(phase), problem.phases[phase], problem.trainer
     shuffle = params["shuffle"] if params["shuffle"] is not None else phase == "train"
     training = phase == "train" and trainer is not None
+    if params["batching"] is None:                        # batches of batch_size in order: as in memory
+        refuse_dropped(phase, len(split), params)
     return StreamedBatches(split, Batching.from_params(params["batching"] or {"by": "order"}, params), bool(shuffle),
                            rank=trainer.global_rank if trainer is not None else 0,
                            world=trainer.world_size if trainer is not None else 1,

@@ -10,9 +10,11 @@ stands where a FASTA file's label key does.
 
 `meta.json` holds the file's size and mtime_ns, the label key and the index's format: an index that no longer
 matches its file is rebuilt (said once in the log, by the process that rebuilds it). The build runs under an
-exclusive `flock` on the sequence file itself (no lock file is written), so concurrent DDP processes or grid runs
-build it once; it is written into a temporary folder renamed into place, and a write that fails (a full disk)
-removes the temporary folder and is refused as a ConfigError: no partial index is ever left.
+exclusive `flock` on a lock file beside the index folder (`<folder>.lock`, opened read-write and left there),
+so concurrent DDP processes or grid runs build it once; it is written into a temporary folder renamed into place,
+and a write that fails (a full disk) removes the temporary folder and is refused as a ConfigError: no partial
+index is ever left. A folder that cannot be locked (NFS without lock support, Lustre without -o flock) is refused
+as a ConfigError too.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ BOM = b"\xef\xbb\xbf"
 # the bytes of amino-acid letters (either case); a line holding any other byte is checked by the parser
 LETTERS = b"ACDEFGHIKLMNPQRSTVWYXBZUOacdefghiklmnpqrstvwyxbzuo"
 INDEX_KEY = "problem.index_folder"
+SIGNED = ("version", "size", "mtime_ns", "label_key", "source", "count")   # what a worker checks
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +57,36 @@ def signature(path: Path, label_key: str) -> dict:
     return {"version": VERSION, "size": status.st_size, "mtime_ns": status.st_mtime_ns, "label_key": label_key}
 
 
+def lock_path(folder: Path) -> Path:
+    """The lock file of an index folder: `<folder>.lock` beside it (left there; it holds nothing)."""
+    return folder.with_name(folder.name + ".lock")
+
+
 @contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive flock on the sequence file (read-only: nothing is written to it) while the block runs."""
-    with path.open("rb") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+def locked(path: Path, folder: Path) -> Iterator[None]:
+    """An exclusive flock on the index folder's lock file (opened read-write, as NFS's emulated flock needs) while
+    the block runs; a filesystem that cannot lock (Lustre without -o flock) is refused as a ConfigError."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(lock_path(folder), os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as error:
+        raise lock_refused(path, folder, error) from None
+    try:
         try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except OSError as error:
+            raise lock_refused(path, folder, error) from None
+        yield
+    finally:
+        os.close(descriptor)            # releases the lock
+
+
+def lock_refused(path: Path, folder: Path, error: OSError) -> ConfigError:
+    """The refusal of an index folder whose lock file cannot be opened or locked."""
+    return ConfigError(f"the index folder {folder} cannot be locked through {lock_path(folder)} "
+                       f"({error.strerror or error})", file=str(path), key=INDEX_KEY,
+                       hint="Name an index_folder on a local disk this user can write to (NFS without lock "
+                            "support, or Lustre mounted without -o flock, cannot lock)")
 
 
 def write_array(target: Path, values: np.ndarray) -> None:
@@ -189,18 +213,38 @@ def scan(path: Path, label_key: str) -> Scan:
     return found
 
 
-def read_record(path: Path, offset: int, size: int, line: int, index: int, label_key: str,
-                descriptor: int | None = None) -> object:
-    """Record `index` of a FASTA file (its bytes at `offset`), parsed by ProteinSequences' FASTA parser."""
+def parse_record(data: bytes, path: Path, line: int, index: int, label_key: str) -> list:
+    """The records in `data` (a record's bytes, from line `line`), parsed by ProteinSequences' FASTA parser."""
     from pyrosys.problems.protein import parse_fasta
-    if descriptor is None:
-        with path.open("rb") as handle:
-            data = os.pread(handle.fileno(), size, offset)
-    else:
-        data = os.pread(descriptor, size, offset)
     text = "\n".join(utf8(raw, path, line + number) for number, raw in enumerate(data.split(b"\n")))
-    (record,) = parse_fasta(io.StringIO(text, newline=None), path, label_key, first_line=line, first_index=index)
+    return list(parse_fasta(io.StringIO(text, newline=None), path, label_key, first_line=line, first_index=index))
+
+
+def read_record(path: Path, offset: int, size: int, line: int, index: int, label_key: str) -> object:
+    """Record `index` of a FASTA file (its bytes at `offset`), parsed by ProteinSequences' FASTA parser."""
+    with path.open("rb") as handle:
+        data = os.pread(handle.fileno(), size, offset)
+    (record,) = parse_record(data, path, line, index, label_key)
     return record
+
+
+def swap(temporary: Path, folder: Path) -> None:
+    """Put the index built in `temporary` in place of `folder`: the old one renamed aside first and removed after,
+    so that a reader finds either whole index (for the instant between the two renames, none)."""
+    if not folder.exists():
+        temporary.rename(folder)
+        return
+    old = folder.with_name(f"{folder.name}.old-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    folder.rename(old)
+    temporary.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def current(meta: dict, path: Path, label_key: str) -> bool:
+    """Whether an index's meta matches `path` as it is now: size, mtime_ns, label key, format and the file itself."""
+    expected = {**signature(path, label_key), "source": str(path.resolve())}
+    return {key: meta.get(key) for key in expected} == expected
 
 
 def build(path: Path, folder: Path, label_key: str) -> None:
@@ -218,9 +262,7 @@ def build(path: Path, folder: Path, label_key: str) -> None:
         meta = {**signature(path, label_key), "source": str(path.resolve()), "count": len(found.columns["offsets"]),
                 "columns": getattr(found, "table_columns", None)}
         (temporary / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        temporary.rename(folder)
+        swap(temporary, folder)
     except OSError as error:
         shutil.rmtree(temporary, ignore_errors=True)
         raise ConfigError(f"the index of the sequence file could not be written into {folder} "
@@ -257,10 +299,10 @@ class SequenceIndex:
     def open(cls, path: Path, folder: Path | None, label_key: str) -> SequenceIndex:
         """The index of `path`: built if there is none, rebuilt (said in the log) if its file has changed."""
         folder = Path(folder) if folder else default_folder(path)
-        with locked(path):
+        with locked(path, folder):
             try:
                 index = cls(path, folder, label_key)
-                if {key: index.meta.get(key) for key in signature(path, label_key)} == signature(path, label_key):
+                if current(index.meta, path, label_key):
                     return index
                 log.warning("%s: its index %s no longer matches it (the file changed, or other parse settings): "
                             "rebuilding the index", path, folder)
@@ -272,20 +314,38 @@ class SequenceIndex:
     def table_record(self, index: int) -> object:
         """Row `index` of a table (a protein.Record): its bytes read and parsed by the csv module."""
         from pyrosys.problems.protein import table_delimiter, table_record
-        offset, size, line = (int(self.columns[name][index]) for name in ("offsets", "sizes", "lines"))
-        data = os.pread(self.open_file(), size, offset)
+        data, line = self.read_bytes(index)
         text = "\n".join(utf8(raw, self.path, line) for raw in data.split(b"\n"))
-        fields = next(csv.reader(io.StringIO(text, newline=""), delimiter=table_delimiter(self.path)))
+        rows = [fields for fields in csv.reader(io.StringIO(text, newline=""), delimiter=table_delimiter(self.path))
+                if fields]
+        if len(rows) != 1:
+            raise self.changed(f"row {index} at line {line} no longer reads as one row")
+        fields = rows[0]
         return table_record(table_row(self.meta["columns"], fields), line, *json.loads(self.label_key[len(TABLE):]))
 
     def __len__(self) -> int:
         return int(self.meta["count"])
 
     def __getstate__(self) -> dict:
-        return {"path": self.path, "folder": self.folder, "label_key": self.label_key}
+        return {"path": self.path, "folder": self.folder, "label_key": self.label_key,
+                "signature": {key: self.meta.get(key) for key in SIGNED}}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"], state["folder"], state["label_key"])
+        """Map the index again in another process, refused if it is no longer the index that was sent."""
+        try:
+            self.__init__(state["path"], state["folder"], state["label_key"])
+        except (OSError, ValueError, KeyError) as error:
+            raise self.replaced(state, f"it cannot be read: {error}") from None
+        if {key: self.meta.get(key) for key in SIGNED} != state["signature"]:
+            raise self.replaced(state, "it was rebuilt for another version of the file")
+
+    @staticmethod
+    def replaced(state: dict, detail: str) -> ConfigError:
+        """The refusal of an index that changed between the process that opened it and a worker it was sent to."""
+        return ConfigError(f"the index {state['folder']} changed while the run read it ({detail})",
+                           file=str(state["path"]), key=INDEX_KEY,
+                           hint="Leave the sequence file and its index unchanged while a run reads them (another "
+                                "run with other settings rebuilds a shared index_folder); the next run rebuilds it")
 
     def label(self, index: int) -> str:
         """Record `index`'s label as read from its header ('' where it has none)."""
@@ -299,23 +359,46 @@ class SequenceIndex:
             return [text[start:end] for start, end in zip(np.concatenate([[0], ends[:-1]]).tolist(), ends.tolist())]
         return [self.label(index) for index in range(len(self))]
 
+    def changed(self, detail: str) -> ConfigError:
+        """The refusal of a sequence file that changed since it was indexed (`detail`: how it was seen)."""
+        return ConfigError(f"the sequence file changed while it was being read through its index ({detail})",
+                           file=str(self.path), key="problem.path",
+                           hint="Leave the file unchanged while a run reads it; the next run rebuilds the index")
+
     def open_file(self) -> int:
         """This process's descriptor of the sequence file, refused if the file changed since it was indexed."""
         if self.descriptor is None or self.descriptor[0] != os.getpid():
             descriptor = os.open(self.path, os.O_RDONLY)
-            status = os.fstat(descriptor)
-            if (status.st_size, status.st_mtime_ns) != (self.meta["size"], self.meta["mtime_ns"]):
-                os.close(descriptor)
-                raise ConfigError("the sequence file changed while it was being read through its index",
-                                  file=str(self.path), key="problem.path",
-                                  hint="Leave the file unchanged while a run reads it; the next run rebuilds the index")
             self.descriptor = (os.getpid(), descriptor)
+        status = os.fstat(self.descriptor[1])
+        if (status.st_size, status.st_mtime_ns) != (self.meta["size"], self.meta["mtime_ns"]):
+            raise self.changed("its size or modification time differs")
         return self.descriptor[1]
+
+    def close(self) -> None:
+        """Close this process's descriptor of the sequence file (one inherited from another process is left to
+        it); a later read opens it again."""
+        descriptor, self.descriptor = getattr(self, "descriptor", None), None
+        if descriptor is not None and descriptor[0] == os.getpid():
+            os.close(descriptor[1])
+
+    def __del__(self) -> None:
+        self.close()
+
+    def read_bytes(self, index: int) -> tuple[bytes, int]:
+        """Record `index`'s bytes and line, checked against the index (the file unchanged, the read whole)."""
+        offset, size, line = (int(self.columns[name][index]) for name in ("offsets", "sizes", "lines"))
+        data = os.pread(self.open_file(), size, offset)
+        if len(data) != size:
+            raise self.changed(f"record {index} at byte {offset}: {len(data)} of its {size} bytes could be read")
+        return data, line
 
     def record(self, index: int) -> object:
         """Record `index` (a protein.Record), read from the file and parsed."""
-        columns = self.columns
         if self.label_key.startswith(TABLE):
             return self.table_record(index)
-        return read_record(self.path, int(columns["offsets"][index]), int(columns["sizes"][index]),
-                           int(columns["lines"][index]), index, self.label_key, self.open_file())
+        data, line = self.read_bytes(index)
+        records = parse_record(data, self.path, line, index, self.label_key)
+        if len(records) != 1:
+            raise self.changed(f"record {index} at line {line} no longer reads as one record")
+        return records[0]

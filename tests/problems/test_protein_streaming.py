@@ -287,3 +287,31 @@ def test_a_residue_classification_run_gives_the_same_training_statistics_on_disk
 
     memory = train(True)
     assert len(memory) >= 2 and memory == train(False)
+
+
+def test_lightning_s_teardown_closes_the_sequence_file(demo):
+    import os
+
+    def descriptors() -> list[str]:
+        return [name for name in os.listdir("/proc/self/fd")
+                if os.path.exists(f"/proc/self/fd/{name}") and os.readlink(f"/proc/self/fd/{name}") == str(demo)]
+
+    p = problem(demo, in_memory=False, batch_size=32)
+    assert batches(p, "val") and len(descriptors()) == 1
+    p.teardown("fit")
+    assert not descriptors() and batches(p, "val") and len(descriptors()) == 1
+    p.teardown("validate")
+    assert not descriptors()
+
+
+def test_drop_last_with_a_split_smaller_than_one_batch_is_refused_as_in_memory(demo):
+    refusals = []
+    for in_memory in (True, False):
+        p = ProteinSequences.create({"path": str(demo), "seed": 3, "label_column": "charge_class", "batch_size": 64,
+                                     "drop_last": True, "in_memory": in_memory}, {"val": {"split": "val"}})
+        assert len(list(p.loader("train"))) == 3
+        with pytest.raises(ConfigError) as caught:
+            p.loader("val")
+        refusals.append((caught.value.message, caught.value.key, caught.value.hint))
+    assert refusals[0] == refusals[1] and refusals[1][1] == "problem.drop_last"
+    assert "split holds 30 samples, fewer than one batch of 64, and drop_last drops it" in refusals[1][0]
