@@ -22,9 +22,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # the longest test files, longest first: make test's two test processes start them first and end together
-LONGEST_FIRST = ("test_grid_workers.py", "test_grid_search.py", "test_end_to_end.py", "test_tutorial.py", "test_interruptions.py",
-                 "test_crash_safety.py",
-                 "test_resume.py", "test_builtin_problems.py", "test_mlflow_sink.py", "test_training_depth.py")
+LONGEST_FIRST = ("test_grid_workers.py", "test_grid_search.py", "test_ray_train.py", "test_end_to_end.py",
+                 "test_distributed.py", "test_tutorial.py", "test_interruptions.py", "test_crash_safety.py",
+                 "test_resume.py", "test_builtin_problems.py", "test_mlflow_sink.py", "test_training_depth.py",
+                 "test_protein_streaming.py")
 
 
 def pytest_collection_modifyitems(items: list) -> None:
@@ -170,3 +171,30 @@ def esm_folder(tmp_path_factory) -> Path:
 def plm_files() -> types.SimpleNamespace:
     """write_esm(folder, ...) for tests that need an encoder of their own, and ESM's `tokens`."""
     return types.SimpleNamespace(write_esm=write_esm, tokens=ESM_TOKENS)
+
+
+@pytest.fixture(scope="session")
+def batch_recorder() -> type:
+    """A tiny LightningModule class that records each training batch's per-sample input sums, and with
+    `stop_after=N` saves `<root>/mid.ckpt` and stops after N batches (as a checkpoint callback saves)."""
+    import pytorch_lightning as pl
+    import torch
+
+    class Recorder(pl.LightningModule):
+        def __init__(self, stop_after: int | None = None) -> None:
+            super().__init__()
+            self.layer, self.seen, self.stop_after = torch.nn.Embedding(26, 2), [], stop_after
+
+        def training_step(self, batch, index):
+            self.seen.append(batch["inputs"].sum(dim=1).tolist())
+            return self.layer(batch["inputs"]).sum()
+
+        def on_train_batch_end(self, outputs, batch, index) -> None:
+            if self.stop_after is not None and len(self.seen) == self.stop_after:
+                self.trainer.save_checkpoint(self.trainer.default_root_dir + "/mid.ckpt")
+                self.trainer.should_stop = True
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    return Recorder

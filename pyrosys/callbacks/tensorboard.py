@@ -38,12 +38,16 @@ class TensorBoardSink:
     def hparams(self, parameters: Mapping[str, Any], metrics: Mapping[str, float], step: int) -> None:
         """The run as one row of the HParams dashboard: its flattened configuration and final metrics. The
         validation/ metrics are the run's own scalars already; the others (test values) are written at `step`."""
-        file_writer = self.writer._get_file_writer()
+        # a file of its own: event files are named by the second they open in, so a writer reopened after the
+        # statistics' was closed would empty theirs when a short run ends within the second it started
+        writer = SummaryWriter(logdir=self.writer.logdir, filename_suffix=".summary")
+        file_writer = writer._get_file_writer()
         for summary in hparams(dict(parameters), dict(metrics)):
             file_writer.add_summary(summary)
         values = [Summary.Value(tag=tag, simple_value=float(value)) for tag, value in metrics.items()
                   if not tag.startswith("validation/")]
         file_writer.add_summary(Summary(value=values), step)
+        writer.close()
 
     def close(self) -> None:
         """Flush and close the event file, ending the writer's thread (a grid worker runs many runs)."""

@@ -67,27 +67,9 @@ def test_ddp_processes_read_disjoint_shares_of_the_split(demo):
     assert len(seen[0]) + len(seen[1]) == len(split)
 
 
-class Recorder(pl.LightningModule):
-    """A tiny model that records each training batch's sequences (and can stop a run after some batches)."""
+def test_loader_workers_resume_mid_epoch_with_the_uninterrupted_run_s_batches(demo, tmp_path, batch_recorder):
+    Recorder = batch_recorder
 
-    def __init__(self, stop_after: int | None = None) -> None:
-        super().__init__()
-        self.layer, self.seen, self.stop_after = torch.nn.Embedding(26, 2), [], stop_after
-
-    def training_step(self, batch, index):
-        self.seen.append(batch["inputs"].sum(dim=1).tolist())
-        return self.layer(batch["inputs"]).sum()
-
-    def on_train_batch_end(self, outputs, batch, index) -> None:
-        if self.stop_after is not None and len(self.seen) == self.stop_after:      # as a checkpoint callback saves
-            self.trainer.save_checkpoint(self.trainer.default_root_dir + "/mid.ckpt")
-            self.trainer.should_stop = True
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.01)
-
-
-def test_loader_workers_resume_mid_epoch_with_the_uninterrupted_run_s_batches(demo, tmp_path):
     def fit(model, ckpt=None):
         trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                              enable_model_summary=False, limit_val_batches=0, default_root_dir=str(tmp_path))
