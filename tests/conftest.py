@@ -198,3 +198,20 @@ def batch_recorder() -> type:
             return torch.optim.SGD(self.parameters(), lr=0.01)
 
     return Recorder
+
+
+@pytest.fixture(scope="session")
+def run_statistics():
+    """run_statistics(outdir): the training then validation statistics rows of the one run under `outdir`, without
+    their wall-clock columns (what two runs of one seed must share)."""
+    import csv
+
+    def read(outdir: Path) -> list[dict]:
+        rows = []
+        for name in ("training_statistics.csv", "validation_statistics.csv"):
+            (table,) = Path(outdir).glob(f"*/*/*/{name}")
+            with table.open(newline="") as lines:
+                rows += [{k: v for k, v in row.items() if "time" not in k and "second" not in k}
+                         for row in csv.DictReader(lines)]
+        return rows
+    return read

@@ -1,7 +1,6 @@
 """Manifest with in_memory: false: per-sample files read with their batch, as the in-memory path reads them."""
 from __future__ import annotations
 
-import csv
 
 import numpy as np
 import pytest
@@ -108,19 +107,14 @@ def vectors(write, tmp_path):
         """
 
 
-def test_a_trainer_run_gives_the_same_statistics_on_disk_and_in_memory(vectors, write, tmp_path, cli):
+def test_a_trainer_run_gives_the_same_statistics_on_disk_and_in_memory(vectors, write, tmp_path, cli,
+                                                                  run_statistics):
     def train(in_memory: bool) -> list[dict]:
         config = write(f"exp_{in_memory}.yaml", vectors.format(in_memory=in_memory))
         result = cli("pyrosys-trainer", "--c", config, "--outdir", tmp_path / f"out_{in_memory}", *cli.FAST,
                      cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
-        rows = []
-        for name in ("training_statistics.csv", "validation_statistics.csv"):
-            (table,) = (tmp_path / f"out_{in_memory}").glob(f"*/*/*/{name}")
-            with table.open(newline="") as lines:
-                rows += [{k: v for k, v in row.items() if "time" not in k and "second" not in k}
-                         for row in csv.DictReader(lines)]
-        return rows
+        return run_statistics(tmp_path / f"out_{in_memory}")
 
     memory, disk = train(True), train(False)
     assert len(memory) >= 3 and memory == disk
