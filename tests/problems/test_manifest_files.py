@@ -1,7 +1,6 @@
 """Manifest with in_memory: false: per-sample files read with their batch, as the in-memory path reads them."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
