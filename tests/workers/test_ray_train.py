@@ -31,17 +31,10 @@ DDP = "training.trainer={strategy: ddp, devices: 2, accelerator: cpu, enable_pro
 TOLERANCE = 1e-6          # relative, between Ray Train's and Lightning DDP's validation statistics (measured: 0)
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on (the OS's choice)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
+def cluster(local_server) -> Iterator[str]:
     """HOST:PORT of a Ray instance with 2 CPUs for this module's tests, its processes stopped at the end."""
-    port = free_port()
+    port = local_server.free_port()
     files = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))     # its own (so /tmp/ray names no cluster killed here)
     head = subprocess.Popen([BIN / "ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
                              "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
@@ -141,13 +134,14 @@ def test_two_ray_workers_killed_once_and_resumed_train_the_statistics_of_lightni
 
 @pytest.mark.slow
 def test_ray_missing_an_address_that_does_not_answer_and_too_many_workers_are_refused_writing_nothing(
-        tmp_path, digits, cluster):
+        tmp_path, digits, cluster, local_server):
     stub = tmp_path / "no_ray" / "ray"
     stub.mkdir(parents=True)
     (stub / "__init__.py").write_text("raise ImportError('No module named ray (hidden by the test)')\n")
     cases = {
         "missing": ([], {**ENV, "PYTHONPATH": str(stub.parent)}, 'pip install "pyrosys[ray]"'),
-        "closed port": (["--address", f"127.0.0.1:{free_port()}"], ENV, "no Ray cluster answers at 127.0.0.1:"),
+        "closed port": (["--address", f"127.0.0.1:{local_server.free_port()}"], ENV,
+                        "no Ray cluster answers at 127.0.0.1:"),
         "too many": (["--address", cluster, "--set", "training.ray.num_workers=64"], ENV,
                      "64 workers of 1 CPU each need room on the nodes of the Ray cluster at"),
         "misspelt": (["--set", "training.ray.num_worker=2"], ENV, "num_workers"),
