@@ -46,7 +46,7 @@ def test_the_summary_holds_the_folder_the_stop_the_best_validation_the_model_and
     seconds = re.search(r"; ([0-9.]+) s in all, ([0-9.]+) s of it training", lines[start + 1])
     assert 0 <= float(seconds.group(2)) <= float(seconds.group(1))     # a tenth of a second: a short fit may show 0.0
     record = yaml.safe_load((folder / "status.json").read_text())
-    assert abs(float(seconds.group(2)) - record["training_seconds"]) <= 0.051 and record["training_seconds"] > 0
+    assert abs(float(seconds.group(2)) - record["fit_seconds"]) <= 0.051 and record["fit_seconds"] > 0    # the fit
 
 
 def test_each_step_is_said_when_it_starts(console):
