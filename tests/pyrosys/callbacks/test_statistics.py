@@ -24,5 +24,16 @@ def test_values_attached_to_a_graph_are_kept_without_it():
     weight = torch.tensor(3.0, requires_grad=True)
     buffer = PhaseBuffer()
     buffer.add({"loss": weight * 2}, 1)
-    (kept,) = buffer.values[0]
-    assert not kept.requires_grad and kept.grad_fn is None and buffer.last() == {"loss": 6.0}
+    assert not buffer.table.requires_grad and buffer.table.grad_fn is None and buffer.last() == {"loss": 6.0}
+
+
+def test_a_long_epoch_s_statistics_hold_one_table_not_a_tensor_a_value():
+    import gc
+
+    buffer = PhaseBuffer()
+    before = sum(isinstance(thing, torch.Tensor) for thing in gc.get_objects())
+    for step in range(10_000):
+        buffer.add({"loss": torch.tensor(1.0 / (step + 1)), "accuracy": torch.tensor(0.5)}, 8)
+    held = sum(isinstance(thing, torch.Tensor) for thing in gc.get_objects()) - before
+    assert held <= 2 and buffer.table.numel() <= 2 * 10_000 * 2          # the table and its room: 16 bytes a batch
+    assert len(buffer) == 10_000 and buffer.aggregate()["loss_max"] == 1.0 and buffer.rows()[-1]["loss"] == pytest.approx(1e-4)
