@@ -22,8 +22,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # the longest test files, longest first: make test's two test processes start them first and end together
-LONGEST_FIRST = ("test_grid_workers.py", "test_grid_search.py", "test_ray_train.py", "test_end_to_end.py",
-                 "test_distributed.py", "test_tutorial.py", "test_interruptions.py", "test_crash_safety.py",
+LONGEST_FIRST = ("test_grid_workers.py", "test_grid_search.py", "test_distributed.py", "test_end_to_end.py",
+                 "test_tutorial.py", "test_interruptions.py", "test_crash_safety.py",
                  "test_resume.py", "test_builtin_problems.py", "test_mlflow_sink.py", "test_training_depth.py",
                  "test_protein_streaming.py")
 

@@ -23,9 +23,12 @@ class KillAt(pl.Callback):
         self.count, self.started = 0, None
 
     def _die(self) -> None:
-        if not self.marker.exists():
-            self.marker.write_text(f"{self.where} {self.at}\n")
-            os.kill(os.getpid(), signal.SIGKILL)
+        try:                                   # created exclusively: of the processes of one run, one dies
+            with self.marker.open("x") as marker:
+                marker.write(f"{self.where} {self.at}\n")
+        except FileExistsError:
+            return
+        os.kill(os.getpid(), signal.SIGKILL)
 
     def setup(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> None:
         if self.where != "checkpoint":
