@@ -44,7 +44,9 @@ def launch(args: argparse.Namespace, plan: TrainingPlan) -> int:
     if started_here:
         options = {"address": settings["address"]} if settings["address"] else \
             {"address": "local", "num_cpus": os.cpu_count() or 1}      # a new instance, whatever ran before
-        ray.init(include_dashboard=False, configure_logging=False, **options)
+        # Ray Train's print patch would send each printed line of a worker to the driver twice (stdout and stderr)
+        ray.init(include_dashboard=False, configure_logging=False,
+                 runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}}, **options)
     try:
         check_resources(settings)
         storage = (Path(args.outdir or "experiments") / STORAGE).resolve()
