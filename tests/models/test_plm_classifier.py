@@ -73,6 +73,7 @@ def definitions(task: str = "classification") -> dict:
     targets = {"classification": {"task": "classification", "num_classes": 2, "classes": ["0", "1"]},
                "regression": {"task": "regression", "shape": []},
                "residue_classification": {"task": "residue_classification", "num_classes": 2, "classes": ["0", "1"]},
+               "residue_regression": {"task": "residue_regression", "shape": [60], "per_position": True},
                "multilabel": {"task": "multilabel", "terms": ["GO:1", "GO:2", "GO:3"]}}[task]
     return {"inputs": {"kind": "tokens", "shape": [60], "dtype": "int64", "vocabulary": VOCABULARY},
             "masks": {"shape": [60], "dtype": "bool"}, "targets": targets}
@@ -183,9 +184,10 @@ def test_every_task_gets_its_head(esm_folder):
     shapes = {task: tuple(PLMClassifier.create({"pretrained": str(esm_folder), "pooling": pooling},
                                                definitions(task)).predict(ids, masks=masks).shape)
               for task, pooling in (("classification", "attention"), ("regression", "mean"),
-                                    ("residue_classification", "mean"), ("multilabel", "cls"))}
+                                    ("residue_classification", "mean"), ("residue_regression", "mean"),
+                                    ("multilabel", "cls"))}
     assert shapes == {"classification": (2, 2), "regression": (2, 1), "residue_classification": (2, 10, 2),
-                      "multilabel": (2, 3)}
+                      "residue_regression": (2, 10), "multilabel": (2, 3)}
 
 
 def test_last_k_lora_and_full_fine_tuning_train_what_they_say(tmp_path, esm_folder):

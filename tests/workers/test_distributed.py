@@ -200,6 +200,7 @@ def test_two_ray_train_workers_one_killed_and_restarted_train_the_run_of_one_nod
                  "training_configuration.yaml", "description.json"):
         assert (folder / name).exists(), name
     assert_same_statistics(folder, one_node)          # every validation once, none lost or repeated, and equal
+    assert Path(json.loads((folder / "description.json").read_text())["command"][0]).name == "pyrosys-trainer"
     np.save(tmp_path / "rows.npy", np.zeros((3, 1, 8, 8), dtype=np.float32))
     tester = start("pyrosys-tester", "--m", folder / "models" / "best.ckpt", "--outdir", tmp_path / "tests")
     resumed = start("pyrosys-trainer", "--resume", folder, "--backend", "ray", "--address", ray_cluster,

@@ -101,6 +101,18 @@ def test_a_killed_search_resumes_to_exactly_its_trials_each_value_set_once(searc
             " ", "")
 
 
+def test_resuming_with_another_search_lists_what_differs_and_changes_nothing(searched, tmp_path):
+    grid, _, _ = searched
+    changed = tmp_path / "search.yaml"
+    changed.write_text(SEARCH.replace("trials: 5", "trials: 7").replace("sampler: tpe", "sampler: random"))
+    (tmp_path / "mlp.yaml").write_text(MLP)
+    kept = {name: (grid / name).read_bytes() for name in ("grid.yaml", "grid_status.csv")}
+    refused = grid_trainer("--resume", grid, "--c", changed)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert "search.sampler: 'tpe' -> 'random'" in refused.stderr and "search.trials: 5 -> 7" in refused.stderr
+    assert {name: (grid / name).read_bytes() for name in kept} == kept and len(trials(grid)) == 5
+
+
 def test_pruned_trials_stop_early_with_the_value_that_pruned_them(searched):
     grid, _, _ = searched
     pruned = [t for t in trials(grid) if t.state.name == "PRUNED"]

@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -107,8 +108,8 @@ def fit_on_workers(args: argparse.Namespace, plan: TrainingPlan, storage: Path, 
     settings = plan.ray
     arguments = {**vars(args), "overrides": [*args.overrides, f"training.seed_torch={plan.seed_torch}",
                                              f"training.seed_numpy={plan.seed_numpy}"]}   # drawn seeds: every worker's
-    config = {"args": arguments, "cwd": os.getcwd(), "folder_file": str(storage / name / FOLDER_FILE),
-              "use_gpu": settings["use_gpu"]}
+    config = {"args": arguments, "argv": list(sys.argv), "cwd": os.getcwd(),
+              "folder_file": str(storage / name / FOLDER_FILE), "use_gpu": settings["use_gpu"]}
     scaling = ScalingConfig(num_workers=settings["num_workers"], use_gpu=settings["use_gpu"],
                             resources_per_worker=settings["resources_per_worker"])
     trainer = TorchTrainer(train_worker, train_loop_config=config, scaling_config=scaling,
@@ -157,6 +158,7 @@ def train_worker(config: dict) -> None:
     from pyrosys.workers.worker import outcome as run_outcome
 
     os.chdir(config["cwd"])
+    sys.argv = list(config["argv"])           # the command the run records is the driver's, not Ray's worker's
     args = argparse.Namespace(**config["args"])
     told = Path(config["folder_file"])          # the folder the first worker opened, before a restart
     ended = told.with_name(ENDED_FILE)
