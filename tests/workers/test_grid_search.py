@@ -101,15 +101,15 @@ def test_a_killed_search_resumes_to_exactly_its_trials_each_value_set_once(searc
             " ", "")
 
 
-def test_resuming_with_another_search_lists_what_differs_and_changes_nothing(searched, tmp_path):
+def test_resuming_with_another_search_lists_what_differs_and_changes_nothing(searched):
     grid, _, _ = searched
-    changed = tmp_path / "search.yaml"
+    changed = grid.parent.parent / "changed_search.yaml"           # beside the grid's own, naming the same mlp.yaml
     changed.write_text(SEARCH.replace("trials: 5", "trials: 7").replace("sampler: tpe", "sampler: random"))
-    (tmp_path / "mlp.yaml").write_text(MLP)
     kept = {name: (grid / name).read_bytes() for name in ("grid.yaml", "grid_status.csv")}
     refused = grid_trainer("--resume", grid, "--c", changed)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
     assert "search.sampler: 'tpe' -> 'random'" in refused.stderr and "search.trials: 5 -> 7" in refused.stderr
+    assert "its tasks or grid_search differ" not in refused.stderr
     assert {name: (grid / name).read_bytes() for name in kept} == kept and len(trials(grid)) == 5
 
 

@@ -45,9 +45,7 @@ def launch(args: argparse.Namespace, plan: TrainingPlan) -> int:
     if started_here:
         options = {"address": settings["address"]} if settings["address"] else \
             {"address": "local", "num_cpus": os.cpu_count() or 1}      # a new instance, whatever ran before
-        # Ray Train's print patch would send each printed line of a worker to the driver twice (stdout and stderr)
-        ray.init(include_dashboard=False, configure_logging=False,
-                 runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}}, **options)
+        ray.init(include_dashboard=False, configure_logging=False, **options)
     try:
         check_resources(settings)
         storage = (Path(args.outdir or "experiments") / STORAGE).resolve()
@@ -106,6 +104,9 @@ def fit_on_workers(args: argparse.Namespace, plan: TrainingPlan, storage: Path, 
     from ray.train.torch import TorchTrainer
 
     settings = plan.ray
+    # Ray Train's print patch would send each printed line of a worker to the driver twice (stdout and stderr);
+    # Ray Train hands this variable from the driver to its controller and workers
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     arguments = {**vars(args), "overrides": [*args.overrides, f"training.seed_torch={plan.seed_torch}",
                                              f"training.seed_numpy={plan.seed_numpy}"]}   # drawn seeds: every worker's
     config = {"args": arguments, "argv": list(sys.argv), "cwd": os.getcwd(),
