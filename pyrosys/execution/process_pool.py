@@ -136,9 +136,9 @@ class ProcessPool:
         count = self.size if waiting.ask is not None else min(self.size, len(waiting.waiting))
         self.slots = {i: self._start(i) for i in range(count)}
         try:
-            while waiting.more() or any(slot.job is not None for slot in self.slots.values()):
-                self._dispatch(waiting)
-                if not self.slots:
+            while True:
+                self._dispatch(waiting)          # may find the source exhausted: then no job is left to wait for
+                if not self.slots or not (waiting.more() or any(s.job is not None for s in self.slots.values())):
                     break
                 slots = list(self.slots.items())
                 ready = wait([s.connection for _, s in slots] + [s.process.sentinel for _, s in slots])

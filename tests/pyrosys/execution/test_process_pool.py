@@ -35,6 +35,19 @@ def test_a_job_function_is_asked_only_when_a_worker_is_free_and_after_the_result
     assert ProcessPool(2, "math:sqrt").run(lambda: None, finished.append) is None    # nothing asked: no worker
 
 
+def test_one_worker_ends_when_the_job_function_runs_out_after_the_last_result():
+    """The source says None only when asked after the last job ended (a search of one run at a time)."""
+    import threading
+
+    jobs, finished = [4.0, 9.0], []
+    pool = threading.Thread(target=ProcessPool(1, "math:sqrt").run, daemon=True,
+                            args=(lambda: jobs.pop(0) if jobs else None,
+                                  lambda e: finished.append(e.result) if e.kind == "finished" else None))
+    pool.start()
+    pool.join(60)
+    assert not pool.is_alive() and finished == [2.0, 3.0]
+
+
 def test_a_worker_killed_from_outside_fails_only_its_job_and_is_replaced():
     events = []
 
