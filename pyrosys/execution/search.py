@@ -15,7 +15,8 @@ from typing import Any
 from pyrosys.atomic import write_text_atomic
 from pyrosys.execution.grid_plan import GridPlan, GridRun, trial_run
 from pyrosys.execution.search_plan import SearchSpec
-from pyrosys.execution.study import distributions, open_study, optuna_module, tell, trial_id, trial_params
+from pyrosys.execution.study import (distributions, drawn_values, open_study, optuna_module, tell, trial_id,
+                                     trial_params)
 from pyrosys.folders.experiment import Experiment
 from pyrosys.folders.grid import Grid, GridStatus
 from pyrosys.tracking.tables import best_validation
@@ -55,8 +56,9 @@ class Search:
 
     def planned(self, name: str, trial: Any) -> list[GridRun]:
         """The runs of a trial (one per repetition) added to grid.yaml and grid_status.csv before any starts."""
-        runs = [trial_run(self.bases[name], trial_params(trial.params, self.spec), trial.number, repetition,
-                          self.spec.repetitions) for repetition in range(self.spec.repetitions)]
+        values = trial_params(drawn_values(self.studies[name], trial, self.spec), self.spec)
+        runs = [trial_run(self.bases[name], values, trial.number, repetition, self.spec.repetitions)
+                for repetition in range(self.spec.repetitions)]
         self.annotate(name, trial_id(trial), "runs", [run.name for run in runs])
         self.plan.runs += runs
         write_text_atomic(self.grid.plan_file, self.plan.to_yaml())

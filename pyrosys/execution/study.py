@@ -109,6 +109,25 @@ def open_study(url: str, name: str, spec: SearchSpec, direction: str, source: st
     return study
 
 
+def drawn_values(study: Any, trial: Any, spec: SearchSpec) -> dict[str, Any]:
+    """A trial's stored values, those of the space it lacks drawn now by the study's sampler: a grid killed
+    inside `ask` (which stores the values one by one) leaves a running trial with only some of them."""
+    if all(key in trial.params for key in spec.space):
+        return trial.params
+    optuna = optuna_module()
+    live = optuna.trial.Trial(study, trial_id(trial))
+    for key, distribution in distributions(spec).items():
+        if key in trial.params:
+            continue
+        if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+            live.suggest_categorical(key, distribution.choices)
+        elif isinstance(distribution, optuna.distributions.IntDistribution):
+            live.suggest_int(key, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+        else:
+            live.suggest_float(key, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+    return live.params
+
+
 def trial_params(stored: Mapping[str, Any], spec: SearchSpec) -> dict[str, Any]:
     """Sampled values as stored (an Optuna trial's params, a Tune trial's config) as configuration values
     (choices decoded), in the space's order."""

@@ -1,7 +1,7 @@
-"""Searches through pyrosys-grid-trainer with real runs on the local pool: Optuna trials with median pruning,
-a grid killed mid-study and resumed (exactly `trials` trials, each value set once, none lost), a trial whose
-sampled value is wrong failed with its reason while the study goes on, the analyzer's trial table and Optuna's
-pictures, and bad searches refused before any trial."""
+"""Searches through pyrosys-grid-trainer with real runs on the local pool: Optuna trials with median pruning
+(in a seeded order that makes the pruned trial known), a grid killed mid-study and resumed (exactly `trials`
+trials, each value set once, none lost), a trial whose sampled value is wrong failed with its reason while the
+study goes on, the analyzer's trial table and Optuna's pictures, and bad searches refused before any trial."""
 from __future__ import annotations
 
 import csv
@@ -58,7 +58,8 @@ def trials(grid: Path, study: str = "000_mlp") -> list:
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
-    """A 5-trial TPE search with median pruning, killed (SIGKILL) once its first trial ended, then resumed."""
+    """A 5-trial TPE search with median pruning, killed (SIGKILL) once its first trial ended, then resumed (which
+    values the trials after the kill draw, and so which are pruned, depends on when the kill came)."""
     root = tmp_path_factory.mktemp("search")
     (root / "mlp.yaml").write_text(MLP)
     (root / "search.yaml").write_text(SEARCH)
@@ -113,16 +114,34 @@ def test_resuming_with_another_search_lists_what_differs_and_changes_nothing(sea
     assert {name: (grid / name).read_bytes() for name in kept} == kept and len(trials(grid)) == 5
 
 
-def test_pruned_trials_stop_early_with_the_value_that_pruned_them(searched):
-    grid, _, _ = searched
-    pruned = [t for t in trials(grid) if t.state.name == "PRUNED"]
-    assert pruned, "the median pruner stopped no trial (the tiny learning rates should fall behind)"
-    rows = status_rows(grid)
-    for trial in pruned:
-        status = yaml.safe_load((Path(rows[f"000_mlp_t{trial.number:03d}"]["folder"]) / "status.json").read_text())
-        assert status["status"] == "pruned" and status["epoch"] < 3
-        assert status["reason"].startswith("pruned (val_loss ") and "at validation" in status["reason"]
-        assert len(trial.intermediate_values) == status["epoch"]
+def test_pruned_trials_stop_early_with_the_value_that_pruned_them(tmp_path):
+    """Three trials one after another, in the grid sampler's seeded order 0.003, 0.01, then 1e-6: the median
+    pruner, started after two trials, stops the last one (its loss stays far above theirs)."""
+    (tmp_path / "mlp.yaml").write_text(MLP)
+    (tmp_path / "search.yaml").write_text(textwrap.dedent("""\
+        grid_tasks: [{default_configs: mlp.yaml}]
+        search:
+          sampler: grid
+          trials: 3
+          seed: 3
+          space: {training.optimizer.lr: {choices: [0.01, 0.003, 1.0e-6]}}
+          pruner: {name: median, warmup_validations: 1, startup_trials: 2}
+        grid_settings: {max_concurrent_runs: 1}
+        """))
+    done = grid_trainer("--c", tmp_path / "search.yaml", "--outdir", tmp_path / "out")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (grid,) = (tmp_path / "out").glob("grid_*")
+    by_lr = {t.params["training.optimizer.lr"]: t for t in trials(grid)}
+    assert [t.params["training.optimizer.lr"] for t in sorted(by_lr.values(), key=lambda t: t.number)] == \
+        [0.003, 0.01, 1.0e-6]
+    assert by_lr[0.003].state.name == by_lr[0.01].state.name == "COMPLETE" and by_lr[1.0e-6].state.name == "PRUNED"
+    pruned = by_lr[1.0e-6]
+    status = yaml.safe_load((Path(status_rows(grid)[f"000_mlp_t{pruned.number:03d}"]["folder"]) / "status.json")
+                            .read_text())
+    assert status["status"] == "pruned" and status["epoch"] < 3
+    assert status["reason"].startswith("pruned (val_loss ") and "at validation" in status["reason"]
+    assert len(pruned.intermediate_values) == status["epoch"]
+    assert "done: 2 completed, 1 pruned, 0 failed" in done.stdout
 
 
 def test_the_analyzer_tables_trials_with_state_values_and_objective_and_draws_optuna_pictures(searched):

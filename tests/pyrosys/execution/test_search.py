@@ -53,3 +53,25 @@ def test_the_grid_sampler_runs_no_more_trials_than_its_combinations(tmp_path):
     search = Search(grid, plan, GridStatus(grid, plan.runs), lambda run: {"name": run.name}, {"000_mlp": "min"})
     assert [search.next_job()["name"] for _ in range(2)] == ["000_mlp_t000", "000_mlp_t001"]
     assert search.next_job() is None
+
+
+def test_a_trial_left_with_some_of_its_values_draws_the_others_when_the_grid_resumes(tmp_path):
+    """A grid killed inside the study's ask (which stores a trial's values one by one) left a running trial with
+    only its first value: the resumed search draws the rest before planning its run, which gets them all."""
+    spec = read_search({"sampler": "random", "trials": 2, "seed": 0,
+                        "space": {"training.optimizer.lr": {"low": 1.0e-3, "high": 1.0e-1},
+                                  "model.hidden_sizes": {"choices": [[16], [64, 32]]}}}, "g.yaml")
+    plan = GridPlan(source="g.yaml", runs=[], search=spec.to_dict(),
+                    bases=[GridRun(name="000_mlp", configs=[str(tmp_path / "mlp.yaml")], seed=7)])
+    grid = Grid(tmp_path)
+    first = Search(grid, plan, GridStatus(grid, plan.runs), lambda run: {"name": run.name}, {"000_mlp": "min"})
+    half_asked = first.studies["000_mlp"].ask()
+    half_asked.suggest_float("training.optimizer.lr", 1.0e-3, 1.0e-1)        # the kill came before the second
+    resumed = Search(grid, plan, GridStatus(grid, plan.runs), lambda run: {"name": run.name}, {"000_mlp": "min"})
+    assert resumed.next_job()["name"] == "000_mlp_t000"
+    (stored,) = resumed.studies["000_mlp"].get_trials()
+    assert set(stored.params) == {"training.optimizer.lr", "model.hidden_sizes"}
+    assert stored.params["training.optimizer.lr"] == half_asked.params["training.optimizer.lr"]
+    (run,) = plan.runs
+    assert set(run.swept) == {"training.optimizer.lr", "model.hidden_sizes"} and run.swept["model.hidden_sizes"] in (
+        [16], [64, 32])
