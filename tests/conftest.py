@@ -201,12 +201,15 @@ def batch_recorder() -> type:
 
 
 @pytest.fixture(scope="session")
-def run_statistics():
-    """run_statistics(outdir): the training then validation statistics rows of the one run under `outdir`, without
-    their wall-clock columns (what two runs of one seed must share)."""
+def trained_statistics(cli):
+    """trained_statistics(config, outdir): pyrosys-trainer run on `config` into `outdir` (from the config's
+    folder, no progress bar), then its training and validation statistics rows without their wall-clock columns
+    (what two runs of one seed must share)."""
     import csv
 
-    def read(outdir: Path) -> list[dict]:
+    def train(config: Path, outdir: Path) -> list[dict]:
+        result = cli("pyrosys-trainer", "--c", config, "--outdir", outdir, *cli.FAST, cwd=Path(config).parent)
+        assert result.returncode == 0, result.stderr[-3000:]
         rows = []
         for name in ("training_statistics.csv", "validation_statistics.csv"):
             (table,) = Path(outdir).glob(f"*/*/*/{name}")
@@ -214,4 +217,4 @@ def run_statistics():
                 rows += [{k: v for k, v in row.items() if "time" not in k and "second" not in k}
                          for row in csv.DictReader(lines)]
         return rows
-    return read
+    return train

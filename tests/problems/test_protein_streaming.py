@@ -87,8 +87,8 @@ def test_loader_workers_resume_mid_epoch_with_the_uninterrupted_run_s_batches(de
     assert first + fit(Recorder(), str(tmp_path / "mid.ckpt")) == straight
 
 
-def test_a_trainer_run_gives_the_same_training_statistics_on_disk_and_in_memory(demo, write, tmp_path, cli,
-                                                                                 run_statistics):
+def test_a_trainer_run_gives_the_same_training_statistics_on_disk_and_in_memory(demo, write, tmp_path,
+                                                                                 trained_statistics):
     def train(in_memory: bool) -> list[dict]:
         config = write(f"exp_{in_memory}.yaml", f"""
             problem: {{name: ProteinSequences, path: seqs.fasta, label_column: charge_class, in_memory: {in_memory},
@@ -97,10 +97,7 @@ def test_a_trainer_run_gives_the_same_training_statistics_on_disk_and_in_memory(
             training: {{seed: 5, terminal_conditions: {{epoch_limit: 3}}}}
             logging: {{mlflow: null, tensorboard: null}}
             """)
-        result = cli("pyrosys-trainer", "--c", config, "--outdir", tmp_path / f"out_{in_memory}", *cli.FAST,
-                     cwd=tmp_path)
-        assert result.returncode == 0, result.stderr[-3000:]
-        return run_statistics(tmp_path / f"out_{in_memory}")
+        return trained_statistics(config, tmp_path / f"out_{in_memory}")
 
     memory, disk = train(True), train(False)
     assert len(memory) >= 4 and memory == disk
