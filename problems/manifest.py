@@ -25,7 +25,7 @@ from pyrosys.data_dict import DataDict
 from pyrosys.errors import ConfigError
 from pyrosys.factory import instantiate, register, resolve
 from pyrosys.problems.batching import Batching
-from pyrosys.problems.problem import FileProblem, read_rows
+from pyrosys.problems.problem import FileProblem, class_names, read_rows
 
 SPLITS = ("train", "val", "test")
 
@@ -109,7 +109,7 @@ class LoadClass(Loader):
             raise ConfigError(f"the manifest has no column {self.column!r}", file=str(manifest),
                               key="problem.loaders")
         labels = [row[self.column] for row in rows]
-        classes = [str(c) for c in self.classes] if self.classes else sorted(set(labels))
+        classes = class_names(labels, self.classes)
         index = {label: i for i, label in enumerate(classes)}
         for i, label in enumerate(labels):
             if label not in index:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import csv
 import io
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,6 +36,11 @@ DEFAULT_OBJECTIVES: dict[str, tuple[str, tuple[str, ...]]] = {
     "residue_classification": ("masked_cross_entropy", ("accuracy", "mcc", "auroc", "average_precision", "f1")),
     "residue_regression": ("masked_mse", ("mse", "mae", "r2")),
 }
+
+
+def class_names(found: Iterable[str], declared: Sequence | None) -> list[str]:
+    """A classification problem's classes in their order: those declared (as text), else the labels found, sorted."""
+    return [str(c) for c in declared] if declared else sorted(set(found))
 
 
 def refuse_dropped(phase: str, size: int, params: dict) -> None:

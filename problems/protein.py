@@ -22,7 +22,7 @@ from pyrosys.configuration.constraints import Boolean, Integer, Label, ListOf, M
 from pyrosys.errors import ConfigError
 from pyrosys.factory import register
 from pyrosys.objectives import RESIDUE_TASKS, UNSEEN_FIELD
-from pyrosys.problems.problem import FRACTIONS, FileProblem, read_rows, read_text
+from pyrosys.problems.problem import FRACTIONS, FileProblem, class_names, read_rows, read_text
 from pyrosys.problems.scikit_learn import split_indices, standardise
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
@@ -230,7 +230,7 @@ def class_labels(labels: list[list[str]], records: list[Record], declared: list 
                  label_column: str, per_residue: bool) -> tuple[list[str], list[list[int]]]:
     """The classes (declared, else those found, sorted) and every record's labels as class indices; a label
     outside declared classes is refused with its record, line and position."""
-    classes = [str(c) for c in declared] if declared else sorted({label for row in labels for label in row})
+    classes = class_names((label for row in labels for label in row), declared)
     index = {label: i for i, label in enumerate(classes)}
     for record, row in zip(records, labels):
         for position, label in enumerate(row):

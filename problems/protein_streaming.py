@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from pyrosys.data_dict import DataDict
 from pyrosys.errors import ConfigError
 from pyrosys.problems.batching import Batching, EpochPlan
-from pyrosys.problems.problem import keep_batch, refuse_dropped
+from pyrosys.problems.problem import class_names, keep_batch, refuse_dropped
 from pyrosys.objectives import UNSEEN_FIELD
 from pyrosys.problems.protein import (FASTA_SUFFIXES, SPLITS, VOCABULARY, class_labels, encode_array, label_terms,
                                       multilabel_targets, number, residue_labels, residue_parts, terms_definition)
@@ -147,7 +147,7 @@ def classification_targets(index: SequenceIndex, labels: list[str], train: np.nd
                            params: dict) -> tuple[torch.Tensor, dict]:
     """Class indices of every record, and the definition with the training split's class counts."""
     declared = params["classes"]
-    classes = [str(c) for c in declared] if declared else sorted(set(labels))
+    classes = class_names(labels, declared)
     place = {label: i for i, label in enumerate(classes)}
     found = np.array([place.get(label, -1) for label in labels], dtype=np.int64)
     for row in np.flatnonzero(found < 0)[:1]:             # refused with the in-memory path's message
@@ -193,7 +193,7 @@ def residue_class_targets(index: SequenceIndex, train: np.ndarray, params: dict,
     found: set[str] = set()
     for row in range(len(index)):
         found.update(record_residues(index, row, label_column))
-    classes = [str(c) for c in declared] if declared else sorted(found)
+    classes = class_names(found, declared)
     place = {label: i for i, label in enumerate(classes)}
     if not found <= place.keys():
         for row in range(len(index)):                     # the first unknown label, refused as in memory
