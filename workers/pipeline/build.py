@@ -298,14 +298,15 @@ def trainer(plan: TrainingPlan, parts: Setup, folder: Path, collector: Statistic
     """The pl.Trainer of a run: statistics first, then checkpoints, then the configured callbacks; a
     signal stops it at the end of a batch, after writing the last checkpoint."""
     experiment = Experiment(folder)
-    arguments = ray_train.worker_arguments(parts.arguments) if ray_train.on_workers() else dict(parts.arguments)
+    on_ray = ray_train.on_workers()
+    arguments = ray_train.worker_arguments(parts.arguments) if on_ray else dict(parts.arguments)
     plugins = [*arguments.pop("plugins", []), AtomicCheckpointIO()]       # (Ray's cluster environment on its workers)
     trainer_ = pl.Trainer(**arguments, default_root_dir=str(folder), plugins=plugins,
                           callbacks=[collector, checkpointing(plan, experiment.models_dir), *callbacks,
                                      *TrialPruning.from_environment(plan.monitor),
                                      *TuneReport.from_environment(plan.monitor), *RayTrainReport.from_environment(),
                                      DeferInterruptions(experiment.last_checkpoint), *bar(parts.arguments, callbacks)])
-    return ray_train.prepared(trainer_) if ray_train.on_workers() else trainer_
+    return ray_train.prepared(trainer_) if on_ray else trainer_
 
 
 def bar(arguments: dict, callbacks: list) -> list:
