@@ -3,6 +3,7 @@ with two CPU processes: two torchrun "nodes" of one process each on 127.0.0.1, a
 Ray instance (`ray start --head` on 127.0.0.1 with 2 CPUs, one for the module, stopped at its end)."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -81,19 +82,60 @@ def test_ddp_over_gloo_on_two_cpu_processes_trains_into_one_folder(one_node):
     assert len(rows(one_node / "training_set_agg_statistics.csv")) == 2
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes `pid` started, and theirs (from /proc)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def run_nodes(commands: list[list], cwd: Path, timeout: float = 150) -> list[tuple[int | None, str]]:
+    """Start every node's command at once and wait for them all, but not past `timeout` seconds, nor once one has
+    failed (torchrun's other agent would wait five minutes for it at its exit barrier). Then whatever still runs
+    is asked for its Python stacks (faulthandler, on SIGABRT), which go into its output, and stopped. Each
+    node's exit status (None: it was stopped) and output."""
+    logs = [cwd / f"node{rank}.log" for rank in range(len(commands))]
+    environment = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+    nodes = [subprocess.Popen(command, cwd=cwd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=environment,
+                              start_new_session=True) for command, log in zip(commands, logs)]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(node.poll() is None for node in nodes) \
+            and not any(node.poll() for node in nodes):
+        time.sleep(0.2)
+    stopped = [node for node in nodes if node.poll() is None]
+    for node in stopped:
+        for pid in [node.pid, *descendants(node.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGABRT)
+    time.sleep(2 if stopped else 0)
+    for node in stopped:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(node.pid, signal.SIGKILL)
+        node.wait()
+    outputs = ["".join(line for line in log.read_text().splitlines(keepends=True)
+                       if not line.startswith("Extension modules:")) for log in logs]     # faulthandler's long list
+    return [(None if node in stopped else node.returncode, output) for node, output in zip(nodes, outputs)]
+
+
 @pytest.mark.slow
 def test_two_torchrun_nodes_on_loopback_give_the_run_of_one_node_with_two_processes(one_node, tmp_path,
                                                                                      local_server):
     """Each node a torchrun agent of one process (--nnodes 2 --node-rank K, rendezvous on 127.0.0.1): the
     first node's process writes the one experiment folder, the other trains its share and writes nothing."""
     port = local_server.free_port()
-    nodes = [subprocess.Popen([BIN / "torchrun", "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(rank),
-                               "--master-addr", "127.0.0.1", "--master-port", str(port), BIN / "pyrosys-trainer",
-                               *settings(processes(devices=1, nodes=2)), "--outdir", tmp_path / f"node{rank}"],
-                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for rank in (0, 1)]
-    outputs = [node.communicate(timeout=240)[0] for node in nodes]
-    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    nodes = run_nodes([[BIN / "torchrun", "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(rank),
+                        "--master-addr", "127.0.0.1", "--master-port", str(port), BIN / "pyrosys-trainer",
+                        *settings(processes(devices=1, nodes=2)), "--outdir", tmp_path / f"node{rank}"]
+                       for rank in (0, 1)], cwd=tmp_path)
+    assert [code for code, _ in nodes] == [0, 0], "\n".join(f"--- node {rank}, exit status {code}:\n{output[-4000:]}"
+                                                         for rank, (code, output) in enumerate(nodes))
     (run,) = experiments(tmp_path / "node0")
     assert experiments(tmp_path / "node1") == [] and not (tmp_path / "node1").exists()
     assert_same_statistics(run, one_node)

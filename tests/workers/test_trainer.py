@@ -142,6 +142,18 @@ def test_help_yaml_errors_and_misspelt_trainer_keys_do_not_import_torch(write):
     assert "did you mean 'validation.monitor'?" in result.stderr and "misspelt.yaml" in result.stderr
 
 
+def test_a_run_in_this_process_leaves_no_variable_of_its_own_behind(write, tmp_path, monkeypatch):
+    """The folder the fit names to DDP's other processes lasts as long as the fit: a command this process
+    starts later (a torchrun node, a grid's run) must not take it for the folder it was handed."""
+    import os
+
+    monkeypatch.delenv("PYROSYS_EXPERIMENT_DIR", raising=False)
+    before = {name: value for name, value in os.environ.items() if name.startswith("PYROSYS_")}
+    assert trainer.main(["--c", str(write("exp.yaml", BASE)), "--outdir", str(tmp_path / "out"),
+                         "--set", "logging.mlflow=null"]) == 0
+    assert {name: value for name, value in os.environ.items() if name.startswith("PYROSYS_")} == before
+
+
 def test_print_config_shows_defaults_and_creates_nothing(write, tmp_path, capsys):
     config = write("exp.yaml", BASE)
     assert trainer.main(["--c", str(config), "--print-config", "--outdir", str(tmp_path / "out")]) == 0

@@ -7,7 +7,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,10 +43,10 @@ def fit(run: Run, parts: Setup, plan: TrainingPlan, resume: Resume | None) -> Fi
     the best weights into the model and save them as the experiment's bundle."""
     experiment, trainer_ = run.experiment, run.trainer
     started = time.perf_counter()
-    os.environ[HANDOVER_ENV] = str(experiment.folder)      # DDP's other processes train into this folder
-    trainer_.fit(parts.model, datamodule=parts.problem, ckpt_path=str(resume.checkpoint) if resume else None)
+    with handed_over(experiment.folder):
+        trainer_.fit(parts.model, datamodule=parts.problem, ckpt_path=str(resume.checkpoint) if resume else None)
     fit_seconds = round(time.perf_counter() - started, 3)
-    end_other_ranks()
+    leave_process_group()                              # the other processes have ended theirs: test alone
     reason = stop_reason(trainer_, plan.epoch_limit, plan.episode_limit)
     log.info("training ended: %s", reason)
     if not experiment.best_checkpoint.is_file():       # stopped before any validation: validate the final weights
@@ -58,6 +58,22 @@ def fit(run: Run, parts: Setup, plan: TrainingPlan, resume: Resume | None) -> Fi
     parts.model.load_state_dict(parts.model.completed_state(best, str(experiment.best_checkpoint)))
     parts.model.save(experiment.bundle_dir)
     return Fitted(reason, trainer_.current_epoch, trainer_.global_step, started, fit_seconds)
+
+
+@contextlib.contextmanager
+def handed_over(folder: Path) -> Iterator[None]:
+    """For the fit's duration, name `folder` to the DDP processes Lightning starts (they train into it); then
+    put the variable back as it was, so that a later run in this process, or a command it starts, does not
+    take this run's folder for its own."""
+    earlier = os.environ.get(HANDOVER_ENV)
+    os.environ[HANDOVER_ENV] = str(folder)
+    try:
+        yield
+    finally:
+        if earlier is None:
+            os.environ.pop(HANDOVER_ENV, None)
+        else:
+            os.environ[HANDOVER_ENV] = earlier
 
 
 # where a launcher says which process this is: torchrun (RANK, and LOCAL_RANK, GROUP_RANK per node), SLURM's
@@ -97,11 +113,13 @@ def fit_other_rank(plan: TrainingPlan, parts: Setup, resume: str | None = None) 
         folder = Path(handed) if handed else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pyrosys-")))
         trainer(plan, parts, folder, collector, parts.callbacks).fit(parts.model, datamodule=parts.problem,
                                                                      ckpt_path=checkpoint)
+    leave_process_group()
     return 0
 
 
-def end_other_ranks() -> None:
-    """After a multi-process fit, the first process tests alone: leave the process group."""
+def leave_process_group() -> None:
+    """After a multi-process fit, every process leaves the process group (then the first one tests alone), so
+    that none ends with its connections to the others still open."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 

@@ -20,7 +20,7 @@ from pyrosys.app_state import AppState
 from pyrosys.configuration.loading import load_yaml
 from pyrosys.configuration.param_registry import ParamRegistry
 from pyrosys.factory import resolve
-from pyrosys.folders.experiment import HANDOVER_ENV, TRIAL_ENV, TUNE_ENV, Experiment
+from pyrosys.folders.experiment import TRIAL_ENV, TUNE_ENV, Experiment
 from pyrosys.tracking.tables import SPREAD
 from pyrosys.workers.worker import configure_console_logging, outcome
 
@@ -63,10 +63,9 @@ def output_to(path: Path) -> Iterator[None]:
 
 
 def fresh_process_state() -> None:
-    """Forget what the previous run left in this process (singletons, the DDP hand-over variable)."""
+    """Forget what the previous run left in this process (singletons, its trial's reporting variables)."""
     ParamRegistry.reset()
     AppState.reset()
-    os.environ.pop(HANDOVER_ENV, None)
     os.environ.pop(TRIAL_ENV, None)
     os.environ.pop(TUNE_ENV, None)
 
