@@ -29,9 +29,15 @@ def episodes(path: Path) -> list[int]:
 
 
 def start(tmp_path: Path, *argv: str) -> subprocess.Popen:
+    """A trainer started in `tmp_path`, its stderr into a file of its own (`.errors`): a pipe that nobody reads
+    while the test polls or waits would stall the run once full."""
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen([str(BIN / "pyrosys-trainer"), *argv], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    errors = tmp_path / f"stderr_{time.monotonic_ns()}.txt"
+    with errors.open("w") as stream:
+        process = subprocess.Popen([str(BIN / "pyrosys-trainer"), *argv], cwd=tmp_path, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=stream)
+    process.errors = errors
+    return process
 
 
 @pytest.mark.slow
@@ -49,7 +55,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights_csvs_and_
         '''))
     config = ["--c", str(CONFIGS / "digits/mlp.yaml"), "--set", *SETTINGS]
     straight = start(tmp_path, *config, "--outdir", "straight")
-    assert straight.wait(timeout=300) == 0, straight.stderr.read()[-3000:]
+    assert straight.wait(timeout=300) == 0, straight.errors.read_text()[-3000:]
 
     killed = start(tmp_path, *config, "--outdir", "killed")
     deadline = time.monotonic() + 120
@@ -68,7 +74,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights_csvs_and_
     assert read_checkpoint(run / "models" / "last.ckpt")["global_step"] in (80, 120)
 
     resumed = start(tmp_path, "--resume", str(run))
-    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-3000:]
+    assert resumed.wait(timeout=300) == 0, resumed.errors.read_text()[-3000:]
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "completed" and status["resumed"][0]["episode"] in (80, 120)
 
