@@ -129,6 +129,24 @@ def local_server():
     return types.SimpleNamespace(free_port=free_port, wait_until_answering=wait_until_answering)
 
 
+def start_trainer(tmp_path: Path, *argv: str) -> subprocess.Popen:
+    """pyrosys-trainer started in `tmp_path` (its modules importable), its stderr into a file of its own
+    (`.errors`): a pipe that nobody reads while the test polls or waits would stall the run once full."""
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "PYTHONWARNINGS": "ignore"}
+    errors = tmp_path / f"stderr_{time.monotonic_ns()}.txt"
+    with errors.open("w") as stream:
+        process = subprocess.Popen([str(Path(sys.executable).parent / "pyrosys-trainer"), *argv], cwd=tmp_path,
+                                   env=env, stdout=subprocess.DEVNULL, stderr=stream)
+    process.errors = errors
+    return process
+
+
+@pytest.fixture(scope="session")
+def started_trainer():
+    """started_trainer(tmp_path, *argv): a trainer process the test polls, signals or waits for."""
+    return start_trainer
+
+
 @pytest.fixture(scope="session")
 def cli():
     """cli(name, *args, cwd=...) runs a console command; cli.FAST turns the progress bar off."""

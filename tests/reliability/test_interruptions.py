@@ -11,6 +11,7 @@ import signal
 import subprocess
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,19 +39,7 @@ SETTINGS = ["training.terminal_conditions.epoch_limit=2", "training.trainer.enab
             "logging.interval=5", "logging.tensorboard=null", "training.callbacks=[{_target_: slowdown.Slow}]"]
 
 
-def start(tmp_path: Path, *argv: str) -> subprocess.Popen:
-    """A trainer started in `tmp_path`, its stderr into a file of its own (`.errors`): a pipe that nobody reads
-    while the test polls or waits would stall the run once full."""
-    env = {**os.environ, "PYTHONPATH": str(tmp_path), "PYTHONWARNINGS": "ignore"}
-    errors = tmp_path / f"stderr_{time.monotonic_ns()}.txt"
-    with errors.open("w") as stream:
-        process = subprocess.Popen([str(BIN / "pyrosys-trainer"), *argv], cwd=tmp_path, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=stream)
-    process.errors = errors
-    return process
-
-
-def signal_mid_training(tmp_path: Path, signum: int) -> tuple[subprocess.Popen, Path]:
+def signal_mid_training(tmp_path: Path, signum: int, start: Callable) -> tuple[subprocess.Popen, Path]:
     """A run started, signalled once it passed its first validation (40 episodes an epoch), ended."""
     (tmp_path / "slowdown.py").write_text(textwrap.dedent(SLOW))
     run = start(tmp_path, "--c", str(CONFIGS / "digits/mlp.yaml"), "--outdir", "out", "--set", *SETTINGS)
@@ -68,8 +57,9 @@ def signal_mid_training(tmp_path: Path, signum: int) -> tuple[subprocess.Popen, 
 
 
 @pytest.mark.reliability     # two runs and a resume (make reliability); a killed run's resume is in make test
-def test_sigterm_mid_epoch_writes_last_ckpt_exits_143_and_resume_gives_the_uninterrupted_run(tmp_path):
-    run, folder = signal_mid_training(tmp_path, signal.SIGTERM)
+def test_sigterm_mid_epoch_writes_last_ckpt_exits_143_and_resume_gives_the_uninterrupted_run(tmp_path,
+                                                                                             started_trainer):
+    run, folder = signal_mid_training(tmp_path, signal.SIGTERM, started_trainer)
     error = run.errors.read_text()
     assert run.returncode == 143, error[-3000:]
     assert "Traceback" not in error and "interrupted by SIGTERM at episode" in error
@@ -77,11 +67,12 @@ def test_sigterm_mid_epoch_writes_last_ckpt_exits_143_and_resume_gives_the_unint
     assert status["status"] == "interrupted" and status["reason"] == "interrupted by SIGTERM"
     assert status["episode"] > 40 and status["episode"] % 40                  # inside the second epoch
     assert read_checkpoint(folder / "models" / "last.ckpt")["global_step"] == status["episode"]
-    resumed = start(tmp_path, "--resume", str(folder))
+    resumed = started_trainer(tmp_path, "--resume", str(folder))
     assert resumed.wait(timeout=300) == 0, resumed.errors.read_text()[-3000:]
     assert json.loads((folder / "status.json").read_text())["status"] == "completed"
 
-    straight = start(tmp_path, "--c", str(CONFIGS / "digits/mlp.yaml"), "--outdir", "straight", "--set", *SETTINGS)
+    straight = started_trainer(tmp_path, "--c", str(CONFIGS / "digits/mlp.yaml"), "--outdir", "straight",
+                               "--set", *SETTINGS)
     assert straight.wait(timeout=300) == 0, straight.errors.read_text()[-3000:]
     (reference,) = (tmp_path / "straight").glob("Digits/MLP/*")
     final = read_checkpoint(folder / "models" / "last.ckpt")["state_dict"]
@@ -98,8 +89,8 @@ def losses(path: Path) -> list[tuple[str, str]]:
 
 
 @pytest.mark.reliability
-def test_ctrl_c_ends_the_run_as_interrupted_with_130_and_no_traceback(tmp_path):
-    run, folder = signal_mid_training(tmp_path, signal.SIGINT)
+def test_ctrl_c_ends_the_run_as_interrupted_with_130_and_no_traceback(tmp_path, started_trainer):
+    run, folder = signal_mid_training(tmp_path, signal.SIGINT, started_trainer)
     error = run.errors.read_text()
     assert run.returncode == 130 and "Traceback" not in error and "interrupted by SIGINT" in error, error[-3000:]
     assert json.loads((folder / "status.json").read_text())["status"] == "interrupted"

@@ -5,7 +5,6 @@ import csv
 import json
 import os
 import signal
-import subprocess
 import textwrap
 import time
 from pathlib import Path
@@ -28,20 +27,9 @@ def episodes(path: Path) -> list[int]:
         return [int(row["episode"]) for row in csv.DictReader(stream)]
 
 
-def start(tmp_path: Path, *argv: str) -> subprocess.Popen:
-    """A trainer started in `tmp_path`, its stderr into a file of its own (`.errors`): a pipe that nobody reads
-    while the test polls or waits would stall the run once full."""
-    env = {**os.environ, "PYTHONPATH": str(tmp_path), "PYTHONWARNINGS": "ignore"}
-    errors = tmp_path / f"stderr_{time.monotonic_ns()}.txt"
-    with errors.open("w") as stream:
-        process = subprocess.Popen([str(BIN / "pyrosys-trainer"), *argv], cwd=tmp_path, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=stream)
-    process.errors = errors
-    return process
-
-
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights_csvs_and_mlflow_run(tmp_path):
+def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights_csvs_and_mlflow_run(tmp_path,
+                                                                                          started_trainer):
     (tmp_path / "slowdown.py").write_text(textwrap.dedent('''
         import time
         import pytorch_lightning as pl
@@ -54,10 +42,10 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights_csvs_and_
                 time.sleep(self.seconds)
         '''))
     config = ["--c", str(CONFIGS / "digits/mlp.yaml"), "--set", *SETTINGS]
-    straight = start(tmp_path, *config, "--outdir", "straight")
+    straight = started_trainer(tmp_path, *config, "--outdir", "straight")
     assert straight.wait(timeout=300) == 0, straight.errors.read_text()[-3000:]
 
-    killed = start(tmp_path, *config, "--outdir", "killed")
+    killed = started_trainer(tmp_path, *config, "--outdir", "killed")
     deadline = time.monotonic() + 120
     while True:
         runs = list((tmp_path / "killed").glob("Digits/MLP/*"))
@@ -73,7 +61,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights_csvs_and_
     assert json.loads((run / "status.json").read_text())["status"] == "running"
     assert read_checkpoint(run / "models" / "last.ckpt")["global_step"] in (80, 120)
 
-    resumed = start(tmp_path, "--resume", str(run))
+    resumed = started_trainer(tmp_path, "--resume", str(run))
     assert resumed.wait(timeout=300) == 0, resumed.errors.read_text()[-3000:]
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "completed" and status["resumed"][0]["episode"] in (80, 120)
