@@ -19,13 +19,20 @@ def finished_run(folder, losses: list[float]) -> str:
     return str(folder)
 
 
-def test_a_trial_is_told_the_mean_of_its_repetitions_best_values_and_pruned_or_failed_as_its_runs(tmp_path):
-    spec = read_search({"sampler": "random", "trials": 3, "repetitions": 2, "seed": 0,
-                        "space": {"training.optimizer.lr": {"low": 1.0e-3, "high": 1.0e-1}}}, "g.yaml")
-    base = GridRun(name="000_mlp", configs=[str(tmp_path / "mlp.yaml")], seed=7)
-    plan = GridPlan(source="g.yaml", runs=[], search=spec.to_dict(), bases=[base])
+def search_over(tmp_path, search: dict) -> tuple[Search, GridPlan, Grid]:
+    """A search driver of `search` (the grid file's section) over one base run, 000_mlp (seed 7, monitor mode min),
+    its grid in `tmp_path`; jobs are named after their runs."""
+    spec = read_search(search, "g.yaml")
+    plan = GridPlan(source="g.yaml", runs=[], search=spec.to_dict(),
+                    bases=[GridRun(name="000_mlp", configs=[str(tmp_path / "mlp.yaml")], seed=7)])
     grid = Grid(tmp_path)
-    search = Search(grid, plan, GridStatus(grid, plan.runs), lambda run: {"name": run.name}, {"000_mlp": "min"})
+    driver = Search(grid, plan, GridStatus(grid, plan.runs), lambda run: {"name": run.name}, {"000_mlp": "min"})
+    return driver, plan, grid
+
+
+def test_a_trial_is_told_the_mean_of_its_repetitions_best_values_and_pruned_or_failed_as_its_runs(tmp_path):
+    search, plan, grid = search_over(tmp_path, {"sampler": "random", "trials": 3, "repetitions": 2, "seed": 0,
+                                                "space": {"training.optimizer.lr": {"low": 1.0e-3, "high": 1.0e-1}}})
     jobs = [search.next_job() for _ in range(6)]
     assert [job["name"] for job in jobs] == [f"000_mlp_t00{t}_rep{r}" for t in range(3) for r in range(2)]
     assert search.next_job() is None and [run.seed for run in plan.runs] == [7, 8] * 3
@@ -45,12 +52,10 @@ def test_a_trial_is_told_the_mean_of_its_repetitions_best_values_and_pruned_or_f
 
 
 def test_the_grid_sampler_runs_no_more_trials_than_its_combinations(tmp_path):
-    spec = read_search({"sampler": "grid", "trials": 5, "space": {"model.dropout": {"choices": [0.1, 0.2]}}}, "g.yaml")
-    assert spec.budget() == 2 and read_search({"trials": 5, "space": {"a.b": {"choices": [1, 2]}}}, "g").budget() == 5
-    plan = GridPlan(source="g.yaml", runs=[], search=spec.to_dict(),
-                    bases=[GridRun(name="000_mlp", configs=[str(tmp_path / "mlp.yaml")], seed=7)])
-    grid = Grid(tmp_path)
-    search = Search(grid, plan, GridStatus(grid, plan.runs), lambda run: {"name": run.name}, {"000_mlp": "min"})
+    grid_search = {"sampler": "grid", "trials": 5, "space": {"model.dropout": {"choices": [0.1, 0.2]}}}
+    assert read_search(grid_search, "g.yaml").budget() == 2
+    assert read_search({"trials": 5, "space": {"a.b": {"choices": [1, 2]}}}, "g").budget() == 5
+    search, _, _ = search_over(tmp_path, grid_search)
     assert [search.next_job()["name"] for _ in range(2)] == ["000_mlp_t000", "000_mlp_t001"]
     assert search.next_job() is None
 
@@ -58,16 +63,13 @@ def test_the_grid_sampler_runs_no_more_trials_than_its_combinations(tmp_path):
 def test_a_trial_left_with_some_of_its_values_draws_the_others_when_the_grid_resumes(tmp_path):
     """A grid killed inside the study's ask (which stores a trial's values one by one) left a running trial with
     only its first value: the resumed search draws the rest before planning its run, which gets them all."""
-    spec = read_search({"sampler": "random", "trials": 2, "seed": 0,
-                        "space": {"training.optimizer.lr": {"low": 1.0e-3, "high": 1.0e-1},
-                                  "model.hidden_sizes": {"choices": [[16], [64, 32]]}}}, "g.yaml")
-    plan = GridPlan(source="g.yaml", runs=[], search=spec.to_dict(),
-                    bases=[GridRun(name="000_mlp", configs=[str(tmp_path / "mlp.yaml")], seed=7)])
-    grid = Grid(tmp_path)
-    first = Search(grid, plan, GridStatus(grid, plan.runs), lambda run: {"name": run.name}, {"000_mlp": "min"})
+    search = {"sampler": "random", "trials": 2, "seed": 0,
+              "space": {"training.optimizer.lr": {"low": 1.0e-3, "high": 1.0e-1},
+                        "model.hidden_sizes": {"choices": [[16], [64, 32]]}}}
+    first, _, _ = search_over(tmp_path, search)
     half_asked = first.studies["000_mlp"].ask()
     half_asked.suggest_float("training.optimizer.lr", 1.0e-3, 1.0e-1)        # the kill came before the second
-    resumed = Search(grid, plan, GridStatus(grid, plan.runs), lambda run: {"name": run.name}, {"000_mlp": "min"})
+    resumed, plan, _ = search_over(tmp_path, search)           # the same grid folder, its study as left
     assert resumed.next_job()["name"] == "000_mlp_t000"
     (stored,) = resumed.studies["000_mlp"].get_trials()
     assert set(stored.params) == {"training.optimizer.lr", "model.hidden_sizes"}
